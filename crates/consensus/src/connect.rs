@@ -58,7 +58,11 @@ pub fn connect_block(
     let txids = block_rules::check_block(block, params)?;
     block_rules::coinbase_commits_to_height(block, hash, height)?;
 
-    let mut overlay = BlockOverlay { base: view, created: HashMap::new(), spent: HashSet::new() };
+    let mut overlay = BlockOverlay {
+        base: view,
+        created: HashMap::new(),
+        spent: HashSet::new(),
+    };
     let mut spent = Vec::new();
     let mut fees = Amount::ZERO;
     // (tx index, input index, coin) for the parallel signature pass.
@@ -66,14 +70,25 @@ pub fn connect_block(
 
     for (i, (tx, txid)) in block.transactions.iter().zip(&txids).enumerate().skip(1) {
         tx_rules::lock_time_is_final(tx, *txid, height)?;
-        let outputs_total = tx.total_output().ok_or(ConsensusError::OutputValueTooLarge { txid: *txid, max_supply: params.max_supply })?;
+        let outputs_total = tx
+            .total_output()
+            .ok_or(ConsensusError::OutputValueTooLarge {
+                txid: *txid,
+                max_supply: params.max_supply,
+            })?;
         for input in &tx.inputs {
             if overlay.spent.contains(&input.prevout) {
-                return Err(ConsensusError::DoubleSpendInBlock { hash, outpoint: input.prevout });
+                return Err(ConsensusError::DoubleSpendInBlock {
+                    hash,
+                    outpoint: input.prevout,
+                });
             }
         }
-        let (fee, coins) = tx_rules::check_inputs(tx, *txid, outputs_total, &overlay, height, params)?;
-        fees = fees.checked_add(fee).ok_or(ConsensusError::FeeOverflow { hash })?;
+        let (fee, coins) =
+            tx_rules::check_inputs(tx, *txid, outputs_total, &overlay, height, params)?;
+        fees = fees
+            .checked_add(fee)
+            .ok_or(ConsensusError::FeeOverflow { hash })?;
         for (j, (input, coin)) in tx.inputs.iter().zip(coins).enumerate() {
             overlay.spent.insert(input.prevout);
             if overlay.created.remove(&input.prevout).is_none() {
@@ -82,16 +97,37 @@ pub fn connect_block(
             checks.push((i, j, coin));
         }
         for (vout, out) in tx.outputs.iter().enumerate() {
-            overlay.created.insert(OutPoint::new(*txid, vout as u32), Coin { output: *out, height, coinbase: false });
+            overlay.created.insert(
+                OutPoint::new(*txid, vout as u32),
+                Coin {
+                    output: *out,
+                    height,
+                    coinbase: false,
+                },
+            );
         }
     }
 
     let coinbase = &block.transactions[0];
-    let paid = coinbase.total_output().ok_or(ConsensusError::OutputValueTooLarge { txid: txids[0], max_supply: params.max_supply })?;
-    let allowed = block_subsidy(params, height).checked_add(fees).ok_or(ConsensusError::FeeOverflow { hash })?;
+    let paid = coinbase
+        .total_output()
+        .ok_or(ConsensusError::OutputValueTooLarge {
+            txid: txids[0],
+            max_supply: params.max_supply,
+        })?;
+    let allowed = block_subsidy(params, height)
+        .checked_add(fees)
+        .ok_or(ConsensusError::FeeOverflow { hash })?;
     block_rules::coinbase_value_within(paid, allowed, hash)?;
     for (vout, out) in coinbase.outputs.iter().enumerate() {
-        overlay.created.insert(OutPoint::new(txids[0], vout as u32), Coin { output: *out, height, coinbase: true });
+        overlay.created.insert(
+            OutPoint::new(txids[0], vout as u32),
+            Coin {
+                output: *out,
+                height,
+                coinbase: true,
+            },
+        );
     }
 
     signatures_in_parallel(block, &txids, &checks, params)?;
@@ -100,7 +136,11 @@ pub fn connect_block(
     let mut created: Vec<(OutPoint, Coin)> = overlay.created.into_iter().collect();
     let order: HashMap<_, _> = txids.iter().enumerate().map(|(i, t)| (*t, i)).collect();
     created.sort_by_key(|(op, _)| (order.get(&op.txid).copied().unwrap_or(usize::MAX), op.vout));
-    Ok(BlockConnect { spent, created, fees })
+    Ok(BlockConnect {
+        spent,
+        created,
+        fees,
+    })
 }
 
 /// # Consensus
@@ -118,7 +158,11 @@ fn signatures_in_parallel(
         .par_iter()
         .enumerate()
         .filter(|(_, (i, j, coin))| {
-            !verify(&coin.output.pubkey, &messages[*i], &block.transactions[*i].inputs[*j].signature)
+            !verify(
+                &coin.output.pubkey,
+                &messages[*i],
+                &block.transactions[*i].inputs[*j].signature,
+            )
         })
         .map(|(k, _)| k)
         .min();
@@ -126,7 +170,10 @@ fn signatures_in_parallel(
         None => Ok(()),
         Some(k) => {
             let (i, j, _) = checks[k];
-            Err(ConsensusError::InvalidSignature { txid: txids[i], input: j })
+            Err(ConsensusError::InvalidSignature {
+                txid: txids[i],
+                input: j,
+            })
         }
     }
 }
@@ -134,5 +181,8 @@ fn signatures_in_parallel(
 /// Undoes `delta` (from [`connect_block`]) on a set of UTXO changes: the coins to restore and
 /// the outpoints to delete. Provided so storage and tests share one definition of "undo".
 pub fn disconnect_block(delta: &BlockConnect) -> (Vec<(OutPoint, Coin)>, Vec<OutPoint>) {
-    (delta.spent.clone(), delta.created.iter().map(|(op, _)| *op).collect())
+    (
+        delta.spent.clone(),
+        delta.created.iter().map(|(op, _)| *op).collect(),
+    )
 }

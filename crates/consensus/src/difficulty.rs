@@ -33,7 +33,8 @@ pub fn asert_target(
     let time_delta = i128::from(prev_time) - i128::from(anchor.parent_time);
     let height_delta = i128::from(prev_height) - i128::from(anchor.height);
     // i128 keeps the intermediate product exact for any timestamp a header can carry.
-    let exponent = ((time_delta - i128::from(spacing) * (height_delta + 1)) * 65536) / i128::from(halflife);
+    let exponent =
+        ((time_delta - i128::from(spacing) * (height_delta + 1)) * 65536) / i128::from(halflife);
     let mut shifts = exponent >> 16;
     let frac = (exponent & 0xffff) as u128;
     let factor: u128 = 65536
@@ -47,7 +48,11 @@ pub fn asert_target(
     shifts -= 16;
     let next: ruint::Uint<512, 8> = if shifts <= 0 {
         let s = (-shifts) as usize;
-        if s >= 512 { ruint::Uint::ZERO } else { wide >> s }
+        if s >= 512 {
+            ruint::Uint::ZERO
+        } else {
+            wide >> s
+        }
     } else {
         let s = shifts as usize;
         if s >= 512 || wide.bit_len() + s > 256 {

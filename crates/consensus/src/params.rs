@@ -82,29 +82,50 @@ pub const MAX_MAX_BLOCK_SIZE: u64 = 4_000_000;
 pub const MAX_ALLOCATIONS: usize = 10_000;
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConsensusError {
-    ConsensusError::InvalidParams { field, reason: reason.into() }
+    ConsensusError::InvalidParams {
+        field,
+        reason: reason.into(),
+    }
 }
 
 impl ChainParams {
     /// Parses and validates a genesis file; every problem names its field.
     pub fn from_genesis_json(json: &str) -> Result<ChainParams, ConsensusError> {
-        let f: GenesisFile = serde_json::from_str(json).map_err(|e| ConsensusError::GenesisJson(e.to_string()))?;
+        let f: GenesisFile =
+            serde_json::from_str(json).map_err(|e| ConsensusError::GenesisJson(e.to_string()))?;
 
-        if f.chain_id.is_empty() || f.chain_id.len() > 64 || !f.chain_id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid("chain_id", "must be 1-64 printable ASCII characters"));
+        if f.chain_id.is_empty()
+            || f.chain_id.len() > 64
+            || !f.chain_id.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(invalid(
+                "chain_id",
+                "must be 1-64 printable ASCII characters",
+            ));
         }
         let prefix_ok = !f.address_prefix.is_empty()
             && f.address_prefix.len() <= 16
-            && f.address_prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            && f.address_prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if !prefix_ok {
-            return Err(invalid("address_prefix", "must be 1-16 lower-case letters or digits"));
+            return Err(invalid(
+                "address_prefix",
+                "must be 1-16 lower-case letters or digits",
+            ));
         }
         if f.block_time_secs == 0 || f.block_time_secs > 86_400 {
             return Err(invalid("block_time_secs", "must be between 1 and 86400"));
         }
-        let bits = u32::from_str_radix(f.pow_limit_bits.trim_start_matches("0x"), 16)
-            .map_err(|_| invalid("pow_limit_bits", "must be a hex compact target like \"0x207fffff\""))?;
-        let limit = Target::from_compact(bits).ok_or_else(|| invalid("pow_limit_bits", "not a valid positive compact target"))?;
+        let bits =
+            u32::from_str_radix(f.pow_limit_bits.trim_start_matches("0x"), 16).map_err(|_| {
+                invalid(
+                    "pow_limit_bits",
+                    "must be a hex compact target like \"0x207fffff\"",
+                )
+            })?;
+        let limit = Target::from_compact(bits)
+            .ok_or_else(|| invalid("pow_limit_bits", "not a valid positive compact target"))?;
         if limit.to_compact() != bits {
             return Err(invalid("pow_limit_bits", "not in canonical compact form"));
         }
@@ -112,7 +133,10 @@ impl ChainParams {
             DifficultyFile::None => DifficultyAlgorithm::None,
             DifficultyFile::Asert { halflife_secs } => {
                 if halflife_secs == 0 || halflife_secs > 365 * 86_400 {
-                    return Err(invalid("difficulty.halflife_secs", "must be between 1 and 31536000"));
+                    return Err(invalid(
+                        "difficulty.halflife_secs",
+                        "must be between 1 and 31536000",
+                    ));
                 }
                 DifficultyAlgorithm::Asert { halflife_secs }
             }
@@ -124,10 +148,16 @@ impl ChainParams {
             return Err(invalid("coinbase_maturity", "must be at most 10000"));
         }
         if !(MIN_MAX_BLOCK_SIZE..=MAX_MAX_BLOCK_SIZE).contains(&f.max_block_size) {
-            return Err(invalid("max_block_size", format!("must be between {MIN_MAX_BLOCK_SIZE} and {MAX_MAX_BLOCK_SIZE}")));
+            return Err(invalid(
+                "max_block_size",
+                format!("must be between {MIN_MAX_BLOCK_SIZE} and {MAX_MAX_BLOCK_SIZE}"),
+            ));
         }
         if f.allocations.len() > MAX_ALLOCATIONS {
-            return Err(invalid("allocations", format!("at most {MAX_ALLOCATIONS} entries")));
+            return Err(invalid(
+                "allocations",
+                format!("at most {MAX_ALLOCATIONS} entries"),
+            ));
         }
         let mut allocations = Vec::with_capacity(f.allocations.len());
         for a in &f.allocations {
@@ -136,10 +166,18 @@ impl ChainParams {
             if a.amount == 0 {
                 return Err(invalid("allocations.amount", "must be positive"));
             }
-            allocations.push(Allocation { address, amount: Amount(a.amount) });
+            allocations.push(Allocation {
+                address,
+                amount: Amount(a.amount),
+            });
         }
         let max_supply = total_supply(f.initial_subsidy, f.halving_interval, &allocations)
-            .ok_or_else(|| invalid("initial_subsidy", "allocations plus all subsidies exceed 2^64-1 base units"))?;
+            .ok_or_else(|| {
+                invalid(
+                    "initial_subsidy",
+                    "allocations plus all subsidies exceed 2^64-1 base units",
+                )
+            })?;
 
         let mut params = ChainParams {
             chain_id: f.chain_id,
@@ -154,13 +192,26 @@ impl ChainParams {
             max_block_size: f.max_block_size as usize,
             allocations,
             max_supply,
-            genesis: Block { header: BlockHeader { version: 0, prev_hash: BlockHash::ZERO, merkle_root: Default::default(), time: 0, bits: 0, nonce: 0 }, transactions: vec![] },
+            genesis: Block {
+                header: BlockHeader {
+                    version: 0,
+                    prev_hash: BlockHash::ZERO,
+                    merkle_root: Default::default(),
+                    time: 0,
+                    bits: 0,
+                    nonce: 0,
+                },
+                transactions: vec![],
+            },
             genesis_hash: BlockHash::ZERO,
         };
         params.genesis = params.build_genesis();
         params.genesis_hash = params.genesis.hash();
         if params.genesis.size() > params.max_block_size {
-            return Err(invalid("allocations", "the genesis block would exceed max_block_size"));
+            return Err(invalid(
+                "allocations",
+                "the genesis block would exceed max_block_size",
+            ));
         }
         Ok(params)
     }
@@ -179,7 +230,10 @@ impl ChainParams {
             outputs: self
                 .allocations
                 .iter()
-                .map(|a| TxOut { value: a.amount, pubkey: a.address.pubkey })
+                .map(|a| TxOut {
+                    value: a.amount,
+                    pubkey: a.address.pubkey,
+                })
                 .collect(),
             lock_time: 0,
         };
@@ -187,7 +241,10 @@ impl ChainParams {
             header: BlockHeader {
                 version: BlockHeader::VERSION,
                 // Commits the chain id, so two chains with equal allocations still differ.
-                prev_hash: BlockHash(cairn_primitives::tagged_hash("cairn/chain-id", &[self.chain_id.as_bytes()])),
+                prev_hash: BlockHash(cairn_primitives::tagged_hash(
+                    "cairn/chain-id",
+                    &[self.chain_id.as_bytes()],
+                )),
                 merkle_root: Default::default(),
                 time: self.genesis_time,
                 bits: self.pow_limit_bits,
@@ -246,12 +303,16 @@ mod tests {
         let b = ChainParams::devnet();
         assert_eq!(a.genesis_hash(), b.genesis_hash());
         assert!(a.is_dev_chain());
-        assert_eq!(a.genesis_block().compute_merkle_root(), a.genesis_block().header.merkle_root);
+        assert_eq!(
+            a.genesis_block().compute_merkle_root(),
+            a.genesis_block().header.merkle_root
+        );
     }
 
     #[test]
     fn real_network_genesis_loads_with_asert() {
-        let p = ChainParams::from_genesis_json(include_str!("../../../docs/genesis-testnet.json")).unwrap();
+        let p = ChainParams::from_genesis_json(include_str!("../../../docs/genesis-testnet.json"))
+            .unwrap();
         assert!(matches!(p.difficulty, DifficultyAlgorithm::Asert { .. }));
         assert_ne!(p.genesis_hash(), ChainParams::devnet().genesis_hash());
     }
@@ -279,19 +340,30 @@ mod tests {
             let mut v = base();
             v[key] = value;
             match load(&v) {
-                Err(ConsensusError::InvalidParams { field: f, .. }) => assert_eq!(f, field, "{key}"),
+                Err(ConsensusError::InvalidParams { field: f, .. }) => {
+                    assert_eq!(f, field, "{key}")
+                }
                 other => panic!("{key}: {other:?}"),
             }
         }
         let mut v = base();
         v["allocations"] = serde_json::json!([{"address": "cairn1qqqq", "amount": 5}]);
-        assert!(matches!(load(&v), Err(ConsensusError::InvalidParams { field: "allocations.address", .. })));
+        assert!(matches!(
+            load(&v),
+            Err(ConsensusError::InvalidParams {
+                field: "allocations.address",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn chain_id_changes_genesis() {
         let mut v = base();
         v["chain_id"] = "other".into();
-        assert_ne!(load(&v).unwrap().genesis_hash(), ChainParams::devnet().genesis_hash());
+        assert_ne!(
+            load(&v).unwrap().genesis_hash(),
+            ChainParams::devnet().genesis_hash()
+        );
     }
 }

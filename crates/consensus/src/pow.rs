@@ -69,7 +69,9 @@ impl Target {
 }
 
 fn u256_to_f64(v: U256) -> f64 {
-    v.as_limbs().iter().rev().fold(0.0, |acc, &limb| acc * 18_446_744_073_709_551_616.0 + limb as f64)
+    v.as_limbs().iter().rev().fold(0.0, |acc, &limb| {
+        acc * 18_446_744_073_709_551_616.0 + limb as f64
+    })
 }
 
 /// Cumulative proof of work of a chain; fork choice picks the most.
@@ -103,7 +105,13 @@ mod tests {
 
     #[test]
     fn compact_round_trips_bitcoin_values() {
-        for bits in [0x1d00ffffu32, 0x207fffff, 0x1b0404cb, 0x03123456, 0x1e0fffff] {
+        for bits in [
+            0x1d00ffffu32,
+            0x207fffff,
+            0x1b0404cb,
+            0x03123456,
+            0x1e0fffff,
+        ] {
             let t = Target::from_compact(bits).unwrap();
             assert_eq!(t.to_compact(), bits, "{bits:#x}");
         }
@@ -133,6 +141,10 @@ mod tests {
         let easy = Target::from_compact(0x207fffff).unwrap();
         let hard = Target::from_compact(0x1d00ffff).unwrap();
         assert!(easy.work() < hard.work());
-        assert!((hard.difficulty(easy) - (easy.0 / hard.0).saturating_to::<u64>() as f64).abs() / hard.difficulty(easy) < 1e-3);
+        assert!(
+            (hard.difficulty(easy) - (easy.0 / hard.0).saturating_to::<u64>() as f64).abs()
+                / hard.difficulty(easy)
+                < 1e-3
+        );
     }
 }

@@ -7,7 +7,11 @@ use ruint::aliases::U256;
 fn header_value<'a>(lines: &[&'a str], key: &str) -> &'a str {
     lines
         .iter()
-        .find_map(|l| l.strip_prefix("##").and_then(|r| r.trim().strip_prefix(key)).map(|v| v.trim_start_matches(':').trim()))
+        .find_map(|l| {
+            l.strip_prefix("##")
+                .and_then(|r| r.trim().strip_prefix(key))
+                .map(|v| v.trim_start_matches(':').trim())
+        })
         .unwrap_or_else(|| panic!("missing header {key}"))
 }
 
@@ -23,17 +27,29 @@ fn all_published_runs_match() {
     let pow_limit = U256::from_be_bytes(limit);
     let mut checked = 0usize;
     for run in 1..=12 {
-        let path = format!("{}/tests/vectors/aserti3-2d/run{run:02}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/vectors/aserti3-2d/run{run:02}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(&path).expect("vector file");
         let lines: Vec<&str> = text.lines().collect();
         let anchor = AsertAnchor {
-            height: header_value(&lines, "anchor height").parse().expect("height"),
-            parent_time: header_value(&lines, "anchor parent time").parse().expect("time"),
+            height: header_value(&lines, "anchor height")
+                .parse()
+                .expect("height"),
+            parent_time: header_value(&lines, "anchor parent time")
+                .parse()
+                .expect("time"),
             bits: parse_bits(header_value(&lines, "anchor nBits")),
         };
-        let iterations: usize = header_value(&lines, "iterations").parse().expect("iterations");
+        let iterations: usize = header_value(&lines, "iterations")
+            .parse()
+            .expect("iterations");
         let mut rows = 0;
-        for line in lines.iter().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for line in lines
+            .iter()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let f: Vec<&str> = line.split_whitespace().collect();
             let height: u64 = f[1].parse().expect("height");
             let time: i64 = f[2].parse().expect("time");

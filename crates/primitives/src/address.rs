@@ -39,24 +39,34 @@ pub struct Address {
 }
 
 impl Address {
-    pub fn new(pubkey: XOnlyPublicKey) -> Self { Self { pubkey } }
+    pub fn new(pubkey: XOnlyPublicKey) -> Self {
+        Self { pubkey }
+    }
 
     /// Encodes with `prefix` (lower case).
     pub fn encode(&self, prefix: &str) -> Result<String, Bech32mError> {
-        let hrp = Hrp::parse(prefix).map_err(|_| Bech32mError::InvalidPrefix(prefix.to_string()))?;
-        bech32::encode_lower::<Bech32m>(hrp, &self.pubkey.0).map_err(|e| Bech32mError::Malformed(e.to_string()))
+        let hrp =
+            Hrp::parse(prefix).map_err(|_| Bech32mError::InvalidPrefix(prefix.to_string()))?;
+        bech32::encode_lower::<Bech32m>(hrp, &self.pubkey.0)
+            .map_err(|e| Bech32mError::Malformed(e.to_string()))
     }
 
     /// Parses an address that must carry `expected_prefix`.
     pub fn parse(s: &str, expected_prefix: &str) -> Result<Address, Bech32mError> {
         let (prefix, data) = decode_bech32m(s)?;
         if prefix != expected_prefix.to_lowercase() {
-            return Err(Bech32mError::WrongPrefix { expected: expected_prefix.to_string(), found: prefix });
+            return Err(Bech32mError::WrongPrefix {
+                expected: expected_prefix.to_string(),
+                found: prefix,
+            });
         }
         let key: [u8; 32] = data
             .as_slice()
             .try_into()
-            .map_err(|_| Bech32mError::WrongLength { expected: 32, got: data.len() })?;
+            .map_err(|_| Bech32mError::WrongLength {
+                expected: 32,
+                got: data.len(),
+            })?;
         let addr = Address::new(XOnlyPublicKey(key));
         // The 5-bit data carries 4 padding bits; only the zero padding is canonical, so that
         // one key has exactly one address string.
@@ -88,7 +98,11 @@ mod tests {
         let invalid = v["invalid_bech32m"].as_array().unwrap();
         for item in invalid {
             let s = item["string"].as_str().unwrap();
-            assert!(decode_bech32m(s).is_err(), "invalid vector accepted: {s:?} ({})", item["reason"]);
+            assert!(
+                decode_bech32m(s).is_err(),
+                "invalid vector accepted: {s:?} ({})",
+                item["reason"]
+            );
         }
         // Segwit addresses are valid bech32m strings too (whatever their prefix).
         for item in v["valid_addresses"].as_array().unwrap() {
@@ -110,20 +124,37 @@ mod tests {
         assert_eq!(Address::parse(&s, "cairn").unwrap(), a);
         assert_eq!(Address::parse(&s.to_uppercase(), "cairn").unwrap(), a);
 
-        assert!(matches!(Address::parse(&s, "tcairn"), Err(Bech32mError::WrongPrefix { .. })));
+        assert!(matches!(
+            Address::parse(&s, "tcairn"),
+            Err(Bech32mError::WrongPrefix { .. })
+        ));
 
         // Flip one data character: the checksum catches it.
         let mut chars: Vec<char> = s.chars().collect();
         let i = 10;
         chars[i] = if chars[i] == 'q' { 'p' } else { 'q' };
         let typo: String = chars.into_iter().collect();
-        assert_eq!(Address::parse(&typo, "cairn"), Err(Bech32mError::BadChecksum));
+        assert_eq!(
+            Address::parse(&typo, "cairn"),
+            Err(Bech32mError::BadChecksum)
+        );
 
-        let short = bech32::encode_lower::<Bech32m>(Hrp::parse("cairn").unwrap(), &[1u8; 20]).unwrap();
-        assert_eq!(Address::parse(&short, "cairn"), Err(Bech32mError::WrongLength { expected: 32, got: 20 }));
+        let short =
+            bech32::encode_lower::<Bech32m>(Hrp::parse("cairn").unwrap(), &[1u8; 20]).unwrap();
+        assert_eq!(
+            Address::parse(&short, "cairn"),
+            Err(Bech32mError::WrongLength {
+                expected: 32,
+                got: 20
+            })
+        );
 
         // Same data under the bech32 (not m) checksum is a checksum failure.
-        let old = bech32::encode_lower::<bech32::Bech32>(Hrp::parse("cairn").unwrap(), &[0x42; 32]).unwrap();
-        assert_eq!(Address::parse(&old, "cairn"), Err(Bech32mError::BadChecksum));
+        let old = bech32::encode_lower::<bech32::Bech32>(Hrp::parse("cairn").unwrap(), &[0x42; 32])
+            .unwrap();
+        assert_eq!(
+            Address::parse(&old, "cairn"),
+            Err(Bech32mError::BadChecksum)
+        );
     }
 }

@@ -11,27 +11,51 @@ pub const COIN: u64 = 100_000_000;
 pub const DECIMALS: usize = 8;
 
 /// An amount of base units. Sums are always checked: no operation here wraps.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, bincode::Encode, bincode::Decode,
-         serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    bincode::Encode,
+    bincode::Decode,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Amount(pub u64);
 
 impl Amount {
     pub const ZERO: Amount = Amount(0);
-    pub const fn from_base_units(v: u64) -> Self { Amount(v) }
-    pub const fn to_base_units(self) -> u64 { self.0 }
-    pub fn checked_add(self, o: Amount) -> Option<Amount> { self.0.checked_add(o.0).map(Amount) }
-    pub fn checked_sub(self, o: Amount) -> Option<Amount> { self.0.checked_sub(o.0).map(Amount) }
+    pub const fn from_base_units(v: u64) -> Self {
+        Amount(v)
+    }
+    pub const fn to_base_units(self) -> u64 {
+        self.0
+    }
+    pub fn checked_add(self, o: Amount) -> Option<Amount> {
+        self.0.checked_add(o.0).map(Amount)
+    }
+    pub fn checked_sub(self, o: Amount) -> Option<Amount> {
+        self.0.checked_sub(o.0).map(Amount)
+    }
 
     /// Sum of amounts, `None` on overflow.
     pub fn checked_sum<I: IntoIterator<Item = Amount>>(it: I) -> Option<Amount> {
-        it.into_iter().try_fold(Amount::ZERO, |acc, a| acc.checked_add(a))
+        it.into_iter()
+            .try_fold(Amount::ZERO, |acc, a| acc.checked_add(a))
     }
 
     /// Parses whole coins with up to 8 decimals: `"1.5"`, `"0.00000001"`, `"21"`.
     /// No sign, exponent, separator or whitespace is accepted.
     pub fn parse_coins(s: &str) -> Result<Amount, PrimitivesError> {
-        let err = |reason| PrimitivesError::Amount { input: s.to_string(), reason };
+        let err = |reason| PrimitivesError::Amount {
+            input: s.to_string(),
+            reason,
+        };
         if s.is_empty() {
             return Err(err("empty"));
         }
@@ -103,7 +127,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_amounts() {
-        for bad in ["", "-1", "+1", "1.", ".5", "1.000000001", "1e8", " 1", "1,5", "184467440738"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.",
+            ".5",
+            "1.000000001",
+            "1e8",
+            " 1",
+            "1,5",
+            "184467440738",
+        ] {
             assert!(Amount::parse_coins(bad).is_err(), "{bad:?} accepted");
         }
     }

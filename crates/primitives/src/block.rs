@@ -1,8 +1,8 @@
 //! Block headers and blocks.
 
+use crate::Transaction;
 use crate::encoding::{encode_into, encoded_len};
 use crate::hash::{BlockHash, MerkleRoot, double_sha256};
-use crate::Transaction;
 
 /// Encoded size of a header: 4 + 32 + 32 + 8 + 4 + 8.
 pub const HEADER_SIZE: usize = 88;
@@ -62,7 +62,12 @@ mod tests {
     #[test]
     fn header_size_is_fixed() {
         let h = BlockHeader {
-            version: 1, prev_hash: BlockHash::ZERO, merkle_root: MerkleRoot::ZERO, time: 5, bits: 0x207fffff, nonce: 9,
+            version: 1,
+            prev_hash: BlockHash::ZERO,
+            merkle_root: MerkleRoot::ZERO,
+            time: 5,
+            bits: 0x207fffff,
+            nonce: 9,
         };
         assert_eq!(encode(&h).len(), HEADER_SIZE);
     }

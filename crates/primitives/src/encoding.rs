@@ -9,7 +9,7 @@
 //! elements fails before allocation), trailing bytes are rejected, and because every field is
 //! fixed-width there is exactly one encoding per value (`encode(decode(b)) == b`).
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 
 use crate::PrimitivesError;
 
@@ -61,7 +61,8 @@ pub fn encoded_len<T: bincode::Encode>(value: &T) -> usize {
     }
     let mut c = Counter(0);
     let mut enc = bincode::enc::EncoderImpl::new(&mut c, config());
-    bincode::Encode::encode(value, &mut enc).expect("in-memory values encode within the size limit");
+    bincode::Encode::encode(value, &mut enc)
+        .expect("in-memory values encode within the size limit");
     c.0
 }
 
@@ -71,10 +72,16 @@ pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, PrimitivesError
 }
 
 /// As [`decode`], with a caller's limit below [`MAX_ENCODED_SIZE`] (e.g. a gossip message size).
-pub fn decode_with_limit<T: bincode::Decode<()>>(bytes: &[u8], limit: usize) -> Result<T, PrimitivesError> {
+pub fn decode_with_limit<T: bincode::Decode<()>>(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, PrimitivesError> {
     let limit = limit.min(MAX_ENCODED_SIZE);
     if bytes.len() > limit {
-        return Err(PrimitivesError::TooLarge { size: bytes.len(), limit });
+        return Err(PrimitivesError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
     }
     let (value, read) = bincode::decode_from_slice::<T, _>(bytes, config())
         .map_err(|e| PrimitivesError::Malformed(e.to_string()))?;
@@ -87,7 +94,10 @@ pub fn decode_with_limit<T: bincode::Decode<()>>(bytes: &[u8], limit: usize) -> 
 /// Hex helpers for the RPC and the wallet.
 pub fn decode_hex<T: bincode::Decode<()>>(s: &str) -> Result<T, PrimitivesError> {
     if s.len() / 2 > MAX_ENCODED_SIZE {
-        return Err(PrimitivesError::TooLarge { size: s.len() / 2, limit: MAX_ENCODED_SIZE });
+        return Err(PrimitivesError::TooLarge {
+            size: s.len() / 2,
+            limit: MAX_ENCODED_SIZE,
+        });
     }
     let bytes = hex::decode(s).map_err(|e| PrimitivesError::Hex(e.to_string()))?;
     decode(&bytes)
@@ -110,7 +120,10 @@ mod tests {
 
     #[test]
     fn trailing_bytes_rejected() {
-        assert_eq!(decode::<u32>(&[1, 0, 0, 0, 9]), Err(PrimitivesError::TrailingBytes(1)));
+        assert_eq!(
+            decode::<u32>(&[1, 0, 0, 0, 9]),
+            Err(PrimitivesError::TrailingBytes(1))
+        );
     }
 
     #[test]
@@ -118,12 +131,18 @@ mod tests {
         // A Vec<u64> claiming 2^62 elements: must fail on the limit, not abort on allocation.
         let mut b = (1u64 << 62).to_le_bytes().to_vec();
         b.extend_from_slice(&[0; 16]);
-        assert!(matches!(decode::<Vec<u64>>(&b), Err(PrimitivesError::Malformed(_))));
+        assert!(matches!(
+            decode::<Vec<u64>>(&b),
+            Err(PrimitivesError::Malformed(_))
+        ));
     }
 
     #[test]
     fn oversized_input_rejected_up_front() {
         let b = vec![0u8; 100];
-        assert!(matches!(decode_with_limit::<Vec<u8>>(&b, 50), Err(PrimitivesError::TooLarge { .. })));
+        assert!(matches!(
+            decode_with_limit::<Vec<u8>>(&b, 50),
+            Err(PrimitivesError::TooLarge { .. })
+        ));
     }
 }

@@ -122,7 +122,10 @@ mod tests {
     fn hex_round_trip_and_errors() {
         let h = Txid([7u8; 32]);
         assert_eq!(h.to_string().parse::<Txid>().unwrap(), h);
-        assert!(matches!("00".parse::<Txid>(), Err(PrimitivesError::Length { .. })));
+        assert!(matches!(
+            "00".parse::<Txid>(),
+            Err(PrimitivesError::Length { .. })
+        ));
         let bad = "zz".repeat(32);
         assert!(matches!(bad.parse::<Txid>(), Err(PrimitivesError::Hex(_))));
     }

@@ -6,10 +6,11 @@
 
 use std::sync::LazyLock;
 
-use crate::hash::{BlockHash, Txid, tagged_hash};
 use crate::PrimitivesError;
+use crate::hash::{BlockHash, Txid, tagged_hash};
 
-static SECP: LazyLock<secp256k1::Secp256k1<secp256k1::All>> = LazyLock::new(secp256k1::Secp256k1::new);
+static SECP: LazyLock<secp256k1::Secp256k1<secp256k1::All>> =
+    LazyLock::new(secp256k1::Secp256k1::new);
 
 /// Tag of the signature message hash.
 pub const SIGHASH_TAG: &str = "cairn/sighash";
@@ -25,7 +26,9 @@ pub fn sighash(genesis: &BlockHash, txid: &Txid) -> [u8; 32] {
 pub struct XOnlyPublicKey(pub [u8; 32]);
 
 impl XOnlyPublicKey {
-    pub fn to_hex(&self) -> String { hex::encode(self.0) }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
 
     /// Whether the bytes are the x coordinate of a point on the curve.
     pub fn is_valid(&self) -> bool {
@@ -73,8 +76,11 @@ impl SecretKey {
     }
 
     pub fn from_bytes(b: [u8; 32]) -> Result<Self, PrimitivesError> {
-        let sk = secp256k1::SecretKey::from_byte_array(b).map_err(|_| PrimitivesError::InvalidSecretKey)?;
-        Ok(Self { keypair: secp256k1::Keypair::from_secret_key(&SECP, &sk) })
+        let sk = secp256k1::SecretKey::from_byte_array(b)
+            .map_err(|_| PrimitivesError::InvalidSecretKey)?;
+        Ok(Self {
+            keypair: secp256k1::Keypair::from_secret_key(&SECP, &sk),
+        })
     }
 
     pub fn to_bytes(&self) -> [u8; 32] {
@@ -88,7 +94,10 @@ impl SecretKey {
     /// BIP340 signature of `msg` (any length, as BIP340 allows) with the given auxiliary
     /// randomness.
     pub fn sign_with_aux(&self, msg: &[u8], aux: &[u8; 32]) -> Signature {
-        Signature(SECP.sign_schnorr_with_aux_rand(msg, &self.keypair, aux).to_byte_array())
+        Signature(
+            SECP.sign_schnorr_with_aux_rand(msg, &self.keypair, aux)
+                .to_byte_array(),
+        )
     }
 
     /// BIP340 signature with fresh auxiliary randomness (recommended by BIP340 against
@@ -102,7 +111,11 @@ impl SecretKey {
 
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecretKey(<redacted>, pubkey {})", self.public_key().to_hex())
+        write!(
+            f,
+            "SecretKey(<redacted>, pubkey {})",
+            self.public_key().to_hex()
+        )
     }
 }
 
@@ -144,12 +157,21 @@ mod tests {
             let msg = hex::decode(msg).unwrap();
             let sig = Signature(hex::decode(sig).unwrap().try_into().unwrap());
             if !sk.is_empty() {
-                let key = SecretKey::from_bytes(hex::decode(sk).unwrap().try_into().unwrap()).unwrap();
+                let key =
+                    SecretKey::from_bytes(hex::decode(sk).unwrap().try_into().unwrap()).unwrap();
                 assert_eq!(key.public_key(), pk, "vector {idx}: public key");
                 let aux: [u8; 32] = hex::decode(aux).unwrap().try_into().unwrap();
-                assert_eq!(key.sign_with_aux(&msg, &aux), sig, "vector {idx}: signature");
+                assert_eq!(
+                    key.sign_with_aux(&msg, &aux),
+                    sig,
+                    "vector {idx}: signature"
+                );
             }
-            assert_eq!(verify(&pk, &msg, &sig), ok == "TRUE", "vector {idx}: verification");
+            assert_eq!(
+                verify(&pk, &msg, &sig),
+                ok == "TRUE",
+                "vector {idx}: verification"
+            );
             rows += 1;
         }
         assert_eq!(rows, 19);
@@ -160,8 +182,16 @@ mod tests {
         let key = SecretKey::generate();
         let txid = Txid([3; 32]);
         let sig = key.sign(&sighash(&BlockHash([1; 32]), &txid));
-        assert!(verify(&key.public_key(), &sighash(&BlockHash([1; 32]), &txid), &sig));
-        assert!(!verify(&key.public_key(), &sighash(&BlockHash([2; 32]), &txid), &sig));
+        assert!(verify(
+            &key.public_key(),
+            &sighash(&BlockHash([1; 32]), &txid),
+            &sig
+        ));
+        assert!(!verify(
+            &key.public_key(),
+            &sighash(&BlockHash([2; 32]), &txid),
+            &sig
+        ));
     }
 
     #[test]

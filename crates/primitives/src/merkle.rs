@@ -15,7 +15,10 @@ const ROOT_TAG: &str = "cairn/merkle/root";
 
 /// Merkle root over wtxids (so signatures are committed to).
 pub fn merkle_root<I: IntoIterator<Item = Wtxid>>(leaves: I) -> MerkleRoot {
-    let mut level: Vec<[u8; 32]> = leaves.into_iter().map(|w| tagged_hash(LEAF_TAG, &[&w.0])).collect();
+    let mut level: Vec<[u8; 32]> = leaves
+        .into_iter()
+        .map(|w| tagged_hash(LEAF_TAG, &[&w.0]))
+        .collect();
     let count = level.len() as u64;
     while level.len() > 1 {
         let mut next = Vec::with_capacity(level.len().div_ceil(2));
@@ -36,11 +39,16 @@ pub fn merkle_root<I: IntoIterator<Item = Wtxid>>(leaves: I) -> MerkleRoot {
 mod tests {
     use super::*;
 
-    fn w(b: u8) -> Wtxid { Wtxid([b; 32]) }
+    fn w(b: u8) -> Wtxid {
+        Wtxid([b; 32])
+    }
 
     #[test]
     fn duplicated_last_leaf_changes_root() {
-        assert_ne!(merkle_root([w(1), w(2), w(3)]), merkle_root([w(1), w(2), w(3), w(3)]));
+        assert_ne!(
+            merkle_root([w(1), w(2), w(3)]),
+            merkle_root([w(1), w(2), w(3), w(3)])
+        );
         assert_ne!(merkle_root([w(1)]), merkle_root([w(1), w(1)]));
     }
 

@@ -1,20 +1,24 @@
 //! Transactions: inputs name a previous output and carry one BIP340 signature; outputs pay an
 //! amount to a 32-byte x-only public key.
 
+use crate::Amount;
 use crate::encoding::{encode_into, encoded_len};
 use crate::hash::{Txid, Wtxid, double_sha256};
 use crate::keys::{Signature, XOnlyPublicKey};
-use crate::Amount;
 
 /// A reference to one output of an earlier transaction.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, bincode::Encode, bincode::Decode)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, bincode::Encode, bincode::Decode,
+)]
 pub struct OutPoint {
     pub txid: Txid,
     pub vout: u32,
 }
 
 impl OutPoint {
-    pub const fn new(txid: Txid, vout: u32) -> Self { Self { txid, vout } }
+    pub const fn new(txid: Txid, vout: u32) -> Self {
+        Self { txid, vout }
+    }
 }
 
 impl std::fmt::Display for OutPoint {
@@ -103,8 +107,14 @@ mod tests {
     fn sample() -> Transaction {
         Transaction {
             version: 1,
-            inputs: vec![TxIn { prevout: OutPoint::new(Txid([1; 32]), 3), signature: Signature([9; 64]) }],
-            outputs: vec![TxOut { value: Amount(5), pubkey: XOnlyPublicKey([2; 32]) }],
+            inputs: vec![TxIn {
+                prevout: OutPoint::new(Txid([1; 32]), 3),
+                signature: Signature([9; 64]),
+            }],
+            outputs: vec![TxOut {
+                value: Amount(5),
+                pubkey: XOnlyPublicKey([2; 32]),
+            }],
             lock_time: 0,
         }
     }

@@ -8,10 +8,18 @@ use crate::{ChainParams, ConsensusError};
 
 /// # Consensus
 /// > A block's encoding must not exceed `max_block_size` bytes.
-pub fn size_within_limit(block: &Block, hash: BlockHash, params: &ChainParams) -> Result<(), ConsensusError> {
+pub fn size_within_limit(
+    block: &Block,
+    hash: BlockHash,
+    params: &ChainParams,
+) -> Result<(), ConsensusError> {
     let size = block.size();
     if size > params.max_block_size {
-        return Err(ConsensusError::BlockTooLarge { hash, size, limit: params.max_block_size });
+        return Err(ConsensusError::BlockTooLarge {
+            hash,
+            size,
+            limit: params.max_block_size,
+        });
     }
     Ok(())
 }
@@ -20,12 +28,23 @@ pub fn size_within_limit(block: &Block, hash: BlockHash, params: &ChainParams) -
 /// > A block must contain exactly one coinbase (a transaction with no inputs), and it must be
 /// > the first transaction.
 pub fn coinbase_is_first_and_only(block: &Block, hash: BlockHash) -> Result<(), ConsensusError> {
-    let first = block.transactions.first().ok_or(ConsensusError::EmptyBlock { hash })?;
+    let first = block
+        .transactions
+        .first()
+        .ok_or(ConsensusError::EmptyBlock { hash })?;
     if !first.is_coinbase() {
         return Err(ConsensusError::FirstTxNotCoinbase { hash });
     }
-    if let Some(index) = block.transactions.iter().skip(1).position(|t| t.is_coinbase()) {
-        return Err(ConsensusError::MultipleCoinbase { hash, index: index + 1 });
+    if let Some(index) = block
+        .transactions
+        .iter()
+        .skip(1)
+        .position(|t| t.is_coinbase())
+    {
+        return Err(ConsensusError::MultipleCoinbase {
+            hash,
+            index: index + 1,
+        });
     }
     Ok(())
 }
@@ -55,19 +74,35 @@ pub fn no_duplicate_transactions(txids: &[Txid], hash: BlockHash) -> Result<(), 
 
 /// # Consensus
 /// > The coinbase's lock time must equal the block's height (so coinbase txids are unique).
-pub fn coinbase_commits_to_height(block: &Block, hash: BlockHash, height: u64) -> Result<(), ConsensusError> {
+pub fn coinbase_commits_to_height(
+    block: &Block,
+    hash: BlockHash,
+    height: u64,
+) -> Result<(), ConsensusError> {
     let found = block.transactions.first().map_or(0, |t| t.lock_time);
     if u64::from(found) != height {
-        return Err(ConsensusError::CoinbaseHeightMismatch { hash, found, height });
+        return Err(ConsensusError::CoinbaseHeightMismatch {
+            hash,
+            found,
+            height,
+        });
     }
     Ok(())
 }
 
 /// # Consensus
 /// > The coinbase's outputs must sum to at most the block subsidy plus the block's fees.
-pub fn coinbase_value_within(paid: Amount, allowed: Amount, hash: BlockHash) -> Result<(), ConsensusError> {
+pub fn coinbase_value_within(
+    paid: Amount,
+    allowed: Amount,
+    hash: BlockHash,
+) -> Result<(), ConsensusError> {
     if paid > allowed {
-        return Err(ConsensusError::CoinbaseOverpays { hash, paid, allowed });
+        return Err(ConsensusError::CoinbaseOverpays {
+            hash,
+            paid,
+            allowed,
+        });
     }
     Ok(())
 }

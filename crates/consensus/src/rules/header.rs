@@ -23,19 +23,33 @@ pub fn pow_is_valid(header: &BlockHeader, params: &ChainParams) -> Result<(), Co
     let hash = header.hash();
     let target = Target::from_compact(header.bits)
         .filter(|t| *t <= params.pow_limit())
-        .ok_or(ConsensusError::InvalidBits { hash, bits: header.bits })?;
+        .ok_or(ConsensusError::InvalidBits {
+            hash,
+            bits: header.bits,
+        })?;
     if !target.is_met_by(&hash) {
-        return Err(ConsensusError::HighHash { hash, bits: header.bits });
+        return Err(ConsensusError::HighHash {
+            hash,
+            bits: header.bits,
+        });
     }
     Ok(())
 }
 
 /// # Consensus
 /// > A header's bits must equal the target the difficulty algorithm gives for its parent.
-pub fn bits_are_expected(header: &BlockHeader, params: &ChainParams, ctx: &HeaderContext) -> Result<(), ConsensusError> {
+pub fn bits_are_expected(
+    header: &BlockHeader,
+    params: &ChainParams,
+    ctx: &HeaderContext,
+) -> Result<(), ConsensusError> {
     let expected = crate::difficulty::next_bits(params, ctx.parent_height, ctx.parent_time);
     if header.bits != expected {
-        return Err(ConsensusError::UnexpectedBits { hash: header.hash(), found: header.bits, expected });
+        return Err(ConsensusError::UnexpectedBits {
+            hash: header.hash(),
+            found: header.bits,
+            expected,
+        });
     }
     Ok(())
 }
@@ -54,7 +68,11 @@ pub fn median_time_past(recent_times: &[u64]) -> u64 {
 pub fn time_above_median(header: &BlockHeader, ctx: &HeaderContext) -> Result<(), ConsensusError> {
     let median = median_time_past(ctx.recent_times);
     if header.time <= median {
-        return Err(ConsensusError::TimeTooOld { hash: header.hash(), time: header.time, median });
+        return Err(ConsensusError::TimeTooOld {
+            hash: header.hash(),
+            time: header.time,
+            median,
+        });
     }
     Ok(())
 }
@@ -64,13 +82,23 @@ pub fn time_above_median(header: &BlockHeader, ctx: &HeaderContext) -> Result<()
 /// > rule depends on the local clock: a header that fails it may become valid later.)
 pub fn time_not_too_far_ahead(header: &BlockHeader, now: u64) -> Result<(), ConsensusError> {
     if header.time > now.saturating_add(MAX_FUTURE_BLOCK_TIME) {
-        return Err(ConsensusError::TimeTooNew { hash: header.hash(), time: header.time, now, max_ahead: MAX_FUTURE_BLOCK_TIME });
+        return Err(ConsensusError::TimeTooNew {
+            hash: header.hash(),
+            time: header.time,
+            now,
+            max_ahead: MAX_FUTURE_BLOCK_TIME,
+        });
     }
     Ok(())
 }
 
 /// All header rules, in order, given the parent's context and the caller's clock.
-pub fn check_header(header: &BlockHeader, params: &ChainParams, ctx: &HeaderContext, now: u64) -> Result<(), ConsensusError> {
+pub fn check_header(
+    header: &BlockHeader,
+    params: &ChainParams,
+    ctx: &HeaderContext,
+    now: u64,
+) -> Result<(), ConsensusError> {
     pow_is_valid(header, params)?;
     bits_are_expected(header, params, ctx)?;
     time_above_median(header, ctx)?;

@@ -26,7 +26,10 @@ pub fn no_duplicate_inputs(tx: &Transaction, txid: Txid) -> Result<(), Consensus
     let mut seen = HashSet::with_capacity(tx.inputs.len());
     for input in &tx.inputs {
         if !seen.insert(input.prevout) {
-            return Err(ConsensusError::DuplicateInput { txid, outpoint: input.prevout });
+            return Err(ConsensusError::DuplicateInput {
+                txid,
+                outpoint: input.prevout,
+            });
         }
     }
     Ok(())
@@ -35,30 +38,52 @@ pub fn no_duplicate_inputs(tx: &Transaction, txid: Txid) -> Result<(), Consensus
 /// # Consensus
 /// > Every output value, and the sum of a transaction's output values, must be at most the
 /// > chain's maximum supply, computed without overflow (CVE-2010-5139).
-pub fn output_values_in_range(tx: &Transaction, txid: Txid, params: &ChainParams) -> Result<Amount, ConsensusError> {
-    let err = ConsensusError::OutputValueTooLarge { txid, max_supply: params.max_supply };
+pub fn output_values_in_range(
+    tx: &Transaction,
+    txid: Txid,
+    params: &ChainParams,
+) -> Result<Amount, ConsensusError> {
+    let err = ConsensusError::OutputValueTooLarge {
+        txid,
+        max_supply: params.max_supply,
+    };
     let mut total = Amount::ZERO;
     for out in &tx.outputs {
         if out.value > params.max_supply {
             return Err(err);
         }
-        total = total.checked_add(out.value).filter(|t| *t <= params.max_supply).ok_or(err.clone())?;
+        total = total
+            .checked_add(out.value)
+            .filter(|t| *t <= params.max_supply)
+            .ok_or(err.clone())?;
     }
     Ok(total)
 }
 
 /// # Consensus
 /// > A transaction's encoding must not exceed the block size limit.
-pub fn size_within_limit(tx: &Transaction, txid: Txid, params: &ChainParams) -> Result<(), ConsensusError> {
+pub fn size_within_limit(
+    tx: &Transaction,
+    txid: Txid,
+    params: &ChainParams,
+) -> Result<(), ConsensusError> {
     let size = tx.size();
     if size > params.max_block_size {
-        return Err(ConsensusError::TxTooLarge { txid, size, limit: params.max_block_size });
+        return Err(ConsensusError::TxTooLarge {
+            txid,
+            size,
+            limit: params.max_block_size,
+        });
     }
     Ok(())
 }
 
 /// Context-free checks of a non-coinbase transaction. Returns the total output value.
-pub fn check_transaction(tx: &Transaction, txid: Txid, params: &ChainParams) -> Result<Amount, ConsensusError> {
+pub fn check_transaction(
+    tx: &Transaction,
+    txid: Txid,
+    params: &ChainParams,
+) -> Result<Amount, ConsensusError> {
     has_inputs_and_outputs(tx, txid)?;
     size_within_limit(tx, txid, params)?;
     no_duplicate_inputs(tx, txid)?;
@@ -70,7 +95,11 @@ pub fn check_transaction(tx: &Transaction, txid: Txid, params: &ChainParams) -> 
 /// > final at height h when `lock_time <= h`.
 pub fn lock_time_is_final(tx: &Transaction, txid: Txid, height: u64) -> Result<(), ConsensusError> {
     if u64::from(tx.lock_time) > height {
-        return Err(ConsensusError::NotFinal { txid, lock_time: tx.lock_time, height });
+        return Err(ConsensusError::NotFinal {
+            txid,
+            lock_time: tx.lock_time,
+            height,
+        });
     }
     Ok(())
 }
@@ -78,7 +107,13 @@ pub fn lock_time_is_final(tx: &Transaction, txid: Txid, height: u64) -> Result<(
 /// # Consensus
 /// > A coinbase output created at height c may be spent only in a block at height
 /// > `h >= c + coinbase_maturity`.
-pub fn coinbase_is_mature(coin: &Coin, txid: Txid, outpoint: cairn_primitives::OutPoint, height: u64, params: &ChainParams) -> Result<(), ConsensusError> {
+pub fn coinbase_is_mature(
+    coin: &Coin,
+    txid: Txid,
+    outpoint: cairn_primitives::OutPoint,
+    height: u64,
+    params: &ChainParams,
+) -> Result<(), ConsensusError> {
     if coin.coinbase && height < coin.height.saturating_add(params.coinbase_maturity) {
         return Err(ConsensusError::ImmatureCoinbaseSpend {
             txid,
@@ -110,7 +145,10 @@ pub fn check_inputs(
     for input in &tx.inputs {
         let coin = view
             .coin(&input.prevout)
-            .ok_or(ConsensusError::MissingInput { txid, outpoint: input.prevout })?;
+            .ok_or(ConsensusError::MissingInput {
+                txid,
+                outpoint: input.prevout,
+            })?;
         coinbase_is_mature(&coin, txid, input.prevout, height, params)?;
         total = total
             .checked_add(coin.output.value)
@@ -120,14 +158,23 @@ pub fn check_inputs(
     }
     let fee = total
         .checked_sub(outputs_total)
-        .ok_or(ConsensusError::NegativeFee { txid, inputs: total, outputs: outputs_total })?;
+        .ok_or(ConsensusError::NegativeFee {
+            txid,
+            inputs: total,
+            outputs: outputs_total,
+        })?;
     Ok((fee, coins))
 }
 
 /// # Consensus
 /// > Input i must carry a valid BIP340 signature, by the x-only key of the output it spends, of
 /// > `tagged_hash("cairn/sighash", genesis_hash || txid)`.
-pub fn signatures_are_valid(tx: &Transaction, txid: Txid, coins: &[Coin], genesis: &BlockHash) -> Result<(), ConsensusError> {
+pub fn signatures_are_valid(
+    tx: &Transaction,
+    txid: Txid,
+    coins: &[Coin],
+    genesis: &BlockHash,
+) -> Result<(), ConsensusError> {
     let msg = sighash(genesis, &txid);
     for (i, (input, coin)) in tx.inputs.iter().zip(coins).enumerate() {
         if !verify(&coin.output.pubkey, &msg, &input.signature) {
