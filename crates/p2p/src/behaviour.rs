@@ -1,0 +1,198 @@
+//! The composed libp2p behaviour and the gossipsub parameters.
+
+use std::time::Duration;
+
+use libp2p::allow_block_list::{self, BlockedPeers};
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
+    ValidationMode,
+};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, connection_limits, identify, identity, kad, mdns, ping};
+
+use crate::codec::{SYNC_PROTOCOL, SyncCodec};
+use crate::config::{GOSSIP_FRAME_OVERHEAD, NetworkConfig};
+
+/// Identify protocol version string.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/cairn/1";
+/// Kademlia protocol id (a private DHT: Cairn nodes only).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/kad/1");
+/// Gossipsub heartbeat.
+pub const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(700);
+
+/// Everything the swarm speaks.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub bans: allow_block_list::Behaviour<BlockedPeers>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub sync: request_response::Behaviour<SyncCodec>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Message id = the first 20 bytes of SHA-256 of the payload.
+pub fn message_id(payload: &[u8]) -> gossipsub::MessageId {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(payload);
+    gossipsub::MessageId::from(&digest[..20])
+}
+
+impl Behaviour {
+    pub(crate) fn new(
+        key: &identity::Keypair,
+        config: &NetworkConfig,
+    ) -> Result<Self, crate::P2pError> {
+        let peer_id = key.public().to_peer_id();
+        let err = |e: String| crate::P2pError::Config(e);
+
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_peers))
+            .with_max_pending_incoming(Some(config.max_pending))
+            .with_max_pending_outgoing(Some(config.max_pending))
+            .with_max_established_per_peer(Some(config.max_connections_per_peer));
+
+        let identify = identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_PROTOCOL_VERSION.to_string(),
+            key.public(),
+        ));
+
+        let mut kad = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::new(peer_id),
+            kad::Config::new(KAD_PROTOCOL),
+        );
+        kad.set_mode(Some(kad::Mode::Server));
+
+        let tx_topic = IdentTopic::new(config.tx_topic());
+        let block_topic = IdentTopic::new(config.block_topic());
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(GOSSIP_HEARTBEAT)
+            .validation_mode(ValidationMode::Anonymous)
+            .validate_messages()
+            .message_id_fn(|m: &gossipsub::Message| message_id(&m.data))
+            .max_transmit_size(config.max_block_size + GOSSIP_FRAME_OVERHEAD)
+            .max_transmit_size_for_topic(
+                config.max_tx_size + GOSSIP_FRAME_OVERHEAD,
+                tx_topic.hash(),
+            )
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        let mut gossipsub =
+            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
+                .map_err(|e| err(e.to_string()))?;
+        let (params, thresholds) = peer_score_params(&tx_topic, &block_topic);
+        gossipsub.with_peer_score(params, thresholds).map_err(err)?;
+        gossipsub
+            .subscribe(&tx_topic)
+            .map_err(|e| err(e.to_string()))?;
+        gossipsub
+            .subscribe(&block_topic)
+            .map_err(|e| err(e.to_string()))?;
+
+        let sync = request_response::Behaviour::with_codec(
+            SyncCodec {
+                max_request_size: config.max_sync_request_size,
+                max_response_size: config.max_sync_response_size,
+            },
+            [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(config.request_timeout)
+                .with_max_concurrent_streams(config.request_burst as usize),
+        );
+
+        let mdns = if config.mdns {
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                    .map_err(|e| crate::P2pError::Transport(format!("mdns: {e}")))?,
+            )
+        } else {
+            None
+        };
+
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
+            bans: allow_block_list::Behaviour::default(),
+            identify,
+            ping: ping::Behaviour::new(ping::Config::new()),
+            kad,
+            gossipsub,
+            sync,
+            mdns: mdns.into(),
+        })
+    }
+}
+
+/// Gossipsub v1.1 peer-scoring parameters.
+///
+/// Cairn's gossip is low-volume (a block every block time, transactions in bursts), so the
+/// parameters reward good behaviour weakly and punish bad behaviour strongly:
+///
+/// * **P1 time in mesh** (weight 0.01 per second, cap 3600 → at most +36 per topic before topic
+///   weight): a stable mesh member gains a little; it never outweighs one invalid message.
+/// * **P2 first deliveries** (weight 1, decay 0.9 per decay interval, cap 100): a peer that brings
+///   us new transactions or blocks first earns up to +100; the decay forgets old merit.
+/// * **P3 / P3b mesh delivery deficit** (weight 0, i.e. disabled): on a quiet chain an honest
+///   mesh peer may deliver nothing for minutes; penalising silence would prune honest peers
+///   (Ethereum disables it for the same reason on low-rate topics).
+/// * **P4 invalid messages** (weight −100 for blocks, −50 for transactions, decay 0.99 per
+///   decay interval): gossipsub squares the counter and multiplies by the topic weight, so one
+///   rejected block (−100) or two rejected transactions (−25 · 4 = −100) put the sender below
+///   the graylist threshold (−80). Invalid deliveries are the gossip offence Cairn really fears;
+///   the service also adds its own misbehaviour points, so repeated rejects end in a ban.
+/// * **P5 application** (weight 1): unused; bans are enforced by the service (block list).
+/// * **P6 IP colocation** (weight −10 above 10 peers on one IP): resists one host running many
+///   identities, while allowing local devnets and a few peers behind one NAT.
+/// * **P7 behaviour penalty** (weight −10, threshold 6, decay 0.9): GRAFT during backoff and
+///   broken IWANT promises, tolerated a few times (they happen by races).
+/// * **Thresholds**: gossip −10, publish −50, graylist −80 (ignore everything from the peer),
+///   accept PX 20, opportunistic graft 5.
+/// * **Topic weights**: block 1.0, transaction 0.5 (a block is rarer and more valuable).
+pub fn peer_score_params(
+    tx_topic: &IdentTopic,
+    block_topic: &IdentTopic,
+) -> (PeerScoreParams, PeerScoreThresholds) {
+    let topic = |weight: f64, invalid_weight: f64| TopicScoreParams {
+        topic_weight: weight,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 3600.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 100.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_message_deliveries_decay: 0.5,
+        mesh_message_deliveries_cap: 100.0,
+        mesh_message_deliveries_threshold: 1.0,
+        mesh_message_deliveries_window: Duration::from_millis(10),
+        mesh_message_deliveries_activation: Duration::from_secs(60),
+        mesh_failure_penalty_weight: 0.0,
+        mesh_failure_penalty_decay: 0.5,
+        invalid_message_deliveries_weight: invalid_weight,
+        invalid_message_deliveries_decay: 0.99,
+    };
+    let mut params = PeerScoreParams {
+        topic_score_cap: 200.0,
+        app_specific_weight: 1.0,
+        ip_colocation_factor_weight: -10.0,
+        ip_colocation_factor_threshold: 10.0,
+        behaviour_penalty_weight: -10.0,
+        behaviour_penalty_threshold: 6.0,
+        behaviour_penalty_decay: 0.9,
+        ..PeerScoreParams::default()
+    };
+    params.topics.insert(tx_topic.hash(), topic(0.5, -50.0));
+    params.topics.insert(block_topic.hash(), topic(1.0, -100.0));
+    let thresholds = PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: -80.0,
+        accept_px_threshold: 20.0,
+        opportunistic_graft_threshold: 5.0,
+    };
+    (params, thresholds)
+}

@@ -1,0 +1,214 @@
+//! Network configuration. Every limit is a named constant with a default, overridable here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_primitives::BlockHash;
+use cairn_primitives::encoding::MAX_ENCODED_SIZE;
+use libp2p::Multiaddr;
+
+/// Default TCP port of the P2P service.
+pub const DEFAULT_P2P_PORT: u16 = 9645;
+/// File name of the persistent node key inside the data directory.
+pub const NODE_KEY_FILE: &str = "p2p_key";
+/// Established connections, all peers together.
+pub const DEFAULT_MAX_PEERS: u32 = 50;
+/// Connections being set up (each direction).
+pub const DEFAULT_MAX_PENDING: u32 = 32;
+/// Established connections to one peer.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Below this many connected peers, discovered peers and bootnodes are dialled.
+pub const DEFAULT_TARGET_PEERS: usize = 8;
+/// How long a banned peer is refused.
+pub const DEFAULT_BAN_DURATION: Duration = Duration::from_secs(3600);
+/// Misbehaviour points at which a peer is banned (a malformed message is worth this much).
+pub const BAN_THRESHOLD: u32 = 100;
+/// Largest gossiped transaction (its canonical encoding).
+pub const DEFAULT_MAX_TX_SIZE: usize = 256 * 1024;
+/// Largest gossiped block (its canonical encoding).
+pub const DEFAULT_MAX_BLOCK_SIZE: usize = 4 * 1024 * 1024;
+/// Room for gossipsub's protobuf framing around one payload.
+pub const GOSSIP_FRAME_OVERHEAD: usize = 16 * 1024;
+/// Largest sync request (a locator or a list of hashes).
+pub const DEFAULT_MAX_SYNC_REQUEST_SIZE: usize = 64 * 1024;
+/// Largest sync response (a batch of headers or blocks).
+pub const DEFAULT_MAX_SYNC_RESPONSE_SIZE: usize = MAX_ENCODED_SIZE;
+/// Most headers in one `Headers` response.
+pub const MAX_HEADERS_PER_REQUEST: u32 = 2000;
+/// Most hashes in one block locator.
+pub const MAX_LOCATOR_LEN: usize = 64;
+/// Most hashes in one `GetBlocks` request (served); the driver asks for fewer.
+pub const MAX_BLOCKS_PER_REQUEST: usize = 128;
+/// Blocks the sync driver asks one peer for in one request.
+pub const DEFAULT_BLOCKS_PER_REQUEST: usize = 64;
+/// Requests in flight to one peer from the sync driver.
+pub const DEFAULT_REQUESTS_IN_FLIGHT_PER_PEER: usize = 4;
+/// Blocks downloaded ahead of the chain tip (the download window).
+pub const DEFAULT_BLOCK_WINDOW: usize = 1024;
+/// Timeout of one sync request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeouts after which a peer is dropped as stalled.
+pub const DEFAULT_MAX_STALLS: u32 = 2;
+/// How often the driver re-asks every peer for its status (self-healing sync).
+pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// Sustained inbound sync requests per peer per second.
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 200;
+/// Burst of inbound sync requests per peer.
+pub const DEFAULT_REQUEST_BURST: u32 = 400;
+/// Requests per second our sync driver sends one peer: three quarters of the default inbound
+/// limit, so an honest Cairn node never trips a peer's rate limit.
+pub const DEFAULT_SYNC_REQUESTS_PER_SECOND: u32 = DEFAULT_REQUESTS_PER_SECOND * 3 / 4;
+/// Commands queued from handles to the swarm task.
+pub const DEFAULT_COMMAND_QUEUE: usize = 1024;
+/// Events queued from the service to the node (gossip waiting for validation included).
+pub const DEFAULT_EVENT_QUEUE: usize = 1024;
+/// Inbound sync requests queued for serving.
+pub const DEFAULT_SERVE_QUEUE: usize = 64;
+/// Messages queued from the swarm task to the sync driver.
+pub const DEFAULT_SYNC_QUEUE: usize = 1024;
+/// Connections with no protocol activity are closed after this.
+pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
+/// First and largest delay between redials of a bootnode.
+pub const BOOTNODE_BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub const BOOTNODE_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Kademlia random walk period.
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Configuration of the network service.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// Addresses to listen on (port 0 picks a free port; `listen_addrs()` reports the real one).
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers dialled at start and re-dialled with backoff when the peer count drops. The
+    /// `/p2p/<peer id>` suffix is optional.
+    pub bootnodes: Vec<Multiaddr>,
+    /// Where the persistent node key lives (`<data_dir>/p2p_key`). `None`: an ephemeral key.
+    pub data_dir: Option<PathBuf>,
+    /// Hash of the genesis block: names the gossip topics and must match at the handshake.
+    pub genesis: BlockHash,
+    /// Discover peers on the LAN with mDNS (devnets).
+    pub mdns: bool,
+    pub max_peers: u32,
+    pub max_pending: u32,
+    pub max_connections_per_peer: u32,
+    pub target_peers: usize,
+    pub ban_duration: Duration,
+    pub max_tx_size: usize,
+    pub max_block_size: usize,
+    pub max_sync_request_size: usize,
+    pub max_sync_response_size: usize,
+    pub blocks_per_request: usize,
+    pub requests_in_flight_per_peer: usize,
+    pub block_window: usize,
+    pub request_timeout: Duration,
+    pub max_stalls: u32,
+    pub status_interval: Duration,
+    pub requests_per_second: u32,
+    pub request_burst: u32,
+    /// Outbound sync requests per peer per second (the driver's own throttle).
+    pub sync_requests_per_second: u32,
+    pub command_queue: usize,
+    pub event_queue: usize,
+    pub serve_queue: usize,
+    pub sync_queue: usize,
+    pub idle_connection_timeout: Duration,
+    pub discovery_interval: Duration,
+}
+
+impl NetworkConfig {
+    /// Defaults for a chain with this genesis hash.
+    pub fn new(genesis: BlockHash) -> Self {
+        Self {
+            listen_addrs: vec![default_listen_addr()],
+            bootnodes: Vec::new(),
+            data_dir: None,
+            genesis,
+            mdns: false,
+            max_peers: DEFAULT_MAX_PEERS,
+            max_pending: DEFAULT_MAX_PENDING,
+            max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
+            target_peers: DEFAULT_TARGET_PEERS,
+            ban_duration: DEFAULT_BAN_DURATION,
+            max_tx_size: DEFAULT_MAX_TX_SIZE,
+            max_block_size: DEFAULT_MAX_BLOCK_SIZE,
+            max_sync_request_size: DEFAULT_MAX_SYNC_REQUEST_SIZE,
+            max_sync_response_size: DEFAULT_MAX_SYNC_RESPONSE_SIZE,
+            blocks_per_request: DEFAULT_BLOCKS_PER_REQUEST,
+            requests_in_flight_per_peer: DEFAULT_REQUESTS_IN_FLIGHT_PER_PEER,
+            block_window: DEFAULT_BLOCK_WINDOW,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_stalls: DEFAULT_MAX_STALLS,
+            status_interval: DEFAULT_STATUS_INTERVAL,
+            requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
+            request_burst: DEFAULT_REQUEST_BURST,
+            sync_requests_per_second: DEFAULT_SYNC_REQUESTS_PER_SECOND,
+            command_queue: DEFAULT_COMMAND_QUEUE,
+            event_queue: DEFAULT_EVENT_QUEUE,
+            serve_queue: DEFAULT_SERVE_QUEUE,
+            sync_queue: DEFAULT_SYNC_QUEUE,
+            idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
+            discovery_interval: DEFAULT_DISCOVERY_INTERVAL,
+        }
+    }
+
+    /// A configuration for tests: listens on 127.0.0.1 with an OS-chosen port, ephemeral key.
+    pub fn local(genesis: BlockHash) -> Self {
+        let mut c = Self::new(genesis);
+        c.listen_addrs = vec![
+            "/ip4/127.0.0.1/tcp/0"
+                .parse()
+                .unwrap_or_else(|_| default_listen_addr()),
+        ];
+        c
+    }
+
+    /// Checks that the limits are usable.
+    pub fn validate(&self) -> Result<(), crate::P2pError> {
+        let err = |m: &str| Err(crate::P2pError::Config(m.to_string()));
+        if self.max_block_size > MAX_ENCODED_SIZE || self.max_tx_size > self.max_block_size {
+            return err("need max_tx_size <= max_block_size <= MAX_ENCODED_SIZE");
+        }
+        if self.max_sync_response_size > MAX_ENCODED_SIZE {
+            return err("max_sync_response_size above MAX_ENCODED_SIZE");
+        }
+        if self.blocks_per_request == 0 || self.blocks_per_request > MAX_BLOCKS_PER_REQUEST {
+            return err("blocks_per_request must be in 1..=MAX_BLOCKS_PER_REQUEST");
+        }
+        if self.requests_in_flight_per_peer == 0 || self.block_window == 0 {
+            return err("requests_in_flight_per_peer and block_window must be positive");
+        }
+        if self.command_queue == 0
+            || self.event_queue == 0
+            || self.serve_queue == 0
+            || self.sync_queue == 0
+        {
+            return err("queue lengths must be positive");
+        }
+        if self.requests_per_second == 0
+            || self.request_burst == 0
+            || self.sync_requests_per_second == 0
+        {
+            return err("request rate limits must be positive");
+        }
+        Ok(())
+    }
+
+    /// Gossip topic for transactions: `/cairn/1/<genesis hex>/tx`.
+    pub fn tx_topic(&self) -> String {
+        format!("/cairn/1/{}/tx", self.genesis.to_hex())
+    }
+
+    /// Gossip topic for blocks: `/cairn/1/<genesis hex>/block`.
+    pub fn block_topic(&self) -> String {
+        format!("/cairn/1/{}/block", self.genesis.to_hex())
+    }
+}
+
+/// `/ip4/0.0.0.0/tcp/9645`.
+pub fn default_listen_addr() -> Multiaddr {
+    Multiaddr::empty()
+        .with(libp2p::multiaddr::Protocol::Ip4(
+            std::net::Ipv4Addr::UNSPECIFIED,
+        ))
+        .with(libp2p::multiaddr::Protocol::Tcp(DEFAULT_P2P_PORT))
+}

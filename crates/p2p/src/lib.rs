@@ -1,0 +1,42 @@
+//! Cairn's network service: gossip relay, the sync protocol, discovery and peer limits, on
+//! libp2p.
+//!
+//! **Owns**: the libp2p swarm (TCP + Noise + Yamux; identify, ping, connection limits,
+//! Kademlia, optional mDNS), the gossipsub topics `/cairn/1/<genesis hex>/tx` and
+//! `/cairn/1/<genesis hex>/block`, the request-response protocol `/cairn/sync/1`, the
+//! headers-first download driver, per-peer rate limits, misbehaviour scores and bans, and the
+//! persistent node key (`<datadir>/p2p_key`).
+//!
+//! **Never does**: judge a transaction, header or block. It decodes payloads (a payload that does
+//! not decode is rejected here and its sender banned) and hands values to the node: gossip as
+//! [`NetworkEvent`]s that the node answers with [`NetworkHandle::report_validation`], sync data
+//! through the [`ChainAccess`] trait the node implements. It never touches storage.
+//!
+//! **Main types**: [`NetworkConfig`], [`NetworkService::start`] → ([`NetworkHandle`],
+//! `Receiver<`[`NetworkEvent`]`>`), [`ChainAccess`], [`Status`], [`SyncRequest`] /
+//! [`SyncResponse`], [`P2pError`], [`MetricsSnapshot`]. With the `test-utils` feature,
+//! [`test_utils::MemoryChain`] is an in-memory `ChainAccess` for tests.
+
+pub mod behaviour;
+pub mod codec;
+pub mod config;
+mod error;
+pub mod metrics;
+pub mod service;
+pub mod sync;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
+#[cfg(test)]
+mod tests;
+
+pub use codec::{SYNC_PROTOCOL, Status, SyncRequest, SyncResponse};
+pub use config::NetworkConfig;
+pub use error::P2pError;
+pub use libp2p::gossipsub::MessageId;
+pub use libp2p::{Multiaddr, PeerId};
+pub use metrics::MetricsSnapshot;
+pub use service::{
+    Acceptance, Direction, GossipKind, NetworkEvent, NetworkHandle, NetworkService, PeerInfo,
+    load_or_create_node_key,
+};
+pub use sync::ChainAccess;

@@ -1,0 +1,503 @@
+//! Real swarms on 127.0.0.1 (ports chosen by the OS), every wait bounded.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_primitives::{Amount, Transaction, TxOut, XOnlyPublicKey};
+use tokio::sync::mpsc;
+
+use crate::test_utils::MemoryChain;
+use crate::{
+    Acceptance, ChainAccess, GossipKind, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle,
+    NetworkService, SyncRequest,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// What a test node's validator saw.
+#[derive(Debug)]
+enum Seen {
+    Tx(Transaction, Instant),
+    Block,
+}
+
+struct TestNode {
+    handle: NetworkHandle,
+    chain: Arc<MemoryChain>,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    addr: Multiaddr,
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Starts a node with a validator task that behaves like the real node: txs accepted, blocks
+/// added to the chain (unknown parent: Ignore + sync), invalid blocks rejected.
+async fn start_node(
+    chain: Arc<MemoryChain>,
+    bootnodes: Vec<Multiaddr>,
+    tweak: impl FnOnce(&mut NetworkConfig),
+) -> TestNode {
+    init_tracing();
+    let mut config = NetworkConfig::local(chain.genesis());
+    config.bootnodes = bootnodes;
+    tweak(&mut config);
+    let (handle, mut events) = NetworkService::start(config, chain.clone())
+        .await
+        .expect("start network");
+    let addr = handle
+        .listen_addrs()
+        .await
+        .into_iter()
+        .next()
+        .expect("a listen address");
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    let (h, c) = (handle.clone(), chain.clone());
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                NetworkEvent::Transaction { tx, source, msg_id } => {
+                    let _ = seen_tx.send(Seen::Tx(tx, Instant::now()));
+                    let _ = h
+                        .report_validation(msg_id, source, Acceptance::Accept)
+                        .await;
+                }
+                NetworkEvent::Block {
+                    block,
+                    source,
+                    msg_id,
+                } => {
+                    let verdict = if c.contains_block(&block.header.prev_hash) {
+                        match c.add_block(block.clone()) {
+                            Ok(()) => Acceptance::Accept,
+                            Err(_) => Acceptance::Reject,
+                        }
+                    } else {
+                        let _ = h.sync_with(source).await;
+                        Acceptance::Ignore
+                    };
+                    let _ = h.report_validation(msg_id, source, verdict).await;
+                    let _ = seen_tx.send(Seen::Block);
+                }
+                _ => {}
+            }
+        }
+    });
+    TestNode {
+        handle,
+        chain,
+        seen,
+        addr,
+    }
+}
+
+async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, timeout: Duration, mut cond: F) {
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_peers(node: &TestNode, n: usize) {
+    wait_for("peers", WAIT, async || node.handle.peers().await.len() >= n).await;
+}
+
+fn test_tx(n: u32) -> Transaction {
+    Transaction {
+        version: Transaction::VERSION,
+        inputs: Vec::new(),
+        outputs: vec![TxOut {
+            value: Amount::from_base_units(u64::from(n)),
+            pubkey: XOnlyPublicKey([7; 32]),
+        }],
+        lock_time: n,
+    }
+}
+
+/// Publishes until gossipsub knows a subscribed peer (subscriptions arrive just after connect).
+async fn publish_tx(node: &TestNode, tx: &Transaction) {
+    wait_for("publish tx", WAIT, async || {
+        node.handle.publish_tx(tx).await.is_ok()
+    })
+    .await;
+}
+
+async fn next_tx(node: &mut TestNode, want: &Transaction) -> Instant {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, node.seen.recv()).await {
+            Ok(Some(Seen::Tx(tx, at))) if tx == *want => return at,
+            Ok(Some(_)) => {}
+            _ => panic!("tx not received"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_exchange_tx_and_block() {
+    let a = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
+    let mut b = start_node(Arc::new(MemoryChain::new(1)), vec![a.addr.clone()], |_| {}).await;
+    wait_peers(&a, 1).await;
+    wait_peers(&b, 1).await;
+
+    let tx = test_tx(1);
+    publish_tx(&a, &tx).await;
+    next_tx(&mut b, &tx).await;
+
+    let block = a.chain.mine(1).remove(0);
+    a.handle.publish_block(&block).await.expect("publish block");
+    let hash = block.hash();
+    wait_for("block", WAIT, async || b.chain.contains_block(&hash)).await;
+    assert_eq!(b.chain.height(), 1);
+    let m = b.handle.metrics();
+    assert!(m.tx_in >= 1 && m.blocks_in >= 1, "{m:?}");
+    let info = b.handle.peers().await;
+    assert_eq!(info[0].peer_id, a.handle.local_peer_id());
+    assert!(info[0].status.is_some() || info[0].supports_sync.is_some());
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_in_a_line_relay_end_to_end() {
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for i in 0..5 {
+        let boot = nodes
+            .last()
+            .map(|n: &TestNode| vec![n.addr.clone()])
+            .unwrap_or_default();
+        nodes.push(start_node(Arc::new(MemoryChain::new(1)), boot, |_| {}).await);
+        if i > 0 {
+            wait_peers(&nodes[i], 1).await;
+        }
+    }
+    // Let the meshes form (a couple of gossipsub heartbeats).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut latencies = Vec::new();
+    for n in 0..20 {
+        let tx = test_tx(100 + n);
+        let sent = Instant::now();
+        publish_tx(&nodes[0], &tx).await;
+        let (first, rest) = nodes.split_at_mut(4);
+        let _ = first;
+        let at = next_tx(&mut rest[0], &tx).await;
+        latencies.push(at.duration_since(sent));
+    }
+    latencies.sort();
+    println!(
+        "tx propagation over 4 hops: median {:?}, max {:?}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+
+    let block = nodes[0].chain.mine(1).remove(0);
+    nodes[0]
+        .handle
+        .publish_block(&block)
+        .await
+        .expect("publish");
+    let hash = block.hash();
+    for node in &nodes[1..] {
+        wait_for("block relayed", WAIT, async || {
+            node.chain.contains_block(&hash)
+        })
+        .await;
+    }
+    for node in &nodes {
+        node.handle.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_node_syncs_from_two_peers_while_one_dies() {
+    const N: usize = 2000;
+    let source = Arc::new(MemoryChain::new(1));
+    let blocks = source.mine(N);
+    let other = Arc::new(MemoryChain::new(1));
+    for b in &blocks {
+        other.add_block(b.clone()).expect("copy");
+    }
+    let a = start_node(source.clone(), vec![], |_| {}).await;
+    let b = start_node(other, vec![], |_| {}).await;
+    let start = Instant::now();
+    // Small batches so the download is still running when `b` dies.
+    let c = start_node(
+        Arc::new(MemoryChain::new(1)),
+        vec![a.addr.clone(), b.addr.clone()],
+        |c| {
+            c.blocks_per_request = 8;
+            c.requests_in_flight_per_peer = 2;
+        },
+    )
+    .await;
+    wait_for("partial sync", WAIT, async || c.chain.height() >= 200).await;
+    let killed_at = c.chain.height();
+    b.handle.shutdown().await;
+    wait_for("full sync", Duration::from_secs(120), async || {
+        c.chain.height() == N as u64
+    })
+    .await;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "synced {N} blocks in {secs:.2}s ({:.0} blocks/s, 8 per request); peer killed at height {killed_at}",
+        N as f64 / secs
+    );
+    assert_eq!(c.chain.tip(), source.tip());
+    assert!(killed_at < N as u64, "peer was killed mid-sync");
+    a.handle.shutdown().await;
+    c.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_throughput_from_one_peer() {
+    const N: usize = 2000;
+    let source = Arc::new(MemoryChain::new(1));
+    source.mine(N);
+    let a = start_node(source.clone(), vec![], |_| {}).await;
+    let start = Instant::now();
+    let c = start_node(Arc::new(MemoryChain::new(1)), vec![a.addr.clone()], |_| {}).await;
+    wait_for("full sync", Duration::from_secs(120), async || {
+        c.chain.height() == N as u64
+    })
+    .await;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "synced {N} blocks from one peer in {secs:.2}s ({:.0} blocks/s, start-up included)",
+        N as f64 / secs
+    );
+    a.handle.shutdown().await;
+    c.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_block_with_unknown_parent_triggers_sync() {
+    let a = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
+    let b = start_node(Arc::new(MemoryChain::new(1)), vec![a.addr.clone()], |c| {
+        // Make the periodic status refresh irrelevant: only the gossip path can trigger sync.
+        c.status_interval = Duration::from_secs(3600);
+    })
+    .await;
+    wait_peers(&b, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut blocks = a.chain.mine(50);
+    let last = blocks.pop().expect("blocks");
+    wait_for("publish", WAIT, async || {
+        a.handle.publish_block(&last).await.is_ok()
+    })
+    .await;
+    let hash = last.hash();
+    wait_for("sync after orphan", WAIT, async || b.chain.height() >= 49).await;
+    // The announced block itself is served by sync too (it is on a's chain).
+    wait_for("tip", WAIT, async || b.chain.contains_block(&hash)).await;
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_with_other_genesis_is_refused() {
+    let a = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
+    let b = start_node(Arc::new(MemoryChain::new(2)), vec![a.addr.clone()], |_| {}).await;
+    wait_for("ban", WAIT, async || {
+        a.handle.metrics().bans >= 1 || b.handle.metrics().bans >= 1
+    })
+    .await;
+    wait_for("disconnect", WAIT, async || {
+        a.handle.peers().await.is_empty() && b.handle.peers().await.is_empty()
+    })
+    .await;
+    // A redial is refused: no connection survives.
+    let _ = b.handle.dial(a.addr.clone()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a.handle.peers().await.is_empty());
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}
+
+enum Attack {
+    GarbageGossip,
+    OversizedRequest,
+    MalformedRequest,
+    RequestFlood,
+}
+
+async fn attack_is_banned_while_honest_traffic_flows(attack: Attack) {
+    let flood = matches!(attack, Attack::RequestFlood);
+    let mut victim = start_node(Arc::new(MemoryChain::new(1)), vec![], |c| {
+        if flood {
+            // A low limit so that 400 requests are a flood whatever the machine's speed.
+            c.requests_per_second = 10;
+            c.request_burst = 10;
+        }
+    })
+    .await;
+    let honest = start_node(
+        Arc::new(MemoryChain::new(1)),
+        vec![victim.addr.clone()],
+        |_| {},
+    )
+    .await;
+    let attacker = start_node(
+        Arc::new(MemoryChain::new(1)),
+        vec![victim.addr.clone()],
+        |_| {},
+    )
+    .await;
+    wait_peers(&victim, 2).await;
+    let victim_id = victim.handle.local_peer_id();
+    let attacker_id = attacker.handle.local_peer_id();
+    match attack {
+        Attack::GarbageGossip => {
+            wait_for("garbage published", WAIT, async || {
+                attacker
+                    .handle
+                    .publish_bytes(GossipKind::Tx, vec![0xff; 50])
+                    .await
+                    .is_ok()
+            })
+            .await;
+        }
+        Attack::OversizedRequest => {
+            let _ = attacker
+                .handle
+                .request_bytes(victim_id, vec![0u8; 200_000])
+                .await;
+        }
+        Attack::MalformedRequest => {
+            let _ = attacker
+                .handle
+                .request_bytes(victim_id, vec![9u8; 40])
+                .await;
+        }
+        Attack::RequestFlood => {
+            let mut tasks = Vec::new();
+            for _ in 0..400 {
+                let h = attacker.handle.clone();
+                tasks.push(tokio::spawn(async move {
+                    let req = SyncRequest::GetHeaders {
+                        locator: vec![],
+                        max: 1,
+                    };
+                    let _ = h.request(victim_id, &req).await;
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    }
+    wait_for("attacker banned", WAIT, async || {
+        victim.handle.metrics().bans >= 1
+            && !victim
+                .handle
+                .peers()
+                .await
+                .iter()
+                .any(|p| p.peer_id == attacker_id)
+    })
+    .await;
+    assert!(victim.handle.metrics().invalid_messages >= 1);
+    // Honest traffic still flows.
+    let tx = test_tx(7);
+    publish_tx(&honest, &tx).await;
+    next_tx(&mut victim, &tx).await;
+    assert!(
+        victim
+            .handle
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == honest.handle.local_peer_id())
+    );
+    for n in [&victim, &honest, &attacker] {
+        n.handle.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gossip_gets_sender_banned() {
+    attack_is_banned_while_honest_traffic_flows(Attack::GarbageGossip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_sync_request_gets_sender_banned() {
+    attack_is_banned_while_honest_traffic_flows(Attack::OversizedRequest).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_sync_request_gets_sender_banned() {
+    attack_is_banned_while_honest_traffic_flows(Attack::MalformedRequest).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_flood_gets_sender_banned() {
+    attack_is_banned_while_honest_traffic_flows(Attack::RequestFlood).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_synced_block_gets_sender_banned() {
+    // The liar serves a block whose merkle root does not match: the node rejects it.
+    let liar_chain = Arc::new(MemoryChain::new(1));
+    let good = liar_chain.mine(3);
+    let mut bad = crate::test_utils::child_block(&good[2].header, 4, 0, vec![test_tx(1)]);
+    bad.transactions.push(test_tx(2)); // breaks the merkle root after the fact
+    liar_chain.force_block(bad);
+    let liar = start_node(liar_chain, vec![], |_| {}).await;
+    let c = start_node(
+        Arc::new(MemoryChain::new(1)),
+        vec![liar.addr.clone()],
+        |_| {},
+    )
+    .await;
+    wait_for("ban", WAIT, async || c.handle.metrics().bans >= 1).await;
+    assert!(c.chain.height() >= 3 && c.chain.height() < 4);
+    liar.handle.shutdown().await;
+    c.handle.shutdown().await;
+}
+
+#[test]
+fn node_key_persists_with_private_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k1 = crate::load_or_create_node_key(dir.path()).expect("create");
+    let k2 = crate::load_or_create_node_key(dir.path()).expect("load");
+    assert_eq!(k1.public().to_peer_id(), k2.public().to_peer_id());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(crate::config::NODE_KEY_FILE))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn serving_respects_limits() {
+    let chain = MemoryChain::new(1);
+    chain.mine(10);
+    let r = crate::sync::answer(
+        &chain,
+        SyncRequest::GetHeaders {
+            locator: vec![chain.genesis()],
+            max: 100_000,
+        },
+        1 << 20,
+    );
+    assert!(matches!(r, crate::SyncResponse::Headers(h) if h.len() == 10));
+    let hashes: Vec<_> = (0..200).map(|_| chain.tip()).collect();
+    assert!(matches!(
+        crate::sync::answer(&chain, SyncRequest::GetBlocks { hashes }, 1 << 20),
+        crate::SyncResponse::Error(_)
+    ));
+    let status = chain.status();
+    assert_eq!(status.best_height, 10);
+}

@@ -1,0 +1,58 @@
+//! Storage limits and RocksDB tuning, each a named constant with a default.
+
+/// Default size of the in-memory UTXO cache (like Bitcoin Core's `-dbcache`).
+pub const DEFAULT_UTXO_CACHE_BYTES: usize = 256 * 1024 * 1024;
+/// Default number of blocks the orphan pool holds (blocks whose parent is unknown).
+pub const DEFAULT_ORPHAN_MAX_BLOCKS: usize = 100;
+/// Default total bytes of the blocks the orphan pool holds.
+pub const DEFAULT_ORPHAN_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Default RocksDB limit on open files.
+pub const DEFAULT_MAX_OPEN_FILES: i32 = 512;
+/// Default RocksDB memtable size per column family.
+pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// Default size of RocksDB's block cache (shared by all column families).
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Most headers [`crate::ChainReader::headers_after`] returns in one call.
+pub const MAX_HEADERS_PER_REQUEST: usize = 2_000;
+/// Most hashes [`crate::ChainReader::missing_blocks`] returns in one call.
+pub const MAX_MISSING_BLOCKS_PER_REQUEST: usize = 1_024;
+/// Most best-header-chain entries [`crate::ChainReader::missing_blocks`] scans per call.
+pub const MAX_MISSING_BLOCKS_SCAN: u64 = 100_000;
+/// Number of most recent hashes a block locator lists one by one before spacing them out.
+pub const LOCATOR_DENSE_ENTRIES: usize = 10;
+
+/// Everything about storage that an operator may tune.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// Bytes of UTXOs kept in memory; 0 disables the cache (every input is read from RocksDB).
+    pub utxo_cache_bytes: usize,
+    /// Most blocks with an unknown parent kept while waiting for the parent.
+    pub orphan_max_blocks: usize,
+    /// Most bytes of such blocks.
+    pub orphan_max_bytes: usize,
+    /// RocksDB `max_open_files` (-1: unlimited).
+    pub max_open_files: i32,
+    /// RocksDB memtable size per column family.
+    pub write_buffer_bytes: usize,
+    /// RocksDB block cache size.
+    pub block_cache_bytes: usize,
+    /// fsync the write-ahead log on every block connect/disconnect. Off by default: RocksDB
+    /// batches are atomic in the WAL either way, so a killed process (kill -9) always reopens
+    /// consistently; syncing additionally protects the last blocks against power loss, at the
+    /// price of one fsync per block.
+    pub sync_writes: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            utxo_cache_bytes: DEFAULT_UTXO_CACHE_BYTES,
+            orphan_max_blocks: DEFAULT_ORPHAN_MAX_BLOCKS,
+            orphan_max_bytes: DEFAULT_ORPHAN_MAX_BYTES,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
+            write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
+            block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
+            sync_writes: false,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Cairn's storage: everything the node keeps on disk, in RocksDB, and the chain state machine
+//! that decides which chain is best.
+//!
+//! This crate owns the block index (headers with their status and cumulative work), block
+//! bodies, undo data, the UTXO set (with an in-memory write-through cache and an
+//! order-independent digest), the transaction and address indexes, and the best-chain decision:
+//! most cumulative work among fully available, valid chains, with reorganisations applied one
+//! atomic batch per block, so a crash at any instant leaves a consistent database.
+//!
+//! It never validates anything itself beyond calling `cairn-consensus` (header rules,
+//! `connect_block`), never does networking, and never reads a clock (`now` is a parameter).
+//!
+//! Main types:
+//! - [`ChainState`]: owned by one task; `accept_header`, `accept_block` (`&mut self`).
+//! - [`ChainReader`]: `Clone + Send + Sync`, snapshot reads for the RPC, mempool and network;
+//!   implements [`cairn_consensus::UtxoView`].
+//! - [`StorageConfig`], [`StorageError`], [`UtxoStats`].
+//!
+//! Layout on disk: see [`schema`].
+
+pub mod cache;
+pub mod chain;
+pub mod config;
+pub mod digest;
+mod error;
+pub mod reader;
+pub mod schema;
+mod store;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
+
+pub use chain::{AcceptOutcome, AcceptStatus, ChainEvent, ChainState, ChainTip, HeaderOutcome};
+pub use config::StorageConfig;
+pub use digest::{UtxoDigest, UtxoStats};
+pub use error::{StorageError, StorageResult};
+pub use reader::{BlockTemplateContext, ChainReader, HeaderInfo, TxInfo};
+pub use schema::BlockStatus;

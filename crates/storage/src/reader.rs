@@ -1,0 +1,485 @@
+//! Reads for the RPC, the mempool and the network, from any thread, never waiting for the
+//! chain task: each call reads one RocksDB snapshot, so it sees the state between two batches,
+//! never half of one.
+
+use std::sync::Arc;
+
+use cairn_consensus::rules::header::median_time_past;
+use cairn_consensus::{ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, UtxoView};
+use cairn_primitives::{
+    Amount, Block, BlockHash, BlockHeader, OutPoint, Transaction, Txid, XOnlyPublicKey,
+};
+use rocksdb::{DB, Direction, IteratorMode, ReadOptions, Snapshot};
+
+use crate::chain::ChainTip;
+use crate::config::{
+    LOCATOR_DENSE_ENTRIES, MAX_HEADERS_PER_REQUEST, MAX_MISSING_BLOCKS_PER_REQUEST,
+    MAX_MISSING_BLOCKS_SCAN,
+};
+use crate::digest::UtxoStats;
+use crate::error::{StorageError, StorageResult};
+use crate::schema::*;
+use crate::store::cf;
+
+/// What is known about one header.
+/// The tip `(height, hash)` a batch of coins was read at, and the coins (input order).
+pub type CoinsAtTip = ((u64, BlockHash), Vec<Option<Coin>>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderInfo {
+    pub hash: BlockHash,
+    pub header: BlockHeader,
+    pub height: u64,
+    pub chain_work: ChainWork,
+    pub status: BlockStatus,
+    /// Empty unless the block is invalid.
+    pub invalid_reason: String,
+    pub is_on_main_chain: bool,
+}
+
+/// A confirmed transaction and where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxInfo {
+    pub tx: Transaction,
+    pub block_hash: BlockHash,
+    pub height: u64,
+    /// Position in the block (0: the coinbase).
+    pub index: u32,
+}
+
+/// What a miner needs to build the next block on the tip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockTemplateContext {
+    /// Height of the block to build.
+    pub height: u64,
+    pub prev_hash: BlockHash,
+    /// Compact target the block must carry.
+    pub bits: u32,
+    /// Smallest valid time (median time past of the tip + 1).
+    pub min_time: u64,
+    /// Time of the tip.
+    pub prev_time: u64,
+}
+
+/// A cloneable, thread-safe read handle on the chain database.
+#[derive(Clone)]
+pub struct ChainReader {
+    db: Arc<DB>,
+    params: Arc<ChainParams>,
+}
+
+impl std::fmt::Debug for ChainReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainReader")
+            .field("chain", &self.params.chain_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One consistent view: a snapshot and the read options pointing at it.
+struct View<'a> {
+    db: &'a DB,
+    snap: Snapshot<'a>,
+}
+
+impl View<'_> {
+    fn get(&self, name: &'static str, key: impl AsRef<[u8]>) -> StorageResult<Option<Vec<u8>>> {
+        Ok(self.snap.get_cf(cf(self.db, name)?, key)?)
+    }
+
+    fn tip(&self) -> StorageResult<TipRecord> {
+        let b = self
+            .get(CF_META, MetaKey::Tip.key())?
+            .ok_or_else(|| StorageError::corrupt("tip", "meta", "missing"))?;
+        decode_value("tip", "meta", &b)
+    }
+
+    fn header(&self, hash: &BlockHash) -> StorageResult<Option<HeaderRecord>> {
+        self.get(CF_HEADERS, hash.0)?
+            .map(|b| decode_value("header record", hash, &b))
+            .transpose()
+    }
+
+    fn hash_at(&self, name: &'static str, height: u64) -> StorageResult<Option<BlockHash>> {
+        self.get(name, height_key(height))?
+            .map(|b| decode_hash("block hash", format!("{name} {height}"), &b))
+            .transpose()
+    }
+
+    fn read_opts(&self) -> ReadOptions {
+        let mut o = ReadOptions::default();
+        o.set_snapshot(&self.snap);
+        o
+    }
+
+    /// Keys and values of `name` starting with `prefix`, in key order.
+    fn prefix_scan(
+        &self,
+        name: &'static str,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> StorageResult<()>,
+    ) -> StorageResult<()> {
+        let it = self.db.iterator_cf_opt(
+            cf(self.db, name)?,
+            self.read_opts(),
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    fn median_time_past(&self, hash: &BlockHash) -> StorageResult<Option<u64>> {
+        let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
+        let mut cur = *hash;
+        while times.len() < MEDIAN_TIME_SPAN {
+            let Some(r) = self.header(&cur)? else {
+                if times.is_empty() {
+                    return Ok(None);
+                }
+                return Err(StorageError::corrupt("header", cur, "ancestor missing"));
+            };
+            times.push(r.header.time);
+            if r.height == 0 {
+                break;
+            }
+            cur = r.header.prev_hash;
+        }
+        Ok(Some(median_time_past(&times)))
+    }
+}
+
+impl ChainReader {
+    pub(crate) fn new(db: Arc<DB>, params: Arc<ChainParams>) -> Self {
+        Self { db, params }
+    }
+
+    fn view(&self) -> View<'_> {
+        View {
+            db: &self.db,
+            snap: self.db.snapshot(),
+        }
+    }
+
+    pub fn params(&self) -> &ChainParams {
+        &self.params
+    }
+
+    /// Height and hash of the main-chain tip.
+    pub fn tip(&self) -> StorageResult<(u64, BlockHash)> {
+        let t = self.view().tip()?;
+        Ok((t.height, t.hash))
+    }
+
+    /// Height, hash and work of the best valid header (sync progress).
+    pub fn best_header(&self) -> StorageResult<ChainTip> {
+        let v = self.view();
+        let b = v
+            .get(CF_META, MetaKey::BestHeader.key())?
+            .ok_or_else(|| StorageError::corrupt("best header", "meta", "missing"))?;
+        let t: TipRecord = decode_value("best header", "meta", &b)?;
+        let r = v
+            .header(&t.hash)?
+            .ok_or_else(|| StorageError::corrupt("header", t.hash, "best header missing"))?;
+        Ok(ChainTip {
+            height: t.height,
+            hash: t.hash,
+            chain_work: r.work(),
+        })
+    }
+
+    /// Height, hash and work of the main-chain tip.
+    pub fn tip_info(&self) -> StorageResult<ChainTip> {
+        let v = self.view();
+        let t = v.tip()?;
+        let r = v
+            .header(&t.hash)?
+            .ok_or_else(|| StorageError::corrupt("header", t.hash, "tip header missing"))?;
+        Ok(ChainTip {
+            height: t.height,
+            hash: t.hash,
+            chain_work: r.work(),
+        })
+    }
+
+    /// The main-chain block at `height`.
+    pub fn block_hash(&self, height: u64) -> StorageResult<Option<BlockHash>> {
+        self.view().hash_at(CF_HEIGHT, height)
+    }
+
+    pub fn header_info(&self, hash: &BlockHash) -> StorageResult<Option<HeaderInfo>> {
+        let v = self.view();
+        let Some(r) = v.header(hash)? else {
+            return Ok(None);
+        };
+        let is_on_main_chain = v.hash_at(CF_HEIGHT, r.height)? == Some(*hash);
+        Ok(Some(HeaderInfo {
+            hash: *hash,
+            header: r.header,
+            height: r.height,
+            chain_work: r.work(),
+            status: r.status,
+            invalid_reason: r.invalid_reason,
+            is_on_main_chain,
+        }))
+    }
+
+    /// The stored block (main chain or not).
+    pub fn block(&self, hash: &BlockHash) -> StorageResult<Option<Block>> {
+        self.block_bytes(hash)?
+            .map(|b| decode_block(hash, &b))
+            .transpose()
+    }
+
+    /// The stored block's canonical encoding (for serving peers without re-encoding).
+    pub fn block_bytes(&self, hash: &BlockHash) -> StorageResult<Option<Vec<u8>>> {
+        self.view().get(CF_BLOCKS, hash.0)
+    }
+
+    /// A main-chain transaction and its location.
+    pub fn transaction(&self, txid: &Txid) -> StorageResult<Option<TxInfo>> {
+        let v = self.view();
+        let Some(b) = v.get(CF_TX, txid.0)? else {
+            return Ok(None);
+        };
+        let loc: TxLocation = decode_value("tx location", txid, &b)?;
+        let bytes = v.get(CF_BLOCKS, loc.block_hash.0)?.ok_or_else(|| {
+            StorageError::corrupt("block", loc.block_hash, "indexed block missing")
+        })?;
+        let block = decode_block(&loc.block_hash, &bytes)?;
+        let tx = block
+            .transactions
+            .into_iter()
+            .nth(loc.index as usize)
+            .ok_or_else(|| StorageError::corrupt("tx location", txid, "index beyond the block"))?;
+        Ok(Some(TxInfo {
+            tx,
+            block_hash: loc.block_hash,
+            height: loc.height,
+            index: loc.index,
+        }))
+    }
+
+    /// The unspent output at `outpoint` (main chain tip).
+    pub fn coin(&self, outpoint: &OutPoint) -> StorageResult<Option<Coin>> {
+        // A single get reads one consistent version; no snapshot needed.
+        self.db
+            .get_cf(cf(&self.db, CF_UTXO)?, outpoint_key(outpoint))?
+            .map(|b| decode_coin(outpoint, &b))
+            .transpose()
+    }
+
+    /// Several coins and the tip they are read at, from one snapshot (for the mempool).
+    pub fn coins_at_tip(
+        &self,
+        outpoints: &[OutPoint],
+    ) -> StorageResult<CoinsAtTip> {
+        let v = self.view();
+        let tip = v.tip()?;
+        let utxo = cf(&self.db, CF_UTXO)?;
+        let keys: Vec<[u8; 36]> = outpoints.iter().map(outpoint_key).collect();
+        let results = v.snap.multi_get_cf(keys.iter().map(|k| (utxo, k)));
+        let mut coins = Vec::with_capacity(outpoints.len());
+        for (op, r) in outpoints.iter().zip(results) {
+            coins.push(r?.map(|b| decode_coin(op, &b)).transpose()?);
+        }
+        Ok(((tip.height, tip.hash), coins))
+    }
+
+    /// Confirmed balance of `pubkey`.
+    pub fn address_balance(&self, pubkey: &XOnlyPublicKey) -> StorageResult<Amount> {
+        let b = self.view().get(CF_ADDR_BALANCE, pubkey.0)?;
+        Ok(Amount(
+            b.map(|b| decode_balance(pubkey, &b))
+                .transpose()?
+                .unwrap_or(0),
+        ))
+    }
+
+    /// Unspent outputs paying `pubkey`, in outpoint order.
+    pub fn address_utxos(&self, pubkey: &XOnlyPublicKey) -> StorageResult<Vec<(OutPoint, Coin)>> {
+        let mut out = Vec::new();
+        self.view().prefix_scan(CF_ADDR_UTXO, &pubkey.0, |k, v| {
+            let op = decode_outpoint_key(&k[32..])?;
+            out.push((op, decode_coin(&op, v)?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Main-chain transactions that pay or spend from `pubkey`, in chain order.
+    pub fn address_txids(&self, pubkey: &XOnlyPublicKey) -> StorageResult<Vec<Txid>> {
+        let mut out = Vec::new();
+        self.view().prefix_scan(CF_ADDR_TX, &pubkey.0, |k, _| {
+            out.push(decode_addr_tx_txid(k)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// UTXO-set statistics at the tip (`gettxoutsetinfo`).
+    pub fn utxo_stats(&self) -> StorageResult<UtxoStats> {
+        let v = self.view();
+        let tip = v.tip()?;
+        let b = v
+            .get(CF_META, MetaKey::UtxoStats.key())?
+            .ok_or_else(|| StorageError::corrupt("utxo stats", "meta", "missing"))?;
+        let s: UtxoStatsRecord = decode_value("utxo stats", "meta", &b)?;
+        Ok(UtxoStats {
+            height: tip.height,
+            best_hash: tip.hash,
+            txouts: s.txouts,
+            total_amount: Amount(s.total_amount),
+            digest: s.digest,
+        })
+    }
+
+    /// A block locator of the best header chain: the last [`LOCATOR_DENSE_ENTRIES`] hashes,
+    /// then exponentially spaced, then genesis.
+    pub fn locator(&self) -> StorageResult<Vec<BlockHash>> {
+        let v = self.view();
+        let b = v
+            .get(CF_META, MetaKey::BestHeader.key())?
+            .ok_or_else(|| StorageError::corrupt("best header", "meta", "missing"))?;
+        let best: TipRecord = decode_value("best header", "meta", &b)?;
+        let mut out = Vec::new();
+        let mut height = best.height;
+        let mut step = 1u64;
+        loop {
+            let hash = v
+                .hash_at(CF_HEADER_CHAIN, height)?
+                .ok_or_else(|| StorageError::corrupt("header chain", height, "missing"))?;
+            out.push(hash);
+            if height == 0 {
+                break;
+            }
+            if out.len() >= LOCATOR_DENSE_ENTRIES {
+                step = step.saturating_mul(2);
+            }
+            height = height.saturating_sub(step);
+        }
+        Ok(out)
+    }
+
+    /// Main-chain headers after the first locator hash on the main chain (genesis if none),
+    /// at most `max` (capped at [`MAX_HEADERS_PER_REQUEST`]).
+    pub fn headers_after(
+        &self,
+        locator: &[BlockHash],
+        max: usize,
+    ) -> StorageResult<Vec<BlockHeader>> {
+        let v = self.view();
+        let tip = v.tip()?;
+        let mut start = 0;
+        for hash in locator {
+            if let Some(r) = v.header(hash)?
+                && v.hash_at(CF_HEIGHT, r.height)? == Some(*hash)
+            {
+                start = r.height;
+                break;
+            }
+        }
+        let max = max.min(MAX_HEADERS_PER_REQUEST) as u64;
+        let mut out = Vec::new();
+        let mut h = start + 1;
+        while h <= tip.height && (out.len() as u64) < max {
+            let hash = v
+                .hash_at(CF_HEIGHT, h)?
+                .ok_or_else(|| StorageError::corrupt("height index", h, "missing below the tip"))?;
+            let r = v.header(&hash)?.ok_or_else(|| {
+                StorageError::corrupt("header", hash, "main-chain header missing")
+            })?;
+            out.push(r.header);
+            h += 1;
+        }
+        Ok(out)
+    }
+
+    /// Blocks to download: on the best valid header chain, above its fork from the main chain,
+    /// the headers whose body we lack, lowest first (at most `max`, capped at
+    /// [`MAX_MISSING_BLOCKS_PER_REQUEST`]).
+    pub fn missing_blocks(&self, max: usize) -> StorageResult<Vec<BlockHash>> {
+        let v = self.view();
+        let tip = v.tip()?;
+        let b = v
+            .get(CF_META, MetaKey::BestHeader.key())?
+            .ok_or_else(|| StorageError::corrupt("best header", "meta", "missing"))?;
+        let best: TipRecord = decode_value("best header", "meta", &b)?;
+        let max = max.min(MAX_MISSING_BLOCKS_PER_REQUEST);
+        // Fork point of the header chain and the main chain.
+        let mut h = tip.height.min(best.height);
+        while h > 0 && v.hash_at(CF_HEADER_CHAIN, h)? != v.hash_at(CF_HEIGHT, h)? {
+            h -= 1;
+        }
+        let mut out = Vec::new();
+        let end = best.height.min(h.saturating_add(MAX_MISSING_BLOCKS_SCAN));
+        for height in h + 1..=end {
+            if out.len() >= max {
+                break;
+            }
+            let hash = v
+                .hash_at(CF_HEADER_CHAIN, height)?
+                .ok_or_else(|| StorageError::corrupt("header chain", height, "missing"))?;
+            let r = v.header(&hash)?.ok_or_else(|| {
+                StorageError::corrupt("header", hash, "header-chain header missing")
+            })?;
+            if !r.has_body {
+                out.push(hash);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Median time of the 11 blocks ending at `hash` (`None` if unknown).
+    pub fn median_time_past(&self, hash: &BlockHash) -> StorageResult<Option<u64>> {
+        self.view().median_time_past(hash)
+    }
+
+    /// Height, parent, bits and minimum time of the next block on the tip.
+    pub fn block_template_context(&self) -> StorageResult<BlockTemplateContext> {
+        let v = self.view();
+        let tip = v.tip()?;
+        let r = v
+            .header(&tip.hash)?
+            .ok_or_else(|| StorageError::corrupt("header", tip.hash, "tip header missing"))?;
+        let mtp = v.median_time_past(&tip.hash)?.unwrap_or(r.header.time);
+        Ok(BlockTemplateContext {
+            height: tip.height + 1,
+            prev_hash: tip.hash,
+            bits: cairn_consensus::difficulty::next_bits(&self.params, tip.height, r.header.time),
+            min_time: mtp + 1,
+            prev_time: r.header.time,
+        })
+    }
+
+    /// The compact target required of the child of `hash` (`None` if unknown).
+    pub fn next_bits_after(&self, hash: &BlockHash) -> StorageResult<Option<u32>> {
+        let Some(r) = self.view().header(hash)? else {
+            return Ok(None);
+        };
+        Ok(Some(cairn_consensus::difficulty::next_bits(
+            &self.params,
+            r.height,
+            r.header.time,
+        )))
+    }
+}
+
+/// The mempool validates against the chain through this view; a database error reads as a
+/// missing coin (and is logged), which can only make a transaction fail, never pass.
+impl UtxoView for ChainReader {
+    fn coin(&self, outpoint: &OutPoint) -> Option<Coin> {
+        match ChainReader::coin(self, outpoint) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(%outpoint, error = %e, "UTXO read failed");
+                None
+            }
+        }
+    }
+}
