@@ -275,10 +275,7 @@ impl ChainReader {
     }
 
     /// Several coins and the tip they are read at, from one snapshot (for the mempool).
-    pub fn coins_at_tip(
-        &self,
-        outpoints: &[OutPoint],
-    ) -> StorageResult<CoinsAtTip> {
+    pub fn coins_at_tip(&self, outpoints: &[OutPoint]) -> StorageResult<CoinsAtTip> {
         let v = self.view();
         let tip = v.tip()?;
         let utxo = cf(&self.db, CF_UTXO)?;
