@@ -36,7 +36,12 @@ impl Estimator {
 
     /// Rule 3: median lowest confirmed rate of the recent full blocks (0 if none was full).
     pub fn recent_full_rate(&self) -> u64 {
-        let mut rates: Vec<u64> = self.recent.iter().filter(|b| b.full).filter_map(|b| b.min_rate).collect();
+        let mut rates: Vec<u64> = self
+            .recent
+            .iter()
+            .filter(|b| b.full)
+            .filter_map(|b| b.min_rate)
+            .collect();
         if rates.is_empty() {
             return 0;
         }

@@ -25,7 +25,9 @@ pub fn save(path: &Path, txs: &[&Transaction]) -> Result<(), MempoolError> {
             f.write_all(&(bytes.len() as u32).to_le_bytes())?;
             f.write_all(&bytes)?;
         }
-        let f = f.into_inner().map_err(|e| MempoolError::Io(e.into_error()))?;
+        let f = f
+            .into_inner()
+            .map_err(|e| MempoolError::Io(e.into_error()))?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
@@ -37,24 +39,35 @@ pub fn load(path: &Path) -> Result<Vec<Transaction>, MempoolError> {
     let mut data = Vec::new();
     f.take(MAX_FILE_BYTES + 1).read_to_end(&mut data)?;
     if data.len() as u64 > MAX_FILE_BYTES {
-        return Err(MempoolError::Corrupt(format!("larger than {MAX_FILE_BYTES} bytes")));
+        return Err(MempoolError::Corrupt(format!(
+            "larger than {MAX_FILE_BYTES} bytes"
+        )));
     }
     let corrupt = |m: &str| MempoolError::Corrupt(m.to_string());
     if data.get(..8) != Some(MAGIC.as_slice()) {
         return Err(corrupt("not a Cairn mempool file (bad magic)"));
     }
-    let count = u64::from_le_bytes(data.get(8..16).ok_or_else(|| corrupt("truncated header"))?.try_into().map_err(|_| corrupt("header"))?);
+    let count = u64::from_le_bytes(
+        data.get(8..16)
+            .ok_or_else(|| corrupt("truncated header"))?
+            .try_into()
+            .map_err(|_| corrupt("header"))?,
+    );
     let mut pos = 16usize;
     // Each record takes at least 4 bytes: a count beyond that is a lie, not an allocation.
     let mut txs = Vec::with_capacity((count as usize).min((data.len() - pos) / 4));
     for i in 0..count {
-        let len_bytes = data.get(pos..pos + 4).ok_or_else(|| corrupt("truncated record length"))?;
+        let len_bytes = data
+            .get(pos..pos + 4)
+            .ok_or_else(|| corrupt("truncated record length"))?;
         let len = u32::from_le_bytes(len_bytes.try_into().map_err(|_| corrupt("length"))?) as usize;
         pos += 4;
         if len > MAX_ENCODED_SIZE {
             return Err(MempoolError::Corrupt(format!("record {i} is {len} bytes")));
         }
-        let bytes = data.get(pos..pos + len).ok_or_else(|| corrupt("truncated record"))?;
+        let bytes = data
+            .get(pos..pos + len)
+            .ok_or_else(|| corrupt("truncated record"))?;
         txs.push(decode(bytes).map_err(|e| MempoolError::Corrupt(format!("record {i}: {e}")))?);
         pos += len;
     }

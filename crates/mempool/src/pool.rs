@@ -7,7 +7,9 @@ use std::sync::Arc;
 use cairn_consensus::rules::tx::{check_transaction, coinbase_is_mature, lock_time_is_final};
 use cairn_consensus::{ChainParams, Coin, ConsensusError, UtxoView};
 use cairn_primitives::keys::{sighash, verify};
-use cairn_primitives::{Amount, Block, BlockHash, OutPoint, Transaction, TxIn, TxOut, Txid, Wtxid, XOnlyPublicKey};
+use cairn_primitives::{
+    Amount, Block, BlockHash, OutPoint, Transaction, TxIn, TxOut, Txid, Wtxid, XOnlyPublicKey,
+};
 
 use crate::estimator::{BlockFees, Estimator, FULL_BLOCK_PERCENT};
 use crate::{MempoolConfig, MempoolError, persist};
@@ -52,18 +54,35 @@ impl Prechecked {
 /// Stage 1, stateless, for any thread: context-free consensus rules, size and dust policy, and
 /// the signature of every input whose coin `chain` has. Inputs it cannot resolve (unconfirmed
 /// parents) are checked by [`Mempool::accept_prechecked`].
-pub fn precheck(tx: Transaction, chain: &impl UtxoView, params: &ChainParams, config: &MempoolConfig) -> Result<Prechecked, MempoolError> {
+pub fn precheck(
+    tx: Transaction,
+    chain: &impl UtxoView,
+    params: &ChainParams,
+    config: &MempoolConfig,
+) -> Result<Prechecked, MempoolError> {
     let txid = tx.txid();
     if tx.is_coinbase() {
         return Err(ConsensusError::UnexpectedCoinbase { txid }.into());
     }
     let size = tx.size();
     if size > config.max_tx_size {
-        return Err(MempoolError::TooLarge { size, limit: config.max_tx_size });
+        return Err(MempoolError::TooLarge {
+            size,
+            limit: config.max_tx_size,
+        });
     }
     let outputs_total = check_transaction(&tx, txid, params)?;
-    if let Some((vout, o)) = tx.outputs.iter().enumerate().find(|(_, o)| o.value < config.dust_threshold) {
-        return Err(MempoolError::Dust { vout, value: o.value.0, threshold: config.dust_threshold.0 });
+    if let Some((vout, o)) = tx
+        .outputs
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.value < config.dust_threshold)
+    {
+        return Err(MempoolError::Dust {
+            vout,
+            value: o.value.0,
+            threshold: config.dust_threshold.0,
+        });
     }
     let msg = sighash(&params.genesis_hash(), &txid);
     let mut verified = vec![None; tx.inputs.len()];
@@ -75,7 +94,14 @@ pub fn precheck(tx: Transaction, chain: &impl UtxoView, params: &ChainParams, co
             verified[i] = Some(coin.output.pubkey);
         }
     }
-    Ok(Prechecked { tx: Arc::new(tx), txid, size, outputs_total, verified, trusted: false })
+    Ok(Prechecked {
+        tx: Arc::new(tx),
+        txid,
+        size,
+        outputs_total,
+        verified,
+        trusted: false,
+    })
 }
 
 /// One pooled transaction with its package aggregates (counts include itself).
@@ -223,7 +249,10 @@ pub struct Mempool {
 /// slots are counted at the table's 7/8 maximum load, B-tree entries at 2/3 node fill.
 fn entry_usage(tx: &Transaction) -> usize {
     use std::mem::size_of;
-    let tx_heap = 16 + size_of::<Transaction>() + tx.inputs.len() * size_of::<TxIn>() + tx.outputs.len() * size_of::<TxOut>();
+    let tx_heap = 16
+        + size_of::<Transaction>()
+        + tx.inputs.len() * size_of::<TxIn>()
+        + tx.outputs.len() * size_of::<TxOut>();
     let slot = (size_of::<Txid>() + size_of::<Entry>() + 1) * 8 / 7;
     let spenders = tx.inputs.len() * (size_of::<OutPoint>() + size_of::<Txid>() + 1) * 8 / 7;
     let index = size_of::<(u128, Txid)>() * 3 / 2;
@@ -276,26 +305,44 @@ impl Mempool {
     }
     /// An output created by a pool transaction (spent in the pool or not).
     pub fn output(&self, outpoint: &OutPoint) -> Option<TxOut> {
-        self.entries.get(&outpoint.txid)?.tx.outputs.get(outpoint.vout as usize).copied()
+        self.entries
+            .get(&outpoint.txid)?
+            .tx
+            .outputs
+            .get(outpoint.vout as usize)
+            .copied()
     }
 
     /// Every txid, parents before children (a parent has fewer ancestors than its child).
     pub fn txids(&self) -> Vec<Txid> {
-        let mut v: Vec<(u32, Txid)> = self.entries.iter().map(|(t, e)| (e.anc_count, *t)).collect();
+        let mut v: Vec<(u32, Txid)> = self
+            .entries
+            .iter()
+            .map(|(t, e)| (e.anc_count, *t))
+            .collect();
         v.sort_unstable();
         v.into_iter().map(|(_, t)| t).collect()
     }
 
     fn parents(&self, tx: &Transaction) -> Vec<Txid> {
-        let mut p: Vec<Txid> = tx.inputs.iter().map(|i| i.prevout.txid).filter(|t| self.entries.contains_key(t)).collect();
+        let mut p: Vec<Txid> = tx
+            .inputs
+            .iter()
+            .map(|i| i.prevout.txid)
+            .filter(|t| self.entries.contains_key(t))
+            .collect();
         p.sort_unstable();
         p.dedup();
         p
     }
 
     fn children(&self, txid: &Txid) -> Vec<Txid> {
-        let Some(e) = self.entries.get(txid) else { return Vec::new() };
-        let mut c: Vec<Txid> = (0..e.tx.outputs.len() as u32).filter_map(|vout| self.spenders.get(&OutPoint::new(*txid, vout)).copied()).collect();
+        let Some(e) = self.entries.get(txid) else {
+            return Vec::new();
+        };
+        let mut c: Vec<Txid> = (0..e.tx.outputs.len() as u32)
+            .filter_map(|vout| self.spenders.get(&OutPoint::new(*txid, vout)).copied())
+            .collect();
         c.sort_unstable();
         c.dedup();
         c
@@ -354,8 +401,12 @@ impl Mempool {
     /// left by evictions, which halves every `min_fee_halflife_secs` so a pool that emptied
     /// becomes cheap again.
     pub fn min_fee_rate(&self, now: u64) -> u64 {
-        let halvings = now.saturating_sub(self.rolling_since) / self.config.min_fee_halflife_secs.max(1);
-        let rolling = self.rolling_min_fee.checked_shr(halvings.min(63) as u32).unwrap_or(0);
+        let halvings =
+            now.saturating_sub(self.rolling_since) / self.config.min_fee_halflife_secs.max(1);
+        let rolling = self
+            .rolling_min_fee
+            .checked_shr(halvings.min(63) as u32)
+            .unwrap_or(0);
         rolling.max(self.config.min_relay_fee_rate)
     }
 
@@ -372,10 +423,16 @@ impl Mempool {
     }
 
     /// Scans the pool (it is bounded; an index per address would cost memory per output).
-    pub fn address_activity(&self, pubkey: &XOnlyPublicKey, chain: &impl UtxoView) -> AddressActivity {
+    pub fn address_activity(
+        &self,
+        pubkey: &XOnlyPublicKey,
+        chain: &impl UtxoView,
+    ) -> AddressActivity {
         let mut act = AddressActivity::default();
         for txid in self.txids() {
-            let Some(e) = self.entries.get(&txid) else { continue };
+            let Some(e) = self.entries.get(&txid) else {
+                continue;
+            };
             let mut touched = false;
             for (vout, o) in e.tx.outputs.iter().enumerate() {
                 if o.pubkey == *pubkey {
@@ -384,7 +441,9 @@ impl Mempool {
                 }
             }
             for i in &e.tx.inputs {
-                let out = self.output(&i.prevout).or_else(|| chain.coin(&i.prevout).map(|c| c.output));
+                let out = self
+                    .output(&i.prevout)
+                    .or_else(|| chain.coin(&i.prevout).map(|c| c.output));
                 if let Some(o) = out.filter(|o| o.pubkey == *pubkey) {
                     act.spent.push((i.prevout, o.value));
                     touched = true;
@@ -400,21 +459,46 @@ impl Mempool {
     // ------------------------------------------------------------ acceptance
 
     /// [`precheck`] then [`Mempool::accept_prechecked`], on this thread.
-    pub fn accept(&mut self, tx: Transaction, chain: &impl UtxoView, tip_height: u64, now: u64, source: PeerTag) -> Result<AcceptOutcome, MempoolError> {
+    pub fn accept(
+        &mut self,
+        tx: Transaction,
+        chain: &impl UtxoView,
+        tip_height: u64,
+        now: u64,
+        source: PeerTag,
+    ) -> Result<AcceptOutcome, MempoolError> {
         let p = precheck(tx, chain, &self.params, &self.config)?;
         self.accept_prechecked(p, chain, tip_height, now, source)
     }
 
     /// Would `tx` be accepted now? Changes nothing.
-    pub fn test_accept(&self, tx: &Transaction, chain: &impl UtxoView, tip_height: u64, now: u64) -> Result<TestAccept, MempoolError> {
+    pub fn test_accept(
+        &self,
+        tx: &Transaction,
+        chain: &impl UtxoView,
+        tip_height: u64,
+        now: u64,
+    ) -> Result<TestAccept, MempoolError> {
         let p = precheck(tx.clone(), chain, &self.params, &self.config)?;
         let c = self.check(p, chain, tip_height, now)?;
-        Ok(TestAccept { txid: c.p.txid, wtxid: c.p.tx.wtxid(), size: c.p.size, fee: Amount(c.fee) })
+        Ok(TestAccept {
+            txid: c.p.txid,
+            wtxid: c.p.tx.wtxid(),
+            size: c.p.size,
+            fee: Amount(c.fee),
+        })
     }
 
     /// Stage 2, on the task that owns the pool. `chain` is the chain at `tip_height`; the
     /// transaction must be valid in block `tip_height + 1`.
-    pub fn accept_prechecked(&mut self, p: Prechecked, chain: &impl UtxoView, tip_height: u64, now: u64, source: PeerTag) -> Result<AcceptOutcome, MempoolError> {
+    pub fn accept_prechecked(
+        &mut self,
+        p: Prechecked,
+        chain: &impl UtxoView,
+        tip_height: u64,
+        now: u64,
+        source: PeerTag,
+    ) -> Result<AcceptOutcome, MempoolError> {
         let mut outcome = AcceptOutcome::default();
         let txid = p.txid;
         let tx = Arc::clone(&p.tx);
@@ -432,21 +516,44 @@ impl Mempool {
         Ok(outcome)
     }
 
-    fn accept_one(&mut self, p: Prechecked, chain: &impl UtxoView, tip_height: u64, now: u64, outcome: &mut AcceptOutcome) -> Result<(), MempoolError> {
+    fn accept_one(
+        &mut self,
+        p: Prechecked,
+        chain: &impl UtxoView,
+        tip_height: u64,
+        now: u64,
+        outcome: &mut AcceptOutcome,
+    ) -> Result<(), MempoolError> {
         let checked = self.check(p, chain, tip_height, now)?;
-        let (txid, tx, size, fee) = (checked.p.txid, Arc::clone(&checked.p.tx), checked.p.size, checked.fee);
+        let (txid, tx, size, fee) = (
+            checked.p.txid,
+            Arc::clone(&checked.p.tx),
+            checked.p.size,
+            checked.fee,
+        );
         outcome.replaced.extend(checked.evict.iter().copied());
         self.insert(checked, tip_height, now);
         self.trim(now);
         if !self.entries.contains_key(&txid) {
             return Err(MempoolError::PoolFull);
         }
-        outcome.accepted.push(AcceptedTx { txid, tx, size, fee: Amount(fee) });
+        outcome.accepted.push(AcceptedTx {
+            txid,
+            tx,
+            size,
+            fee: Amount(fee),
+        });
         Ok(())
     }
 
     /// Every rule, without changing anything.
-    fn check(&self, p: Prechecked, chain: &impl UtxoView, tip_height: u64, now: u64) -> Result<Checked, MempoolError> {
+    fn check(
+        &self,
+        p: Prechecked,
+        chain: &impl UtxoView,
+        tip_height: u64,
+        now: u64,
+    ) -> Result<Checked, MempoolError> {
         let (txid, size) = (p.txid, p.size as u64);
         let tx = Arc::clone(&p.tx);
         if self.entries.contains_key(&txid) {
@@ -468,29 +575,58 @@ impl Mempool {
             }
             let coin = if let Some(parent) = self.entries.get(&op.txid) {
                 parents.push(op.txid);
-                let output = *parent.tx.outputs.get(op.vout as usize).ok_or(MempoolError::MissingInputs { txid, outpoint: op })?;
-                Coin { output, height, coinbase: false }
+                let output = *parent
+                    .tx
+                    .outputs
+                    .get(op.vout as usize)
+                    .ok_or(MempoolError::MissingInputs { txid, outpoint: op })?;
+                Coin {
+                    output,
+                    height,
+                    coinbase: false,
+                }
             } else {
-                chain.coin(&op).ok_or(MempoolError::MissingInputs { txid, outpoint: op })?
+                chain
+                    .coin(&op)
+                    .ok_or(MempoolError::MissingInputs { txid, outpoint: op })?
             };
             coinbase_is_mature(&coin, txid, op, height, &self.params)?;
-            total = total.checked_add(coin.output.value).filter(|t| *t <= self.params.max_supply).ok_or(ConsensusError::InputValueTooLarge { txid })?;
+            total = total
+                .checked_add(coin.output.value)
+                .filter(|t| *t <= self.params.max_supply)
+                .ok_or(ConsensusError::InputValueTooLarge { txid })?;
             let already = p.verified.get(i).copied().flatten() == Some(coin.output.pubkey);
             if !already && !p.trusted && !verify(&coin.output.pubkey, &msg, &input.signature) {
                 return Err(ConsensusError::InvalidSignature { txid, input: i }.into());
             }
         }
-        let fee = total.checked_sub(p.outputs_total).ok_or(ConsensusError::NegativeFee { txid, inputs: total, outputs: p.outputs_total })?.0;
+        let fee = total
+            .checked_sub(p.outputs_total)
+            .ok_or(ConsensusError::NegativeFee {
+                txid,
+                inputs: total,
+                outputs: p.outputs_total,
+            })?
+            .0;
 
         // Fee policy.
         let relay_rate = self.config.min_relay_fee_rate;
         let required = size.saturating_mul(relay_rate);
         if fee < required {
-            return Err(MempoolError::FeeTooLow { fee, required, size: size as usize, rate: relay_rate });
+            return Err(MempoolError::FeeTooLow {
+                fee,
+                required,
+                size: size as usize,
+                rate: relay_rate,
+            });
         }
         let pool_rate = self.min_fee_rate(now);
         if pool_rate > relay_rate && fee < size.saturating_mul(pool_rate) {
-            return Err(MempoolError::PoolMinFeeNotMet { fee, required: size.saturating_mul(pool_rate), rate: pool_rate });
+            return Err(MempoolError::PoolMinFeeNotMet {
+                fee,
+                required: size.saturating_mul(pool_rate),
+                rate: pool_rate,
+            });
         }
 
         // Replacement (Bitcoin Core's rules, simplified to the ones that protect the pool).
@@ -500,11 +636,16 @@ impl Mempool {
                 evict.insert(*c);
                 evict.extend(self.descendants(c));
                 if evict.len() > self.config.max_replacements {
-                    return Err(MempoolError::TooManyReplacements { count: evict.len(), limit: self.config.max_replacements });
+                    return Err(MempoolError::TooManyReplacements {
+                        count: evict.len(),
+                        limit: self.config.max_replacements,
+                    });
                 }
             }
             if let Some(p) = parents.iter().find(|p| evict.contains(p)) {
-                return Err(MempoolError::Replacement { reason: format!("spends {p}, which it would replace") });
+                return Err(MempoolError::Replacement {
+                    reason: format!("spends {p}, which it would replace"),
+                });
             }
             let mut evicted_fees = 0u64;
             for t in &evict {
@@ -512,16 +653,29 @@ impl Mempool {
                 // New fee rate strictly above every replaced transaction's.
                 if u128::from(fee) * u128::from(e.size) <= u128::from(e.fee) * u128::from(size) {
                     return Err(MempoolError::Replacement {
-                        reason: format!("fee rate {}/byte not above the {}/byte of {t}", fee / size.max(1), e.fee / u64::from(e.size.max(1))),
+                        reason: format!(
+                            "fee rate {}/byte not above the {}/byte of {t}",
+                            fee / size.max(1),
+                            e.fee / u64::from(e.size.max(1))
+                        ),
                     });
                 }
                 evicted_fees = evicted_fees.saturating_add(e.fee);
             }
             if fee <= evicted_fees {
-                return Err(MempoolError::Replacement { reason: format!("fee {fee} not above the {evicted_fees} of the transactions it replaces") });
+                return Err(MempoolError::Replacement {
+                    reason: format!(
+                        "fee {fee} not above the {evicted_fees} of the transactions it replaces"
+                    ),
+                });
             }
             if fee - evicted_fees < required {
-                return Err(MempoolError::Replacement { reason: format!("additional fee {} does not pay for its own relay ({required})", fee - evicted_fees) });
+                return Err(MempoolError::Replacement {
+                    reason: format!(
+                        "additional fee {} does not pay for its own relay ({required})",
+                        fee - evicted_fees
+                    ),
+                });
             }
         }
 
@@ -530,9 +684,15 @@ impl Mempool {
         parents.dedup();
         let ancestors = self
             .ancestors_from(&parents, self.config.max_ancestors)
-            .map_err(|count| MempoolError::TooManyAncestors { count: count + 1, limit: self.config.max_ancestors })?;
+            .map_err(|count| MempoolError::TooManyAncestors {
+                count: count + 1,
+                limit: self.config.max_ancestors,
+            })?;
         if ancestors.len() + 1 > self.config.max_ancestors {
-            return Err(MempoolError::TooManyAncestors { count: ancestors.len() + 1, limit: self.config.max_ancestors });
+            return Err(MempoolError::TooManyAncestors {
+                count: ancestors.len() + 1,
+                limit: self.config.max_ancestors,
+            });
         }
         let (mut anc_size, mut anc_fees) = (0u64, 0u64);
         for a in &ancestors {
@@ -540,16 +700,34 @@ impl Mempool {
             anc_size += u64::from(e.size);
             anc_fees = anc_fees.saturating_add(e.fee);
             if e.desc_count as usize + 1 > self.config.max_descendants {
-                return Err(MempoolError::TooManyDescendants { ancestor: *a, count: e.desc_count as usize + 1, limit: self.config.max_descendants });
+                return Err(MempoolError::TooManyDescendants {
+                    ancestor: *a,
+                    count: e.desc_count as usize + 1,
+                    limit: self.config.max_descendants,
+                });
             }
             if (e.desc_size + size) as usize > self.config.max_descendant_bytes {
-                return Err(MempoolError::DescendantsTooLarge { ancestor: *a, size: (e.desc_size + size) as usize, limit: self.config.max_descendant_bytes });
+                return Err(MempoolError::DescendantsTooLarge {
+                    ancestor: *a,
+                    size: (e.desc_size + size) as usize,
+                    limit: self.config.max_descendant_bytes,
+                });
             }
         }
         if (anc_size + size) as usize > self.config.max_ancestor_bytes {
-            return Err(MempoolError::AncestorsTooLarge { size: (anc_size + size) as usize, limit: self.config.max_ancestor_bytes });
+            return Err(MempoolError::AncestorsTooLarge {
+                size: (anc_size + size) as usize,
+                limit: self.config.max_ancestor_bytes,
+            });
         }
-        Ok(Checked { p, fee, ancestors, anc_size, anc_fees, evict })
+        Ok(Checked {
+            p,
+            fee,
+            ancestors,
+            anc_size,
+            anc_fees,
+            evict,
+        })
     }
 
     fn update_desc(&mut self, txid: &Txid, f: impl FnOnce(&mut Entry)) {
@@ -598,10 +776,14 @@ impl Mempool {
     /// leaves without them) lose them as ancestors.
     fn remove_set(&mut self, set: &HashSet<Txid>) {
         for t in set {
-            let Some(e) = self.entries.get(t) else { continue };
+            let Some(e) = self.entries.get(t) else {
+                continue;
+            };
             let (size, fee) = (u64::from(e.size), e.fee);
             let parents = self.parents(&e.tx);
-            let ancestors = self.ancestors_from(&parents, usize::MAX).unwrap_or_default();
+            let ancestors = self
+                .ancestors_from(&parents, usize::MAX)
+                .unwrap_or_default();
             for a in ancestors.iter().filter(|a| !set.contains(a)) {
                 self.update_desc(a, |e| {
                     e.desc_count -= 1;
@@ -618,7 +800,9 @@ impl Mempool {
             }
         }
         for t in set {
-            let Some(e) = self.entries.remove(t) else { continue };
+            let Some(e) = self.entries.remove(t) else {
+                continue;
+            };
             self.by_desc_score.remove(&e.desc_key(*t));
             for i in &e.tx.inputs {
                 if self.spenders.get(&i.prevout) == Some(t) {
@@ -645,8 +829,12 @@ impl Mempool {
     fn trim(&mut self, now: u64) -> Vec<Txid> {
         let mut evicted = Vec::new();
         while self.usage > self.config.max_bytes {
-            let Some((_, txid)) = self.by_desc_score.first().copied() else { break };
-            let Some(e) = self.entries.get(&txid) else { break };
+            let Some((_, txid)) = self.by_desc_score.first().copied() else {
+                break;
+            };
+            let Some(e) = self.entries.get(&txid) else {
+                break;
+            };
             let rate = e.desc_fees.div_ceil(e.desc_size.max(1));
             let new_min = rate + self.config.min_relay_fee_rate;
             if new_min > self.min_fee_rate(now) {
@@ -663,18 +851,36 @@ impl Mempool {
     fn add_orphan(&mut self, tx: Arc<Transaction>, source: PeerTag, now: u64) {
         let txid = tx.txid();
         let size = tx.size();
-        if self.orphans.contains_key(&txid) || size > self.config.max_tx_size || self.config.orphan_max_count == 0 {
+        if self.orphans.contains_key(&txid)
+            || size > self.config.max_tx_size
+            || self.config.orphan_max_count == 0
+        {
             return;
         }
         let from_peer = self.orphans.values().filter(|o| o.source == source).count();
         if from_peer >= self.config.orphan_max_per_peer {
             // The peer's oldest goes: one peer cannot crowd the others out.
-            if let Some(old) = self.orphans.iter().filter(|(_, o)| o.source == source).min_by_key(|(_, o)| o.time).map(|(t, _)| *t) {
+            if let Some(old) = self
+                .orphans
+                .iter()
+                .filter(|(_, o)| o.source == source)
+                .min_by_key(|(_, o)| o.time)
+                .map(|(t, _)| *t)
+            {
                 self.remove_orphan(&old);
             }
         }
-        while self.orphans.len() >= self.config.orphan_max_count || self.orphan_bytes + size > self.config.orphan_max_bytes {
-            let Some(old) = self.orphans.iter().min_by_key(|(_, o)| o.time).map(|(t, _)| *t) else { break };
+        while self.orphans.len() >= self.config.orphan_max_count
+            || self.orphan_bytes + size > self.config.orphan_max_bytes
+        {
+            let Some(old) = self
+                .orphans
+                .iter()
+                .min_by_key(|(_, o)| o.time)
+                .map(|(t, _)| *t)
+            else {
+                break;
+            };
             self.remove_orphan(&old);
         }
         for i in &tx.inputs {
@@ -684,7 +890,15 @@ impl Mempool {
             }
         }
         self.orphan_bytes += size;
-        self.orphans.insert(txid, Orphan { tx, source, time: now, size });
+        self.orphans.insert(
+            txid,
+            Orphan {
+                tx,
+                source,
+                time: now,
+                size,
+            },
+        );
     }
 
     fn remove_orphan(&mut self, txid: &Txid) -> Option<Orphan> {
@@ -702,19 +916,32 @@ impl Mempool {
     }
 
     /// Retries the orphans waiting for any of `parents` (and, transitively, for what they unlock).
-    fn retry_orphans(&mut self, parents: Vec<Txid>, chain: &impl UtxoView, tip_height: u64, now: u64, outcome: &mut AcceptOutcome) {
+    fn retry_orphans(
+        &mut self,
+        parents: Vec<Txid>,
+        chain: &impl UtxoView,
+        tip_height: u64,
+        now: u64,
+        outcome: &mut AcceptOutcome,
+    ) {
         let mut queue = parents;
         while let Some(parent) = queue.pop() {
-            let Some(waiting) = self.orphans_by_parent.get(&parent).cloned() else { continue };
+            let Some(waiting) = self.orphans_by_parent.get(&parent).cloned() else {
+                continue;
+            };
             for t in waiting {
-                let Some(o) = self.remove_orphan(&t) else { continue };
+                let Some(o) = self.remove_orphan(&t) else {
+                    continue;
+                };
                 let p = match precheck((*o.tx).clone(), chain, &self.params, &self.config) {
                     Ok(p) => p,
                     Err(_) => continue,
                 };
                 match self.accept_one(p, chain, tip_height, now, outcome) {
                     Ok(()) => queue.push(t),
-                    Err(MempoolError::MissingInputs { .. }) => self.add_orphan(o.tx, o.source, o.time),
+                    Err(MempoolError::MissingInputs { .. }) => {
+                        self.add_orphan(o.tx, o.source, o.time)
+                    }
                     Err(_) => {}
                 }
             }
@@ -726,7 +953,13 @@ impl Mempool {
     /// A block was connected at `new_height`: its transactions leave the pool, and so does
     /// everything that conflicts with them (with descendants). Orphans waiting for its
     /// transactions are retried. Returns the removed txids.
-    pub fn block_connected(&mut self, block: &Block, chain_after: &impl UtxoView, new_height: u64, now: u64) -> Vec<Txid> {
+    pub fn block_connected(
+        &mut self,
+        block: &Block,
+        chain_after: &impl UtxoView,
+        new_height: u64,
+        now: u64,
+    ) -> Vec<Txid> {
         let mut removed = Vec::new();
         let mut min_rate: Option<u64> = None;
         let mut confirmed = Vec::new();
@@ -759,38 +992,74 @@ impl Mempool {
     /// of what the pool held, and everything is re-validated against `chain_after` (the chain
     /// after the whole reorganisation). Signatures are not checked again: they were valid
     /// and do not depend on the chain.
-    pub fn blocks_disconnected(&mut self, blocks: &[Arc<Block>], chain_after: &impl UtxoView, tip_height: u64, now: u64) {
-        let old: Vec<(Arc<Transaction>, u64)> = self.txids().iter().filter_map(|t| self.entries.get(t).map(|e| (Arc::clone(&e.tx), e.time))).collect();
+    pub fn blocks_disconnected(
+        &mut self,
+        blocks: &[Arc<Block>],
+        chain_after: &impl UtxoView,
+        tip_height: u64,
+        now: u64,
+    ) {
+        let old: Vec<(Arc<Transaction>, u64)> = self
+            .txids()
+            .iter()
+            .filter_map(|t| self.entries.get(t).map(|e| (Arc::clone(&e.tx), e.time)))
+            .collect();
         self.entries.clear();
         self.spenders.clear();
         self.by_desc_score.clear();
         self.total_bytes = 0;
         self.usage = 0;
-        let back = blocks.iter().flat_map(|b| b.transactions.iter().skip(1).map(|t| (Arc::new(t.clone()), now)));
+        let back = blocks.iter().flat_map(|b| {
+            b.transactions
+                .iter()
+                .skip(1)
+                .map(|t| (Arc::new(t.clone()), now))
+        });
         let mut outcome = AcceptOutcome::default();
         for (tx, time) in back.chain(old) {
-            let Ok(mut p) = precheck_trusted(&tx, &self.params, &self.config) else { continue };
+            let Ok(mut p) = precheck_trusted(&tx, &self.params, &self.config) else {
+                continue;
+            };
             p.trusted = true;
-            if self.accept_one(p, chain_after, tip_height, time, &mut outcome).is_err() {
+            if self
+                .accept_one(p, chain_after, tip_height, time, &mut outcome)
+                .is_err()
+            {
                 continue;
             }
         }
     }
 
-    pub fn block_disconnected(&mut self, block: &Arc<Block>, chain_after: &impl UtxoView, tip_height: u64, now: u64) {
+    pub fn block_disconnected(
+        &mut self,
+        block: &Arc<Block>,
+        chain_after: &impl UtxoView,
+        tip_height: u64,
+        now: u64,
+    ) {
         self.blocks_disconnected(std::slice::from_ref(block), chain_after, tip_height, now);
     }
 
     /// Drops transactions older than `expiry_secs` (with descendants) and stale orphans.
     pub fn expire(&mut self, now: u64) -> Vec<Txid> {
         let cutoff = now.saturating_sub(self.config.expiry_secs);
-        let old: Vec<Txid> = self.entries.iter().filter(|(_, e)| e.time < cutoff).map(|(t, _)| *t).collect();
+        let old: Vec<Txid> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.time < cutoff)
+            .map(|(t, _)| *t)
+            .collect();
         let mut removed = Vec::new();
         for t in old {
             removed.extend(self.remove_with_descendants(&t));
         }
         let orphan_cutoff = now.saturating_sub(self.config.orphan_expiry_secs);
-        let stale: Vec<Txid> = self.orphans.iter().filter(|(_, o)| o.time < orphan_cutoff).map(|(t, _)| *t).collect();
+        let stale: Vec<Txid> = self
+            .orphans
+            .iter()
+            .filter(|(_, o)| o.time < orphan_cutoff)
+            .map(|(t, _)| *t)
+            .collect();
         for t in stale {
             self.remove_orphan(&t);
         }
@@ -803,7 +1072,11 @@ impl Mempool {
     /// package (a transaction with its not-yet-selected ancestors) is taken whole, so a child
     /// pays for its parent. Parents always precede children.
     pub fn block_template(&self, max_bytes: usize) -> Template {
-        let mut heap: BinaryHeap<(u128, Txid)> = self.entries.iter().map(|(t, e)| (score(e.anc_fees, e.anc_size), *t)).collect();
+        let mut heap: BinaryHeap<(u128, Txid)> = self
+            .entries
+            .iter()
+            .map(|(t, e)| (score(e.anc_fees, e.anc_size), *t))
+            .collect();
         // Remaining package (size, fees) of entries whose ancestors were partly selected.
         let mut modified: HashMap<Txid, (u64, u64)> = HashMap::new();
         let mut included: HashSet<Txid> = HashSet::new();
@@ -814,21 +1087,33 @@ impl Mempool {
             if included.contains(&txid) {
                 continue;
             }
-            let Some(e) = self.entries.get(&txid) else { continue };
-            let (psize, pfees) = modified.get(&txid).copied().unwrap_or((e.anc_size, e.anc_fees));
+            let Some(e) = self.entries.get(&txid) else {
+                continue;
+            };
+            let (psize, pfees) = modified
+                .get(&txid)
+                .copied()
+                .unwrap_or((e.anc_size, e.anc_fees));
             if s != score(pfees, psize) {
                 continue; // a stale heap entry; the fresh one is in the heap
             }
             if t.total_bytes + psize as usize > max_bytes {
                 misses += 1;
-                if misses > MAX_TEMPLATE_MISSES && t.total_bytes + TEMPLATE_NEARLY_FULL > max_bytes {
+                if misses > MAX_TEMPLATE_MISSES && t.total_bytes + TEMPLATE_NEARLY_FULL > max_bytes
+                {
                     break;
                 }
                 continue;
             }
             let parents = self.parents(&e.tx);
-            let ancestors = self.ancestors_from(&parents, usize::MAX).unwrap_or_default();
-            let mut package: Vec<(u32, Txid)> = ancestors.into_iter().filter(|a| !included.contains(a)).map(|a| (self.entries[&a].anc_count, a)).collect();
+            let ancestors = self
+                .ancestors_from(&parents, usize::MAX)
+                .unwrap_or_default();
+            let mut package: Vec<(u32, Txid)> = ancestors
+                .into_iter()
+                .filter(|a| !included.contains(a))
+                .map(|a| (self.entries[&a].anc_count, a))
+                .collect();
             package.push((e.anc_count, txid));
             package.sort_unstable();
             for (_, p) in &package {
@@ -845,7 +1130,9 @@ impl Mempool {
                     }
                     let de = &self.entries[&d];
                     let dparents = self.parents(&de.tx);
-                    let rest = self.ancestors_from(&dparents, usize::MAX).unwrap_or_default();
+                    let rest = self
+                        .ancestors_from(&dparents, usize::MAX)
+                        .unwrap_or_default();
                     let (mut sz, mut fe) = (u64::from(de.size), de.fee);
                     for a in rest.iter().filter(|a| !included.contains(a)) {
                         sz += u64::from(self.entries[a].size);
@@ -864,12 +1151,26 @@ impl Mempool {
     /// [`crate::estimator`] for the three rules.
     pub fn estimate_fee(&self, target_blocks: u32) -> u64 {
         let floor = self.rolling_min_fee.max(self.config.min_relay_fee_rate);
-        let capacity = self.params.max_block_size.saturating_mul(target_blocks.max(1) as usize);
+        let capacity = self
+            .params
+            .max_block_size
+            .saturating_mul(target_blocks.max(1) as usize);
         let pool_rate = if self.total_bytes <= capacity {
             0
         } else {
-            let mut by_rate: Vec<(u128, u32, u64, u64)> = self.entries.values().map(|e| (score(e.anc_fees, e.anc_size), e.size, e.anc_fees, e.anc_size)).collect();
-            by_rate.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            let mut by_rate: Vec<(u128, u32, u64, u64)> = self
+                .entries
+                .values()
+                .map(|e| {
+                    (
+                        score(e.anc_fees, e.anc_size),
+                        e.size,
+                        e.anc_fees,
+                        e.anc_size,
+                    )
+                })
+                .collect();
+            by_rate.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
             let mut used = 0usize;
             let mut rate = 0;
             for (_, size, f, s) in by_rate {
@@ -889,7 +1190,10 @@ impl Mempool {
     /// Writes the pool, parents first, atomically.
     pub fn save(&self, path: &Path) -> Result<(), MempoolError> {
         let txids = self.txids();
-        let txs: Vec<&Transaction> = txids.iter().filter_map(|t| self.entries.get(t).map(|e| &*e.tx)).collect();
+        let txs: Vec<&Transaction> = txids
+            .iter()
+            .filter_map(|t| self.entries.get(t).map(|e| &*e.tx))
+            .collect();
         persist::save(path, &txs)
     }
 
@@ -900,7 +1204,11 @@ impl Mempool {
 }
 
 /// Context-free checks only, for transactions whose signatures were already verified.
-fn precheck_trusted(tx: &Arc<Transaction>, params: &ChainParams, config: &MempoolConfig) -> Result<Prechecked, MempoolError> {
+fn precheck_trusted(
+    tx: &Arc<Transaction>,
+    params: &ChainParams,
+    config: &MempoolConfig,
+) -> Result<Prechecked, MempoolError> {
     let txid = tx.txid();
     if tx.is_coinbase() {
         return Err(ConsensusError::UnexpectedCoinbase { txid }.into());
@@ -908,7 +1216,17 @@ fn precheck_trusted(tx: &Arc<Transaction>, params: &ChainParams, config: &Mempoo
     let outputs_total = check_transaction(tx, txid, params)?;
     let size = tx.size();
     if size > config.max_tx_size {
-        return Err(MempoolError::TooLarge { size, limit: config.max_tx_size });
+        return Err(MempoolError::TooLarge {
+            size,
+            limit: config.max_tx_size,
+        });
     }
-    Ok(Prechecked { tx: Arc::clone(tx), txid, size, outputs_total, verified: vec![None; tx.inputs.len()], trusted: true })
+    Ok(Prechecked {
+        tx: Arc::clone(tx),
+        txid,
+        size,
+        outputs_total,
+        verified: vec![None; tx.inputs.len()],
+        trusted: true,
+    })
 }

@@ -1,0 +1,193 @@
+//! Cairn's JSON-RPC 2.0 server: HTTP `POST /` and WebSocket on one port (jsonrpsee), plus
+//! `GET /metrics` for Prometheus.
+//!
+//! **Owns**: the method table (names and result shapes fixed in `docs/rpc.md`, following Bitcoin
+//! Core), parameter parsing and error codes, the HTTP layer that answers JSON-RPC 1.0 requests
+//! as Bitcoin Core does, bounds every body and batch, and checks credentials, and the WebSocket
+//! subscriptions for new blocks and transactions.
+//!
+//! **Never does**: write chain state or the mempool itself. Reads go to a
+//! [`cairn_storage::ChainReader`] snapshot and the mempool's read lock (never waiting behind a
+//! block import); anything that changes state (a transaction, a block, mining, stop) goes
+//! through the [`NodeControl`] trait the node implements. It never exposes keys.
+
+pub mod error;
+mod http;
+mod methods;
+mod params;
+pub mod shapes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use cairn_consensus::ChainParams;
+use cairn_mempool::{Mempool, MempoolError};
+use cairn_p2p::NetworkHandle;
+use cairn_primitives::{Block, BlockHash, Transaction, Txid, XOnlyPublicKey};
+use cairn_storage::ChainReader;
+use jsonrpsee::server::{BatchRequestConfig, ServerConfig, ServerHandle};
+use tokio::sync::broadcast;
+
+pub use error::RpcError;
+pub use http::RpcMetrics;
+
+/// Largest request body accepted, in bytes (a full block in hex is 2 MB for a 1 MB block).
+pub const DEFAULT_MAX_BODY_BYTES: u32 = 16 * 1024 * 1024;
+/// Largest response body, in bytes.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
+/// Most calls in one batch.
+pub const DEFAULT_MAX_BATCH_LEN: u32 = 1_000;
+/// Most simultaneous connections (HTTP keep-alive and WebSocket).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 128;
+/// Most subscriptions per WebSocket connection.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: u32 = 64;
+/// Queue of notifications per subscription; a subscriber that falls this far behind is dropped.
+pub const SUBSCRIPTION_BUFFER: usize = 1_024;
+
+/// `user:password` for HTTP Basic authentication (from the config, or the cookie file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct RpcConfig {
+    pub addr: SocketAddr,
+    pub max_body_bytes: u32,
+    pub max_response_bytes: u32,
+    pub max_batch_len: u32,
+    pub max_connections: u32,
+    pub max_subscriptions_per_connection: u32,
+    /// When set: privileged calls (`stop`, mining, `submitblock`) need them; if the server is
+    /// not on a loopback address, every call needs them.
+    pub credentials: Option<Credentials>,
+}
+
+impl RpcConfig {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_batch_len: DEFAULT_MAX_BATCH_LEN,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS,
+            credentials: None,
+        }
+    }
+}
+
+/// What a block submission came to (Bitcoin Core's `submitblock` vocabulary).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockSubmission {
+    /// Stored and valid (connected, or on a side branch).
+    Accepted,
+    /// Already known.
+    Duplicate,
+    /// Parent unknown: held until it arrives.
+    Inconclusive,
+    /// Breaks a rule.
+    Rejected(String),
+}
+
+/// A notification for WebSocket subscribers.
+#[derive(Clone, Debug)]
+pub enum Notification {
+    NewBlock {
+        hash: BlockHash,
+        height: u64,
+        time: u64,
+        ntx: usize,
+    },
+    NewTransaction {
+        txid: Txid,
+        size: usize,
+        fee: u64,
+    },
+}
+
+/// Everything that changes node state, implemented by the node (which routes it to its chain
+/// task, miner and network).
+#[async_trait::async_trait]
+pub trait NodeControl: Send + Sync + 'static {
+    /// Validates `tx` and adds it to the mempool, relaying it. Returns its fee in base units.
+    async fn send_transaction(&self, tx: Transaction) -> Result<u64, MempoolError>;
+    /// Validates and stores `block`, relaying it if it is new and valid.
+    async fn submit_block(&self, block: Block) -> BlockSubmission;
+    /// Mines `count` blocks now, paying `pubkey` (dev chains only).
+    async fn generate(&self, count: u32, pubkey: XOnlyPublicKey) -> Result<Vec<BlockHash>, String>;
+    /// Whether the built-in miner is running.
+    fn mining(&self) -> bool;
+    /// Starts a graceful shutdown.
+    fn request_stop(&self);
+    /// Highest height any connected peer reported (for sync progress).
+    fn best_peer_height(&self) -> u64;
+}
+
+/// What the handlers read from and act through.
+pub struct RpcContext {
+    pub params: Arc<ChainParams>,
+    pub reader: ChainReader,
+    pub mempool: Arc<RwLock<Mempool>>,
+    pub network: Option<NetworkHandle>,
+    pub control: Arc<dyn NodeControl>,
+    pub notifications: broadcast::Sender<Notification>,
+    /// Data directory (for `size_on_disk`).
+    pub datadir: PathBuf,
+    /// Extra Prometheus text appended to `GET /metrics` (the node's gauges and counters).
+    pub node_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    pub started: Instant,
+}
+
+/// A running server.
+pub struct RpcServer {
+    handle: ServerHandle,
+    pub local_addr: SocketAddr,
+    pub metrics: Arc<RpcMetrics>,
+}
+
+impl RpcServer {
+    /// Stops accepting connections and waits for the server to wind down.
+    pub async fn stop(self) {
+        let _ = self.handle.stop();
+        self.handle.stopped().await;
+    }
+}
+
+/// Binds `config.addr` and serves the methods of `docs/rpc.md`.
+pub async fn start(config: RpcConfig, ctx: RpcContext) -> Result<RpcServer, RpcError> {
+    let metrics = Arc::new(RpcMetrics::default());
+    let ctx = Arc::new(ctx);
+    let module = methods::module(ctx.clone())?;
+    let layer = http::CairnHttpLayer::new(&config, metrics.clone(), ctx.node_metrics.clone());
+    let server_config = ServerConfig::builder()
+        .max_request_body_size(config.max_body_bytes)
+        .max_response_body_size(config.max_response_bytes)
+        .max_connections(config.max_connections)
+        .max_subscriptions_per_connection(config.max_subscriptions_per_connection)
+        .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch_len))
+        .build();
+    let server = jsonrpsee::server::Server::builder()
+        .set_config(server_config)
+        .set_http_middleware(tower::ServiceBuilder::new().layer(layer))
+        .build(config.addr)
+        .await
+        .map_err(|e| RpcError::Bind {
+            addr: config.addr,
+            reason: e.to_string(),
+        })?;
+    let local_addr = server.local_addr().map_err(|e| RpcError::Bind {
+        addr: config.addr,
+        reason: e.to_string(),
+    })?;
+    let handle = server.start(module);
+    Ok(RpcServer {
+        handle,
+        local_addr,
+        metrics,
+    })
+}

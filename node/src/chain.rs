@@ -1,0 +1,520 @@
+//! The chain task: the single writer of chain state and of the mempool.
+//!
+//! It runs on its own OS thread (RocksDB writes and block validation are blocking work) and
+//! takes commands from a bounded channel. Everything else (RPC handlers, the p2p event loop, the
+//! miner) holds a [`ChainHandle`] and reads through [`ChainReader`] snapshots and the mempool's
+//! read lock, so queries never wait behind an import. Transaction signatures are checked before
+//! a transaction reaches this task ([`ChainHandle::accept_tx`]); the task only does the final
+//! stateful step.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_consensus::ChainParams;
+use cairn_mempool::{Mempool, MempoolConfig, MempoolError, PeerTag, Prechecked};
+use cairn_primitives::{Block, BlockHash, BlockHeader, Transaction, XOnlyPublicKey};
+use cairn_rpc::Notification;
+use cairn_storage::{AcceptStatus, ChainEvent, ChainReader, ChainState, StorageError};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::metrics::NodeMetrics;
+use crate::miner;
+
+/// Depth of the chain task's command queue; senders wait when it is full (back-pressure).
+pub const CHAIN_QUEUE_LEN: usize = 1_024;
+/// Depth of the relay queue (blocks and transactions to publish); when full, relay is skipped:
+/// gossip is best effort and peers catch up through sync.
+pub const RELAY_QUEUE_LEN: usize = 4_096;
+/// Mempool file name in the data dir.
+pub const MEMPOOL_FILE: &str = "mempool.dat";
+
+/// Seconds since the Unix epoch: the node's only clock; rules get it as a parameter.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Where a block or transaction came from (decides who relays it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// RPC, miner, mempool file: we publish it ourselves.
+    Local,
+    /// Gossip: gossipsub forwards it once we answer Accept.
+    Gossip,
+    /// The sync protocol: not relayed (peers have it or will sync it).
+    Sync,
+}
+
+/// The result of submitting a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockVerdict {
+    /// Stored and valid (connected, or on a side branch).
+    Accepted,
+    Duplicate,
+    /// Parent unknown: held in the orphan pool; a sync is needed.
+    Orphan,
+    Invalid(String),
+}
+
+/// What the relay task publishes.
+#[derive(Debug)]
+pub enum Relay {
+    Tx(Arc<Transaction>),
+    Block(Arc<Block>),
+}
+
+pub enum ChainCommand {
+    SubmitBlock {
+        block: Box<Block>,
+        origin: Origin,
+        reply: oneshot::Sender<BlockVerdict>,
+    },
+    SubmitHeaders {
+        headers: Vec<BlockHeader>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    AcceptTx {
+        checked: Box<Prechecked>,
+        origin: Origin,
+        source: PeerTag,
+        reply: oneshot::Sender<Result<u64, MempoolError>>,
+    },
+    /// A block template paying `pubkey`, not yet solved (the miner grinds it outside the task).
+    Template {
+        pubkey: XOnlyPublicKey,
+        reply: oneshot::Sender<Result<Block, String>>,
+    },
+    /// Mines `count` blocks at once (dev chains, where the proof of work is trivial).
+    Generate {
+        count: u32,
+        pubkey: XOnlyPublicKey,
+        reply: oneshot::Sender<Result<Vec<BlockHash>, String>>,
+    },
+    /// Drops expired transactions.
+    Expire,
+    /// Saves the mempool and stops the task (RocksDB closes when the state drops).
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Cloneable access to the chain task.
+#[derive(Clone)]
+pub struct ChainHandle {
+    tx: mpsc::Sender<ChainCommand>,
+    pub reader: ChainReader,
+    pub mempool: Arc<RwLock<Mempool>>,
+    pub mempool_config: Arc<MempoolConfig>,
+    pub params: Arc<ChainParams>,
+    pub tip: watch::Receiver<(u64, BlockHash)>,
+}
+
+const STOPPED: &str = "the chain task has stopped";
+
+impl ChainHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> ChainCommand,
+    ) -> Result<T, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| STOPPED.to_string())?;
+        rx.await.map_err(|_| STOPPED.to_string())
+    }
+
+    pub async fn submit_block(&self, block: Block, origin: Origin) -> BlockVerdict {
+        self.ask(|reply| ChainCommand::SubmitBlock {
+            block: Box::new(block),
+            origin,
+            reply,
+        })
+        .await
+        .unwrap_or_else(BlockVerdict::Invalid)
+    }
+
+    pub async fn submit_headers(&self, headers: Vec<BlockHeader>) -> Result<(), String> {
+        self.ask(|reply| ChainCommand::SubmitHeaders { headers, reply })
+            .await?
+    }
+
+    pub async fn template(&self, pubkey: XOnlyPublicKey) -> Result<Block, String> {
+        self.ask(|reply| ChainCommand::Template { pubkey, reply })
+            .await?
+    }
+
+    pub async fn generate(
+        &self,
+        count: u32,
+        pubkey: XOnlyPublicKey,
+    ) -> Result<Vec<BlockHash>, String> {
+        self.ask(|reply| ChainCommand::Generate {
+            count,
+            pubkey,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn expire(&self) {
+        let _ = self.tx.send(ChainCommand::Expire).await;
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| ChainCommand::Shutdown { reply }).await;
+    }
+
+    /// Checks `tx` (context-free rules and every signature whose coin is confirmed) on the
+    /// blocking pool against a chain snapshot, in parallel with other calls, then hands it to
+    /// the chain task for the final stateful step. Returns the fee.
+    pub async fn accept_tx(
+        &self,
+        tx: Transaction,
+        origin: Origin,
+        source: PeerTag,
+    ) -> Result<u64, MempoolError> {
+        let reader = self.reader.clone();
+        let params = Arc::clone(&self.params);
+        let config = Arc::clone(&self.mempool_config);
+        let checked = tokio::task::spawn_blocking(move || {
+            cairn_mempool::precheck(tx, &reader, &params, &config)
+        })
+        .await
+        .map_err(|e| MempoolError::Internal(e.to_string()))??;
+        let (reply, rx) = oneshot::channel();
+        let cmd = ChainCommand::AcceptTx {
+            checked: Box::new(checked),
+            origin,
+            source,
+            reply,
+        };
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| MempoolError::Internal(STOPPED.into()))?;
+        rx.await
+            .map_err(|_| MempoolError::Internal(STOPPED.into()))?
+    }
+}
+
+/// The task's state.
+struct ChainTask {
+    state: ChainState,
+    reader: ChainReader,
+    mempool: Arc<RwLock<Mempool>>,
+    params: Arc<ChainParams>,
+    notifications: broadcast::Sender<Notification>,
+    relay: mpsc::Sender<Relay>,
+    tip: watch::Sender<(u64, BlockHash)>,
+    metrics: Arc<NodeMetrics>,
+    mempool_file: PathBuf,
+}
+
+/// Everything the chain task needs to start.
+pub struct ChainTaskParts {
+    pub state: ChainState,
+    pub mempool_config: MempoolConfig,
+    pub notifications: broadcast::Sender<Notification>,
+    pub metrics: Arc<NodeMetrics>,
+    pub datadir: PathBuf,
+}
+
+/// Starts the chain task on its own thread. Returns the handle, the relay queue and the thread.
+pub fn spawn(
+    parts: ChainTaskParts,
+) -> std::io::Result<(
+    ChainHandle,
+    mpsc::Receiver<Relay>,
+    std::thread::JoinHandle<()>,
+)> {
+    let params = Arc::new(parts.state.params().clone());
+    let reader = parts.state.reader();
+    let mempool = Arc::new(RwLock::new(Mempool::new(
+        (*params).clone(),
+        parts.mempool_config.clone(),
+    )));
+    let tip = parts.state.tip();
+    let (tip_tx, tip_rx) = watch::channel((tip.height, tip.hash));
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(CHAIN_QUEUE_LEN);
+    let (relay_tx, relay_rx) = mpsc::channel(RELAY_QUEUE_LEN);
+    let handle = ChainHandle {
+        tx: cmd_tx,
+        reader: reader.clone(),
+        mempool: Arc::clone(&mempool),
+        mempool_config: Arc::new(parts.mempool_config),
+        params: Arc::clone(&params),
+        tip: tip_rx,
+    };
+    let mut task = ChainTask {
+        state: parts.state,
+        reader,
+        mempool,
+        params,
+        notifications: parts.notifications,
+        relay: relay_tx,
+        tip: tip_tx,
+        metrics: parts.metrics,
+        mempool_file: parts.datadir.join(MEMPOOL_FILE),
+    };
+    let thread = std::thread::Builder::new()
+        .name("chain".into())
+        .spawn(move || {
+            task.load_mempool();
+            while let Some(cmd) = cmd_rx.blocking_recv() {
+                if let ChainCommand::Shutdown { reply } = cmd {
+                    task.save_mempool();
+                    drop(task);
+                    let _ = reply.send(());
+                    return;
+                }
+                task.handle(cmd);
+            }
+            task.save_mempool();
+        })?;
+    Ok((handle, relay_rx, thread))
+}
+
+impl ChainTask {
+    fn pool(&self) -> RwLockWriteGuard<'_, Mempool> {
+        self.mempool.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handle(&mut self, cmd: ChainCommand) {
+        match cmd {
+            ChainCommand::SubmitBlock {
+                block,
+                origin,
+                reply,
+            } => {
+                let _ = reply.send(self.submit_block(*block, origin));
+            }
+            ChainCommand::SubmitHeaders { headers, reply } => {
+                let r = self
+                    .state
+                    .accept_headers(&headers, now())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(r);
+            }
+            ChainCommand::AcceptTx {
+                checked,
+                origin,
+                source,
+                reply,
+            } => {
+                let _ = reply.send(self.accept_tx(*checked, origin, source));
+            }
+            ChainCommand::Template { pubkey, reply } => {
+                let r = self.template(pubkey);
+                let _ = reply.send(r);
+            }
+            ChainCommand::Generate {
+                count,
+                pubkey,
+                reply,
+            } => {
+                let _ = reply.send(self.generate(count, pubkey));
+            }
+            ChainCommand::Expire => {
+                let gone = self.pool().expire(now());
+                if !gone.is_empty() {
+                    info!(count = gone.len(), "expired mempool transactions");
+                }
+            }
+            ChainCommand::Shutdown { .. } => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn template(&self, pubkey: XOnlyPublicKey) -> Result<Block, String> {
+        let ctx = self
+            .reader
+            .block_template_context()
+            .map_err(|e| e.to_string())?;
+        let pool = self.mempool.read().unwrap_or_else(|p| p.into_inner());
+        Ok(miner::assemble(&ctx, &pool, &self.params, pubkey, now()))
+    }
+
+    fn generate(&mut self, count: u32, pubkey: XOnlyPublicKey) -> Result<Vec<BlockHash>, String> {
+        let mut hashes = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let template = self.template(pubkey)?;
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let block =
+                miner::solve(template, 1, &stop).ok_or("no nonce found for the template")?;
+            let hash = block.hash();
+            match self.submit_block(block, Origin::Local) {
+                BlockVerdict::Accepted => hashes.push(hash),
+                other => return Err(format!("mined block {hash} was not accepted: {other:?}")),
+            }
+        }
+        Ok(hashes)
+    }
+
+    fn submit_block(&mut self, block: Block, origin: Origin) -> BlockVerdict {
+        let block = Arc::new(block);
+        let outcome = match self.state.accept_block((*block).clone(), now()) {
+            Ok(o) => o,
+            Err(StorageError::KnownInvalid { reason, .. }) => return BlockVerdict::Invalid(reason),
+            Err(
+                e @ (StorageError::Consensus(_)
+                | StorageError::MutatedBlock { .. }
+                | StorageError::UnknownParent { .. }),
+            ) => {
+                NodeMetrics::inc(&self.metrics.blocks_rejected);
+                return BlockVerdict::Invalid(e.to_string());
+            }
+            Err(e) => {
+                warn!(error = %e, "storing a block failed");
+                return BlockVerdict::Invalid(format!("storage error: {e}"));
+            }
+        };
+        self.apply_events(&outcome.events);
+        match outcome.status {
+            AcceptStatus::New => {
+                NodeMetrics::inc(&self.metrics.blocks_validated);
+                if origin == Origin::Local {
+                    let _ = self.relay.try_send(Relay::Block(block));
+                }
+                BlockVerdict::Accepted
+            }
+            AcceptStatus::Duplicate => BlockVerdict::Duplicate,
+            AcceptStatus::Orphan => BlockVerdict::Orphan,
+            AcceptStatus::Invalid { reason } => {
+                NodeMetrics::inc(&self.metrics.blocks_rejected);
+                BlockVerdict::Invalid(reason)
+            }
+        }
+    }
+
+    /// Brings the mempool, the subscribers and the tip watchers up to date with what the
+    /// chain did. Disconnections come first in the event list of a reorganisation; their
+    /// transactions are re-validated against the final chain, then the connected blocks remove
+    /// what they confirm or conflict with.
+    fn apply_events(&mut self, events: &[ChainEvent]) {
+        let t = now();
+        let Ok((height, _)) = self.reader.tip() else {
+            return;
+        };
+        // A reorganisation reports its disconnects newest first, before its connects. The pool
+        // takes them back oldest first, in one pass, so a child is re-added after its parent.
+        let mut disconnected: Vec<Arc<Block>> = Vec::new();
+        for e in events {
+            if let ChainEvent::BlockDisconnected {
+                hash,
+                height: h,
+                block,
+            } = e
+            {
+                info!(%hash, height = h, "block disconnected");
+                disconnected.push(Arc::clone(block));
+            }
+        }
+        if !disconnected.is_empty() {
+            disconnected.reverse();
+            let reader = self.reader.clone();
+            self.pool()
+                .blocks_disconnected(&disconnected, &reader, height, t);
+        }
+        for e in events {
+            match e {
+                ChainEvent::BlockDisconnected { .. } => {}
+                ChainEvent::BlockConnected {
+                    hash,
+                    height: h,
+                    block,
+                } => {
+                    debug!(%hash, height = h, txs = block.transactions.len(), "block connected");
+                    let reader = self.reader.clone();
+                    self.pool().block_connected(block, &reader, *h, t);
+                    let _ = self.notifications.send(Notification::NewBlock {
+                        hash: *hash,
+                        height: *h,
+                        time: block.header.time,
+                        ntx: block.transactions.len(),
+                    });
+                }
+                ChainEvent::BlockInvalid { hash, reason } => warn!(%hash, %reason, "block invalid"),
+                ChainEvent::TipChanged { hash, height } => {
+                    info!(%hash, height, "new tip");
+                    self.tip.send_replace((*height, *hash));
+                }
+            }
+        }
+    }
+
+    fn accept_tx(
+        &mut self,
+        checked: Prechecked,
+        origin: Origin,
+        source: PeerTag,
+    ) -> Result<u64, MempoolError> {
+        let (height, _) = self
+            .reader
+            .tip()
+            .map_err(|e| MempoolError::Internal(e.to_string()))?;
+        let reader = self.reader.clone();
+        let outcome = self
+            .pool()
+            .accept_prechecked(checked, &reader, height, now(), source);
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                NodeMetrics::inc(&self.metrics.txs_rejected);
+                return Err(e);
+            }
+        };
+        let mut fee = 0;
+        for (i, acc) in outcome.accepted.iter().enumerate() {
+            NodeMetrics::inc(&self.metrics.txs_accepted);
+            if i == 0 {
+                fee = acc.fee.0;
+            }
+            let _ = self.notifications.send(Notification::NewTransaction {
+                txid: acc.txid,
+                size: acc.size,
+                fee: acc.fee.0,
+            });
+            // The first is the submitted one (gossip relays it on Accept); the others are
+            // orphans it unlocked, which were never relayed.
+            if i > 0 || origin == Origin::Local {
+                let _ = self.relay.try_send(Relay::Tx(Arc::clone(&acc.tx)));
+            }
+        }
+        Ok(fee)
+    }
+
+    fn load_mempool(&mut self) {
+        let txs = match Mempool::load(&self.mempool_file) {
+            Ok(t) => t,
+            Err(MempoolError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                warn!(error = %e, file = %self.mempool_file.display(), "mempool file unreadable; starting empty");
+                return;
+            }
+        };
+        let Ok((height, _)) = self.reader.tip() else {
+            return;
+        };
+        let (mut ok, total) = (0, txs.len());
+        for tx in txs {
+            let reader = self.reader.clone();
+            if self.pool().accept(tx, &reader, height, now(), 0).is_ok() {
+                ok += 1;
+            }
+        }
+        info!(loaded = ok, of = total, "mempool reloaded");
+    }
+
+    fn save_mempool(&self) {
+        let pool = self.mempool.read().unwrap_or_else(|p| p.into_inner());
+        match pool.save(&self.mempool_file) {
+            Ok(()) => {
+                info!(txs = pool.info().size, file = %self.mempool_file.display(), "mempool saved")
+            }
+            Err(e) => warn!(error = %e, "saving the mempool failed"),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Node configuration: defaults, then `cairn.toml` in the data dir, then flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::cli::{Cli, RunArgs};
+
+/// Default JSON-RPC address.
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8645";
+/// Default P2P listen address of `cairnd run`.
+pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/9645";
+/// P2P listen address of `--dev`: loopback, any free port (a dev chain has no peers by default,
+/// and several dev nodes on one machine must not collide).
+pub const DEV_P2P_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
+/// Config file name inside the data dir.
+pub const CONFIG_FILE: &str = "cairn.toml";
+/// Default mining threads.
+pub const DEFAULT_MINER_THREADS: usize = 1;
+/// Default maximum connected peers.
+pub const DEFAULT_MAX_PEERS: u32 = 50;
+/// Default mempool size limit (bytes of memory).
+pub const DEFAULT_MEMPOOL_BYTES: usize = 300_000_000;
+/// Default UTXO cache size (bytes).
+pub const DEFAULT_DBCACHE_BYTES: usize = 256 * 1024 * 1024;
+/// Most bootnodes or listen addresses a config may list.
+pub const MAX_ADDR_LIST: usize = 64;
+
+/// `cairn.toml`: every key optional; an unknown key stops start-up.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub genesis: Option<PathBuf>,
+    pub p2p_listen: Option<Vec<String>>,
+    pub bootnodes: Option<Vec<String>>,
+    pub rpc_addr: Option<SocketAddr>,
+    pub rpc_user: Option<String>,
+    pub rpc_password: Option<String>,
+    pub mine: Option<bool>,
+    pub miner_address: Option<String>,
+    pub miner_threads: Option<usize>,
+    pub mdns: Option<bool>,
+    pub max_peers: Option<u32>,
+    pub mempool_max_bytes: Option<usize>,
+    pub dbcache_bytes: Option<usize>,
+}
+
+/// The resolved configuration the node runs with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub dev: bool,
+    pub datadir: PathBuf,
+    pub genesis: Option<PathBuf>,
+    pub p2p_listen: Vec<String>,
+    pub bootnodes: Vec<String>,
+    pub rpc_addr: SocketAddr,
+    pub rpc_credentials: Option<(String, String)>,
+    pub mine: bool,
+    pub miner_address: Option<String>,
+    pub miner_threads: usize,
+    pub mdns: bool,
+    pub max_peers: u32,
+    pub mempool_max_bytes: usize,
+    pub dbcache_bytes: usize,
+}
+
+fn default_dev_datadir() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cairn").join("dev")
+}
+
+/// Reads `cairn.toml` if present; a syntax error, unknown key or bad value names the problem.
+pub fn read_config_file(datadir: &Path) -> anyhow::Result<ConfigFile> {
+    let path = datadir.join(CONFIG_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+impl NodeConfig {
+    pub fn resolve(cli: &Cli) -> anyhow::Result<NodeConfig> {
+        let run = match &cli.command {
+            Some(crate::cli::Command::Run(r)) => r.clone(),
+            None => RunArgs::default(),
+        };
+        if !cli.dev && cli.command.is_none() {
+            bail!(
+                "nothing to do: use `cairnd --dev` for a dev chain or `cairnd run --datadir DIR` (see --help)"
+            );
+        }
+        let datadir = match (&cli.common.datadir, cli.dev) {
+            (Some(d), _) => d.clone(),
+            (None, true) => default_dev_datadir(),
+            (None, false) => bail!("`cairnd run` needs --datadir DIR"),
+        };
+        std::fs::create_dir_all(&datadir)
+            .with_context(|| format!("cannot create data dir {}", datadir.display()))?;
+        let file = read_config_file(&datadir)?;
+
+        let p2p_listen = if !run.p2p_listen.is_empty() {
+            run.p2p_listen.clone()
+        } else if let Some(l) = file.p2p_listen.clone() {
+            l
+        } else if cli.dev {
+            vec![DEV_P2P_LISTEN.to_string()]
+        } else {
+            vec![DEFAULT_P2P_LISTEN.to_string()]
+        };
+        let bootnodes = if !run.bootnodes.is_empty() {
+            run.bootnodes.clone()
+        } else {
+            file.bootnodes.clone().unwrap_or_default()
+        };
+        if p2p_listen.len() > MAX_ADDR_LIST || bootnodes.len() > MAX_ADDR_LIST {
+            bail!("at most {MAX_ADDR_LIST} listen addresses and {MAX_ADDR_LIST} bootnodes");
+        }
+        let rpc_addr = match cli.common.rpc_addr.or(file.rpc_addr) {
+            Some(a) => a,
+            None => DEFAULT_RPC_ADDR.parse().context("default RPC address")?,
+        };
+        let rpc_credentials = match (file.rpc_user.clone(), file.rpc_password.clone()) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => bail!("config: rpc_user and rpc_password must be set together"),
+        };
+        let miner_threads = run
+            .miner_threads
+            .or(file.miner_threads)
+            .unwrap_or(DEFAULT_MINER_THREADS);
+        if miner_threads == 0 || miner_threads > 256 {
+            bail!("miner_threads must be between 1 and 256");
+        }
+        let mempool_max_bytes = file.mempool_max_bytes.unwrap_or(DEFAULT_MEMPOOL_BYTES);
+        if mempool_max_bytes < 1_000_000 {
+            bail!("config: mempool_max_bytes must be at least 1000000");
+        }
+        let dbcache_bytes = file.dbcache_bytes.unwrap_or(DEFAULT_DBCACHE_BYTES);
+        let max_peers = run
+            .max_peers
+            .or(file.max_peers)
+            .unwrap_or(DEFAULT_MAX_PEERS);
+        if max_peers == 0 || max_peers > 10_000 {
+            bail!("max_peers must be between 1 and 10000");
+        }
+        Ok(NodeConfig {
+            dev: cli.dev,
+            genesis: run.genesis.clone().or(file.genesis.clone()),
+            p2p_listen,
+            bootnodes,
+            rpc_addr,
+            rpc_credentials,
+            mine: cli.dev || run.mine || file.mine.unwrap_or(false),
+            miner_address: run.miner_address.clone().or(file.miner_address.clone()),
+            miner_threads,
+            mdns: run.mdns || file.mdns.unwrap_or(false),
+            max_peers,
+            mempool_max_bytes,
+            dbcache_bytes,
+            datadir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "rpc_adress = \"1.2.3.4:5\"\n").unwrap();
+        let err = format!("{:#}", read_config_file(dir.path()).unwrap_err());
+        assert!(err.contains("rpc_adress"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "max_peers = \"many\"\n").unwrap();
+        let err = format!("{:#}", read_config_file(dir.path()).unwrap_err());
+        assert!(err.contains("max_peers"), "{err}");
+    }
+}

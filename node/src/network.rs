@@ -1,0 +1,204 @@
+//! The node's side of the network: the [`ChainAccess`] the p2p service syncs through, the loop
+//! that answers gossip with validation verdicts, and the relay of locally created blocks and
+//! transactions.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cairn_consensus::ConsensusError;
+use cairn_mempool::{MempoolError, PeerTag};
+use cairn_p2p::{Acceptance, ChainAccess, NetworkEvent, NetworkHandle, PeerId, Status};
+use cairn_primitives::{Block, BlockHash, BlockHeader};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, info, warn};
+
+use crate::chain::{BlockVerdict, ChainHandle, Origin, Relay};
+
+/// Gossiped transactions checked at once (each takes a blocking-pool thread for its
+/// signatures); more wait, and the p2p event queue behind them is bounded.
+pub const MAX_CONCURRENT_TX_CHECKS: usize = 64;
+/// How often the best height reported by peers is refreshed.
+const PEER_HEIGHT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Sync access to the chain for the p2p service.
+pub struct NodeChain {
+    pub chain: ChainHandle,
+}
+
+fn logged<T: Default>(what: &str, r: Result<T, cairn_storage::StorageError>) -> T {
+    r.unwrap_or_else(|e| {
+        warn!(error = %e, "{what} failed");
+        T::default()
+    })
+}
+
+impl ChainAccess for NodeChain {
+    fn status(&self) -> Status {
+        let params = &self.chain.params;
+        match self.chain.reader.tip_info() {
+            Ok(t) => Status {
+                genesis: params.genesis_hash(),
+                best_height: t.height,
+                best_hash: t.hash,
+                total_work: t.chain_work.to_be_bytes(),
+            },
+            Err(e) => {
+                warn!(error = %e, "reading the tip failed");
+                Status {
+                    genesis: params.genesis_hash(),
+                    best_height: 0,
+                    best_hash: params.genesis_hash(),
+                    total_work: [0; 32],
+                }
+            }
+        }
+    }
+
+    fn locator(&self) -> Vec<BlockHash> {
+        logged("building a locator", self.chain.reader.locator())
+    }
+
+    fn headers_after(&self, locator: &[BlockHash], max: usize) -> Vec<BlockHeader> {
+        logged(
+            "serving headers",
+            self.chain.reader.headers_after(locator, max),
+        )
+    }
+
+    fn blocks(&self, hashes: &[BlockHash]) -> Vec<Block> {
+        hashes
+            .iter()
+            .filter_map(|h| self.chain.reader.block(h).ok().flatten())
+            .collect()
+    }
+
+    fn missing_blocks(&self, max: usize) -> Vec<BlockHash> {
+        logged(
+            "listing missing blocks",
+            self.chain.reader.missing_blocks(max),
+        )
+    }
+
+    async fn submit_headers(&self, _peer: PeerId, headers: Vec<BlockHeader>) -> Result<(), String> {
+        self.chain.submit_headers(headers).await
+    }
+
+    async fn submit_block(&self, _peer: PeerId, block: Block) -> Result<(), String> {
+        match self.chain.submit_block(block, Origin::Sync).await {
+            BlockVerdict::Invalid(reason) => Err(reason),
+            BlockVerdict::Accepted | BlockVerdict::Duplicate | BlockVerdict::Orphan => Ok(()),
+        }
+    }
+}
+
+/// A stable small tag for a peer (the mempool's orphan pool counts per source).
+pub fn peer_tag(peer: &PeerId) -> PeerTag {
+    let mut h = DefaultHasher::new();
+    peer.hash(&mut h);
+    // 0 is the local RPC.
+    h.finish().max(1)
+}
+
+/// The verdict gossip gets for a refused transaction: only a consensus failure that is the
+/// sender's fault is `Reject` (penalised); races, policy and missing parents are `Ignore`.
+fn tx_acceptance(e: &MempoolError) -> Acceptance {
+    match e {
+        MempoolError::Consensus(ConsensusError::MissingInput { .. }) => Acceptance::Ignore,
+        MempoolError::Consensus(ConsensusError::ImmatureCoinbaseSpend { .. }) => Acceptance::Ignore,
+        MempoolError::Consensus(ConsensusError::NotFinal { .. }) => Acceptance::Ignore,
+        MempoolError::Consensus(_) => Acceptance::Reject,
+        _ => Acceptance::Ignore,
+    }
+}
+
+/// Answers gossip: every transaction and block is validated by the chain task and the verdict
+/// reported, so gossipsub relays only what is valid.
+pub async fn handle_events(
+    chain: ChainHandle,
+    net: NetworkHandle,
+    mut events: mpsc::Receiver<NetworkEvent>,
+) {
+    let checks = Arc::new(Semaphore::new(MAX_CONCURRENT_TX_CHECKS));
+    while let Some(event) = events.recv().await {
+        match event {
+            NetworkEvent::Transaction { tx, source, msg_id } => {
+                let Ok(permit) = Arc::clone(&checks).acquire_owned().await else {
+                    break;
+                };
+                let (chain, net) = (chain.clone(), net.clone());
+                tokio::spawn(async move {
+                    let txid = tx.txid();
+                    let verdict = match chain.accept_tx(tx, Origin::Gossip, peer_tag(&source)).await
+                    {
+                        Ok(_) => Acceptance::Accept,
+                        Err(e) => {
+                            debug!(%txid, %source, error = %e, "gossiped transaction refused");
+                            tx_acceptance(&e)
+                        }
+                    };
+                    let _ = net.report_validation(msg_id, source, verdict).await;
+                    drop(permit);
+                });
+            }
+            NetworkEvent::Block {
+                block,
+                source,
+                msg_id,
+            } => {
+                let hash = block.hash();
+                let verdict = chain.submit_block(block, Origin::Gossip).await;
+                let acceptance = match &verdict {
+                    BlockVerdict::Accepted => Acceptance::Accept,
+                    BlockVerdict::Duplicate => Acceptance::Ignore,
+                    BlockVerdict::Orphan => {
+                        let _ = net.sync_with(source).await;
+                        Acceptance::Ignore
+                    }
+                    BlockVerdict::Invalid(reason) => {
+                        warn!(%hash, %source, %reason, "invalid block from gossip");
+                        Acceptance::Reject
+                    }
+                };
+                let _ = net.report_validation(msg_id, source, acceptance).await;
+            }
+            NetworkEvent::PeerConnected {
+                peer,
+                address,
+                direction,
+            } => info!(%peer, %address, ?direction, "peer connected"),
+            NetworkEvent::PeerDisconnected { peer } => info!(%peer, "peer disconnected"),
+        }
+    }
+}
+
+/// Publishes what the chain task asks to relay.
+pub async fn relay(net: NetworkHandle, mut queue: mpsc::Receiver<Relay>) {
+    while let Some(r) = queue.recv().await {
+        let result = match &r {
+            Relay::Tx(tx) => net.publish_tx(tx).await.map(|_| ()),
+            Relay::Block(b) => net.publish_block(b).await.map(|_| ()),
+        };
+        // No peers yet, or a duplicate: nothing to do, peers sync what they miss.
+        if let Err(e) = result {
+            debug!(error = %e, "relay skipped");
+        }
+    }
+}
+
+/// Keeps the best height peers report, for sync progress.
+pub async fn track_peer_heights(net: NetworkHandle, best: Arc<AtomicU64>) {
+    let mut tick = tokio::time::interval(PEER_HEIGHT_INTERVAL);
+    loop {
+        tick.tick().await;
+        let h = net
+            .peers()
+            .await
+            .iter()
+            .filter_map(|p| p.status.as_ref().map(|s| s.best_height))
+            .max()
+            .unwrap_or(0);
+        best.store(h, Ordering::Relaxed);
+    }
+}

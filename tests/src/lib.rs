@@ -1,0 +1,350 @@
+//! Harness for end-to-end tests: starts real `cairnd` processes on 127.0.0.1 with free ports and
+//! temporary data dirs, talks to them over JSON-RPC, runs `cairn-wallet`, and cleans up (the
+//! process is killed and the directory removed when the [`TestNode`] is dropped).
+//!
+//! Every wait is bounded: [`wait_until`] polls a condition until a deadline.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+/// How long a node may take to answer its first RPC call (a debug build opening RocksDB).
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Per-request HTTP timeout.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Directory holding the workspace's binaries (`cairnd`, `cairn-wallet`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CAIRN_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // Test executables live in <target>/<profile>/deps; binaries in <target>/<profile>.
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace --bins` first (./test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Polls `cond` every 50 ms until it returns `Some`, or fails after `timeout` with `what`.
+pub fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A JSON-RPC error returned by the node.
+#[derive(Debug, Clone)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+/// A running `cairnd`.
+pub struct TestNode {
+    child: Option<Child>,
+    pub datadir: PathBuf,
+    pub rpc_url: String,
+    pub rpc_port: u16,
+    _tmp: Option<tempfile::TempDir>,
+    log: PathBuf,
+}
+
+/// How to start a node.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    /// `--dev` instead of `run`.
+    pub dev: bool,
+    /// Extra arguments after `run` (or after `--dev`).
+    pub args: Vec<String>,
+    /// Reuse this data dir instead of a fresh temporary one.
+    pub datadir: Option<PathBuf>,
+}
+
+impl TestNode {
+    /// `cairnd --dev` on a free RPC port with a fresh data dir.
+    pub fn dev() -> Result<TestNode> {
+        Self::start(NodeOptions {
+            dev: true,
+            ..Default::default()
+        })
+    }
+
+    /// `cairnd run` on the devnet genesis, P2P on a free loopback port, plus `args`.
+    pub fn run(args: &[&str]) -> Result<TestNode> {
+        Self::start(NodeOptions {
+            dev: false,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            datadir: None,
+        })
+    }
+
+    pub fn start(opts: NodeOptions) -> Result<TestNode> {
+        let (tmp, datadir) = match opts.datadir {
+            Some(d) => (None, d),
+            None => {
+                let t = tempfile::Builder::new().prefix("cairn-e2e-").tempdir()?;
+                let d = t.path().to_path_buf();
+                (Some(t), d)
+            }
+        };
+        let rpc_port = free_port();
+        let mut cmd = Command::new(bin("cairnd"));
+        if opts.dev {
+            cmd.arg("--dev");
+        } else {
+            cmd.arg("run");
+            if !opts.args.iter().any(|a| a == "--p2p-listen") {
+                cmd.args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0"]);
+            }
+        }
+        cmd.args([
+            "--datadir",
+            &datadir.to_string_lossy(),
+            "--rpc-addr",
+            &format!("127.0.0.1:{rpc_port}"),
+        ]);
+        cmd.args(&opts.args);
+        let log = datadir.join(format!("cairnd-{rpc_port}.log"));
+        let log_file = std::fs::File::create(&log)?;
+        cmd.stdout(Stdio::from(log_file.try_clone()?))
+            .stderr(Stdio::from(log_file))
+            .stdin(Stdio::null());
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let child = cmd.spawn().context("spawn cairnd")?;
+        let mut node = TestNode {
+            child: Some(child),
+            datadir,
+            rpc_url: format!("http://127.0.0.1:{rpc_port}/"),
+            rpc_port,
+            _tmp: tmp,
+            log,
+        };
+        node.wait_ready()?;
+        Ok(node)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                bail!(
+                    "cairnd exited during start-up with {status}:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            if self.call("getblockcount", json!([])).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "cairnd did not answer RPC within {STARTUP_TIMEOUT:?}:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last `n` lines of the node's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Calls a method; `Err` carries a transport failure or the JSON-RPC error.
+    pub fn call(&self, method: &str, params: Value) -> std::result::Result<Value, RpcError> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let resp = post_json(&self.rpc_url, &body).map_err(|e| RpcError {
+            code: 0,
+            message: e.to_string(),
+        })?;
+        if let Some(err) = resp.get("error").filter(|e| !e.is_null()) {
+            return Err(RpcError {
+                code: err["code"].as_i64().unwrap_or(0),
+                message: err["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        Ok(resp.get("result").cloned().unwrap_or(Value::Null))
+    }
+
+    /// Calls a method that must succeed.
+    pub fn rpc(&self, method: &str, params: Value) -> Result<Value> {
+        self.call(method, params)
+            .map_err(|e| anyhow!("{method} failed: {} {}", e.code, e.message))
+    }
+
+    pub fn height(&self) -> Result<u64> {
+        self.rpc("getblockcount", json!([]))?
+            .as_u64()
+            .context("getblockcount is a number")
+    }
+
+    /// Waits until the node's height is at least `h`.
+    pub fn wait_height(&self, h: u64, timeout: Duration) -> Result<u64> {
+        wait_until(timeout, &format!("height {h}"), || {
+            self.height().ok().filter(|x| *x >= h)
+        })
+    }
+
+    /// The node's P2P listen addresses (each ending in /p2p/<peer id>).
+    pub fn p2p_addrs(&self) -> Result<Vec<String>> {
+        let info = self.rpc("getnetworkinfo", json!([]))?;
+        Ok(info["localaddresses"]
+            .as_array()
+            .context("localaddresses")?
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect())
+    }
+
+    /// The first loopback P2P address.
+    pub fn p2p_addr(&self) -> Result<String> {
+        self.p2p_addrs()?
+            .into_iter()
+            .find(|a| a.contains("127.0.0.1"))
+            .context("no loopback listen address")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("already stopped")?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                bail!(
+                    "cairnd did not exit within {timeout:?} of SIGTERM:\n{}",
+                    self.log_tail(30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Keeps the data dir alive past this node (for restart tests).
+    pub fn into_datadir(mut self) -> (tempfile::TempDir, PathBuf) {
+        self.kill();
+        let tmp = self._tmp.take().expect("node owns a temporary data dir");
+        (tmp, self.datadir.clone())
+    }
+
+    /// Runs `cairn-wallet` against this node with `--rpc` set; env adds variables.
+    pub fn wallet(
+        &self,
+        wallet_file: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Output> {
+        let mut cmd = Command::new(bin("cairn-wallet"));
+        cmd.args([
+            "--wallet",
+            &wallet_file.to_string_lossy(),
+            "--rpc",
+            &self.rpc_url,
+        ])
+        .args(args)
+        .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Ok(cmd.output()?)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- cairnd log ({}) ---\n{}",
+                self.log.display(),
+                self.log_tail(60)
+            );
+        }
+        self.kill();
+    }
+}
+
+/// POSTs a JSON body and parses the JSON answer, whatever the HTTP status.
+pub fn post_json(url: &str, body: &Value) -> Result<Value> {
+    let text = post_raw(url, &body.to_string())?.1;
+    serde_json::from_str(&text).with_context(|| format!("response is not JSON: {text}"))
+}
+
+/// POSTs raw bytes; returns the HTTP status and body text.
+pub fn post_raw(url: &str, body: &str) -> Result<(u16, String)> {
+    let agent = ureq::AgentBuilder::new().timeout(RPC_TIMEOUT).build();
+    match agent
+        .post(url)
+        .set("Content-Type", "application/json")
+        .send_string(body)
+    {
+        Ok(r) => Ok((r.status(), r.into_string()?)),
+        Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string()?)),
+        Err(e) => Err(anyhow!("HTTP request to {url} failed: {e}")),
+    }
+}
+
+/// The devnet faucet key (published; see docs/genesis.md).
+pub fn faucet_key() -> cairn_primitives::SecretKey {
+    let bytes: [u8; 32] = cairn_primitives::sha256(b"cairn devnet faucet");
+    cairn_primitives::SecretKey::from_bytes(bytes).expect("valid key")
+}
