@@ -24,6 +24,6 @@ mod pool;
 pub use config::*;
 pub use error::MempoolError;
 pub use pool::{
-    AcceptOutcome, AcceptedTx, AddressActivity, EntryInfo, Mempool, MempoolInfo, PeerTag,
+    AcceptOutcome, AcceptedTx, AddressActivity, EntryInfo, LOCAL, Mempool, MempoolInfo, PeerTag,
     Prechecked, Template, TestAccept, precheck,
 };

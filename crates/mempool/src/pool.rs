@@ -23,9 +23,12 @@ pub const MAX_TEMPLATE_MISSES: usize = 1_000;
 /// "Nearly full": less than this many bytes left.
 pub const TEMPLATE_NEARLY_FULL: usize = 4_000;
 
-/// A fee rate as a sortable key: fees per byte, scaled by 2^32 so small differences count.
-fn score(fees: u64, size: u64) -> u128 {
-    (u128::from(fees) << 32) / u128::from(size.max(1))
+/// A fee rate as a sortable key: fees per byte, scaled by 2^16 so small differences count.
+/// A `u64` rather than a `u128`: the fee-rate index holds one per transaction.
+fn score(fees: u64, size: u64) -> u64 {
+    // 16 fractional bits; saturates only for fees above ~2.8 million coins per byte.
+    let s = (u128::from(fees) << 16) / u128::from(size.max(1));
+    u64::try_from(s).unwrap_or(u64::MAX)
 }
 
 /// A transaction that passed [`precheck`].
@@ -110,9 +113,10 @@ struct Entry {
     tx: Arc<Transaction>,
     size: u32,
     fee: u64,
-    time: u64,
-    /// Tip height when it entered.
-    height: u64,
+    /// Unix seconds (u32 until 2106) and tip height when it entered: narrow, because every
+    /// pooled transaction carries them.
+    time: u32,
+    height: u32,
     anc_count: u32,
     anc_size: u64,
     anc_fees: u64,
@@ -122,7 +126,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn desc_key(&self, txid: Txid) -> (u128, Txid) {
+    fn desc_key(&self, txid: Txid) -> (u64, Txid) {
         (score(self.desc_fees, self.desc_size), txid)
     }
 }
@@ -227,11 +231,13 @@ pub struct Mempool {
     params: ChainParams,
     genesis: BlockHash,
     config: MempoolConfig,
-    entries: HashMap<Txid, Entry>,
+    /// Boxed: a table slot is then 40 bytes instead of 104, and tables sit half empty after
+    /// each doubling, so this saves memory at every pool size but the fullest moments.
+    entries: HashMap<Txid, Box<Entry>>,
     /// Outpoint -> the pool transaction spending it.
     spenders: HashMap<OutPoint, Txid>,
     /// Lowest descendant fee rate first: what eviction removes.
-    by_desc_score: BTreeSet<(u128, Txid)>,
+    by_desc_score: BTreeSet<(u64, Txid)>,
     total_bytes: usize,
     usage: usize,
     /// Rolling minimum fee rate after evictions, and when it was set (it halves every
@@ -244,18 +250,20 @@ pub struct Mempool {
     estimator: Estimator,
 }
 
-/// Estimated heap memory of one entry, beyond nothing: the transaction's allocations, its slot
-/// in `entries`, one `spenders` slot per input and its node in the fee-rate index. HashMap
-/// slots are counted at the table's 7/8 maximum load, B-tree entries at 2/3 node fill.
+/// Estimated heap memory of one entry: the transaction's allocations, its slot in `entries`,
+/// one `spenders` slot per input and its node in the fee-rate index. Hash tables run between
+/// 7/16 and 7/8 full (they double when full), so slots are counted at 4/7 load; B-tree
+/// entries at 2/3 node fill. `examples/mempool_bench.rs` checks this against a counting
+/// allocator.
 fn entry_usage(tx: &Transaction) -> usize {
     use std::mem::size_of;
     let tx_heap = 16
         + size_of::<Transaction>()
         + tx.inputs.len() * size_of::<TxIn>()
         + tx.outputs.len() * size_of::<TxOut>();
-    let slot = (size_of::<Txid>() + size_of::<Entry>() + 1) * 8 / 7;
-    let spenders = tx.inputs.len() * (size_of::<OutPoint>() + size_of::<Txid>() + 1) * 8 / 7;
-    let index = size_of::<(u128, Txid)>() * 3 / 2;
+    let slot = (size_of::<Txid>() + size_of::<Box<Entry>>() + 1) * 7 / 4 + size_of::<Entry>();
+    let spenders = tx.inputs.len() * (size_of::<OutPoint>() + size_of::<Txid>() + 1) * 7 / 4;
+    let index = size_of::<(u64, Txid)>() * 3 / 2;
     tx_heap + slot + spenders + index
 }
 
@@ -384,8 +392,8 @@ impl Mempool {
             size: e.size as usize,
             fee: Amount(e.fee),
             fee_rate: e.fee / u64::from(e.size.max(1)),
-            time: e.time,
-            height: e.height,
+            time: u64::from(e.time),
+            height: u64::from(e.height),
             depends: self.parents(&e.tx),
             spent_by: self.children(txid),
             ancestor_count: e.anc_count as usize,
@@ -756,8 +764,8 @@ impl Mempool {
             tx: Arc::clone(&c.p.tx),
             size: size as u32,
             fee: c.fee,
-            time: now,
-            height: tip_height,
+            time: u32::try_from(now).unwrap_or(u32::MAX),
+            height: u32::try_from(tip_height).unwrap_or(u32::MAX),
             anc_count: c.ancestors.len() as u32 + 1,
             anc_size: c.anc_size + size,
             anc_fees: c.anc_fees.saturating_add(c.fee),
@@ -768,7 +776,7 @@ impl Mempool {
         self.by_desc_score.insert(e.desc_key(txid));
         self.total_bytes += c.p.size;
         self.usage += entry_usage(&c.p.tx);
-        self.entries.insert(txid, e);
+        self.entries.insert(txid, Box::new(e));
     }
 
     /// Removes a set of transactions, keeping the aggregates of the ones that stay right: their
@@ -1002,7 +1010,11 @@ impl Mempool {
         let old: Vec<(Arc<Transaction>, u64)> = self
             .txids()
             .iter()
-            .filter_map(|t| self.entries.get(t).map(|e| (Arc::clone(&e.tx), e.time)))
+            .filter_map(|t| {
+                self.entries
+                    .get(t)
+                    .map(|e| (Arc::clone(&e.tx), u64::from(e.time)))
+            })
             .collect();
         self.entries.clear();
         self.spenders.clear();
@@ -1046,7 +1058,7 @@ impl Mempool {
         let old: Vec<Txid> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.time < cutoff)
+            .filter(|(_, e)| u64::from(e.time) < cutoff)
             .map(|(t, _)| *t)
             .collect();
         let mut removed = Vec::new();
@@ -1072,7 +1084,7 @@ impl Mempool {
     /// package (a transaction with its not-yet-selected ancestors) is taken whole, so a child
     /// pays for its parent. Parents always precede children.
     pub fn block_template(&self, max_bytes: usize) -> Template {
-        let mut heap: BinaryHeap<(u128, Txid)> = self
+        let mut heap: BinaryHeap<(u64, Txid)> = self
             .entries
             .iter()
             .map(|(t, e)| (score(e.anc_fees, e.anc_size), *t))
@@ -1158,7 +1170,7 @@ impl Mempool {
         let pool_rate = if self.total_bytes <= capacity {
             0
         } else {
-            let mut by_rate: Vec<(u128, u32, u64, u64)> = self
+            let mut by_rate: Vec<(u64, u32, u64, u64)> = self
                 .entries
                 .values()
                 .map(|e| {
