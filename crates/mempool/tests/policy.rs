@@ -516,7 +516,7 @@ fn disconnected_block_puts_its_transactions_back_in_order() {
 fn disconnected_transactions_that_are_no_longer_valid_are_dropped() {
     let mut fx = Fx::new(1, cfg());
     let tx = fx.pay(fx.coins[0], COIN_VALUE, 1_000);
-    let block = Arc::new(fx.block(&[tx.clone()], 1_000));
+    let block = Arc::new(fx.block(std::slice::from_ref(&tx), 1_000));
     // The new branch spent the coin differently: the old transaction is now a double spend.
     let other = fx.pay(fx.coins[0], COIN_VALUE, 2_000);
     let other_block = fx.block(&[other], 2_000);
