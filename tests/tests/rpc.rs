@@ -284,9 +284,19 @@ fn every_method_answers_with_its_shape() {
 
     // Resubmitting is harmless; the transaction confirms; then it is "already in chain".
     assert_eq!(node.rpc("sendrawtransaction", json!([hex])).unwrap(), txid);
-    node.rpc("generatetoaddress", json!([1, addr])).unwrap();
+    let mined = node.rpc("generatetoaddress", json!([1, addr])).unwrap();
     assert_eq!(node.rpc("getrawmempool", json!([])).unwrap(), json!([]));
     assert_eq!(code(&node, "sendrawtransaction", json!([hex])), -27);
+    // getblock verbosity 2 shows each transaction's fee (from the block's undo data).
+    let full = node.rpc("getblock", json!([mined[0], 2])).unwrap();
+    let entry = full["tx"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["txid"] == txid)
+        .unwrap();
+    assert_eq!(entry["fee"], json!(10_000));
+    assert!(full["tx"][0].get("fee").is_none(), "a coinbase has no fee");
 
     // Network.
     let ni = node.rpc("getnetworkinfo", json!([])).unwrap();

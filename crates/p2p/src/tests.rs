@@ -501,3 +501,85 @@ fn serving_respects_limits() {
     let status = chain.status();
     assert_eq!(status.best_height, 10);
 }
+
+/// A peer that speaks only gossipsub (no identify, no sync, no Kademlia), as a light relay or
+/// another implementation might: it receives Cairn's gossip, its own gossip is accepted, and it
+/// is never penalised for the protocols it lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_only_peer_is_relayed_to_and_kept() {
+    use futures::StreamExt;
+    use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{identity, noise, tcp, yamux};
+
+    let mut node = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
+    let config = NetworkConfig::local(node.chain.genesis());
+    let topic = IdentTopic::new(config.tx_topic());
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(200))
+        .validation_mode(ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| crate::behaviour::message_id(&m.data))
+        .build()
+        .expect("gossipsub config");
+    let mut gossip: gossipsub::Behaviour =
+        gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
+            .expect("gossipsub");
+    gossip.subscribe(&topic).expect("subscribe");
+    let mut light =
+        libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("transport")
+            .with_behaviour(|_| gossip)
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+    let light_id = *light.local_peer_id();
+    light.dial(node.addr.clone()).expect("dial");
+
+    // Drive the light swarm until both directions of gossip worked.
+    let from_node = test_tx(41);
+    let from_light = test_tx(42);
+    let node_handle = node.handle.clone();
+    let deadline = Instant::now() + WAIT;
+    let mut got_from_node = false;
+    let mut published = false;
+    while !(got_from_node && published) {
+        assert!(
+            Instant::now() < deadline,
+            "gossip with the light peer timed out"
+        );
+        let _ = node_handle.publish_tx(&from_node).await;
+        if !published {
+            let bytes = cairn_primitives::encoding::encode(&from_light);
+            published = light.behaviour_mut().publish(topic.clone(), bytes).is_ok();
+        }
+        let step = tokio::time::timeout(Duration::from_millis(100), light.select_next_some()).await;
+        if let Ok(SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. })) = step {
+            got_from_node |= message.data == cairn_primitives::encoding::encode(&from_node);
+        }
+    }
+    next_tx(&mut node, &from_light).await;
+
+    // A few status intervals later the light peer is still connected and not penalised.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let _ = tokio::time::timeout(Duration::from_millis(100), light.select_next_some()).await;
+    }
+    let peers = node.handle.peers().await;
+    let p = peers
+        .iter()
+        .find(|p| p.peer_id == light_id)
+        .expect("light peer still connected");
+    assert_ne!(
+        p.supports_sync,
+        Some(true),
+        "no identify, no sync: never assumed"
+    );
+    assert_eq!(node.handle.metrics().bans, 0);
+    node.handle.shutdown().await;
+}

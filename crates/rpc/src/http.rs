@@ -194,6 +194,54 @@ fn downgrade_response(resp: &mut Value) {
     }
 }
 
+/// What the transport makes of a POST body before jsonrpsee sees it.
+#[derive(Debug, Default)]
+pub struct PreparedRequest {
+    /// Method names of the call or of every call in the batch (for auth and counting).
+    pub methods: Vec<String>,
+    /// `Some(n)` for a batch of `n` calls.
+    pub batch_len: Option<usize>,
+    /// The single call was JSON-RPC 1.0 (its answer is rewritten the way Bitcoin Core shapes it).
+    pub legacy_single: bool,
+    /// Per batch call, whether it was 1.0.
+    pub legacy_batch: Vec<bool>,
+    /// The body rewritten as 2.0, when anything was upgraded; `None`: forward it unchanged
+    /// (including bodies that are not JSON at all: jsonrpsee answers those with -32700).
+    pub body: Option<Vec<u8>>,
+}
+
+/// Classifies and upgrades a request body. Pure, so the fuzzer can drive it.
+pub fn prepare_request(bytes: &[u8]) -> PreparedRequest {
+    let Ok(mut v) = serde_json::from_slice::<Value>(bytes) else {
+        return PreparedRequest::default();
+    };
+    let mut p = PreparedRequest {
+        methods: methods_of(&v).into_iter().map(String::from).collect(),
+        ..PreparedRequest::default()
+    };
+    match &mut v {
+        Value::Array(calls) => {
+            p.batch_len = Some(calls.len());
+            for c in calls.iter_mut() {
+                let l = is_legacy(c);
+                if l {
+                    upgrade_call(c);
+                }
+                p.legacy_batch.push(l);
+            }
+        }
+        call @ Value::Object(_) if is_legacy(call) => {
+            p.legacy_single = true;
+            upgrade_call(call);
+        }
+        _ => {}
+    }
+    if p.legacy_single || p.legacy_batch.iter().any(|l| *l) {
+        p.body = Some(v.to_string().into_bytes());
+    }
+    p
+}
+
 fn methods_of(v: &Value) -> Vec<&str> {
     match v {
         Value::Array(calls) => calls
@@ -297,59 +345,32 @@ where
             parts
                 .headers
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            let mut legacy_single = false;
-            let mut legacy_batch: Vec<bool> = Vec::new();
-            let body_bytes: Vec<u8> = match serde_json::from_slice::<Value>(&bytes) {
-                Err(_) => bytes.to_vec(), // jsonrpsee answers -32700
-                Ok(mut v) => {
-                    let methods = methods_of(&v);
-                    shared
-                        .metrics
-                        .calls
-                        .fetch_add(methods.len().max(1) as u64, Ordering::Relaxed);
-                    let needs_auth = shared.protect_all
-                        || methods.iter().any(|m| PRIVILEGED_METHODS.contains(m));
-                    if shared.expected_auth.is_some() && needs_auth && !authorised {
-                        return unauthorised();
-                    }
-                    match &mut v {
-                        Value::Array(calls) => {
-                            if calls.len() > shared.max_batch {
-                                shared
-                                    .metrics
-                                    .rejected_requests
-                                    .fetch_add(1, Ordering::Relaxed);
-                                let msg = format!(
-                                    "batch too long: {} calls, limit {}",
-                                    calls.len(),
-                                    shared.max_batch
-                                );
-                                return Ok(json_response(
-                                    StatusCode::OK,
-                                    error_body(INVALID_REQUEST, &msg),
-                                ));
-                            }
-                            for c in calls.iter_mut() {
-                                let l = is_legacy(c);
-                                if l {
-                                    upgrade_call(c);
-                                }
-                                legacy_batch.push(l);
-                            }
-                        }
-                        call @ Value::Object(_) if is_legacy(call) => {
-                            legacy_single = true;
-                            upgrade_call(call);
-                        }
-                        _ => {}
-                    }
-                    if legacy_single || legacy_batch.iter().any(|l| *l) {
-                        v.to_string().into_bytes()
-                    } else {
-                        bytes.to_vec()
-                    }
-                }
-            };
+            let prepared = prepare_request(&bytes);
+            shared
+                .metrics
+                .calls
+                .fetch_add(prepared.methods.len().max(1) as u64, Ordering::Relaxed);
+            let needs_auth = shared.protect_all
+                || prepared
+                    .methods
+                    .iter()
+                    .any(|m| PRIVILEGED_METHODS.contains(&m.as_str()));
+            if shared.expected_auth.is_some() && needs_auth && !authorised {
+                return unauthorised();
+            }
+            if let Some(len) = prepared.batch_len.filter(|l| *l > shared.max_batch) {
+                shared
+                    .metrics
+                    .rejected_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                let msg = format!("batch too long: {len} calls, limit {}", shared.max_batch);
+                return Ok(json_response(
+                    StatusCode::OK,
+                    error_body(INVALID_REQUEST, &msg),
+                ));
+            }
+            let (legacy_single, legacy_batch) = (prepared.legacy_single, prepared.legacy_batch);
+            let body_bytes = prepared.body.unwrap_or_else(|| bytes.to_vec());
             let req = HttpRequest::from_parts(parts, HttpBody::from(body_bytes));
             let resp = inner.call(req).await.map_err(Into::into)?;
             let resp = if legacy_single || legacy_batch.iter().any(|l| *l) {

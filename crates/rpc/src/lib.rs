@@ -191,3 +191,90 @@ pub async fn start(config: RpcConfig, ctx: RpcContext) -> Result<RpcServer, RpcE
         metrics,
     })
 }
+
+/// Entry points for `cargo fuzz` (`fuzz/fuzz_targets/rpc_request.rs`); not an API.
+#[doc(hidden)]
+pub mod fuzz {
+    use cairn_primitives::{BlockHash, Txid};
+    use serde_json::Value;
+
+    use crate::params::Args;
+
+    /// Runs a request body through everything the RPC does to it before a method's logic:
+    /// classification and 1.0 upgrade, then every typed parameter getter on every call.
+    pub fn request(bytes: &[u8]) {
+        let p = crate::http::prepare_request(bytes);
+        if let Some(n) = p.batch_len {
+            assert_eq!(p.legacy_batch.len(), n, "one legacy flag per batch call");
+        }
+        let body = match &p.body {
+            Some(b) => {
+                let v: Value = serde_json::from_slice(b).expect("a rewritten body is JSON");
+                v
+            }
+            None => match serde_json::from_slice::<Value>(bytes) {
+                Ok(v) => v,
+                Err(_) => return,
+            },
+        };
+        let calls = match body {
+            Value::Array(c) => c,
+            other => vec![other],
+        };
+        for call in calls.iter().take(64) {
+            let Some(params) = call.get("params") else {
+                continue;
+            };
+            let raw = params.to_string();
+            let params = jsonrpsee::types::Params::new(Some(&raw));
+            let Ok(args) = Args::parse(&params, &["a", "b", "c"]) else {
+                continue;
+            };
+            for i in 0..4 {
+                let _ = args.str(i);
+                let _ = args.opt_u64(i);
+                let _ = args.u64(i);
+                let _ = args.opt_bool(i);
+                let _ = args.verbosity(i, 1);
+                let _ = args.array(i);
+                let _ = args.hash::<Txid>(i);
+                let _ = args.opt_hash::<BlockHash>(i);
+                let _ = args.address(i, "cdev");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod fuzz_corpus {
+    /// The fuzz target's seed corpus, run on every `cargo test` (the fuzzer itself needs nightly).
+    #[test]
+    fn request_handling_survives_hostile_bodies() {
+        let bodies: &[&[u8]] = &[
+            b"",
+            b"{",
+            b"null",
+            b"[]",
+            b"[1,2,3]",
+            b"{\"method\":\"getblock\"}",
+            b"{\"jsonrpc\":\"1.0\",\"id\":\"x\",\"method\":\"getblock\",\"params\":[\"00\", 99999999999999999999]}",
+            b"{\"jsonrpc\":2,\"method\":[],\"params\":{}}",
+            b"[{\"method\":\"getblockhash\",\"params\":{\"height\":-1}}, {\"jsonrpc\":\"2.0\",\"params\":[null,null,null,null,null]}]",
+            b"{\"method\":\"x\",\"params\":{\"a\":\"cdev1qqqq\",\"b\":[[[[[]]]]],\"c\":1e400}}",
+            b"{\"method\":\"x\",\"params\":\"not an array\"}",
+            "{\"method\":\"x\",\"params\":[\"\u{10ffff}\u{0}\"]}".as_bytes(),
+            &[0xff, 0xfe, 0x00],
+        ];
+        for b in bodies {
+            super::fuzz::request(b);
+        }
+        let upgraded = crate::http::prepare_request(
+            br#"[{"method":"a","id":1},{"jsonrpc":"2.0","method":"b","id":2}]"#,
+        );
+        assert_eq!(upgraded.legacy_batch, vec![true, false]);
+        assert_eq!(upgraded.methods, vec!["a", "b"]);
+        assert!(upgraded.body.is_some());
+        let plain = crate::http::prepare_request(br#"{"jsonrpc":"2.0","method":"b","id":2}"#);
+        assert!(plain.body.is_none() && !plain.legacy_single && plain.batch_len.is_none());
+    }
+}

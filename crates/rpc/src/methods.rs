@@ -358,6 +358,16 @@ fn getblock(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
                 0
             },
         };
+        // Fees from the block's undo data (the coins it spent), one read for the whole block,
+        // as Bitcoin Core does; a block without undo data (not on the main chain) shows none.
+        let spent: std::collections::HashMap<OutPoint, u64> = ctx
+            .reader
+            .block_spent_coins(&hash)
+            .map_err(internal)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(op, c)| (op, c.output.value.0))
+            .collect();
         let mut created: std::collections::HashMap<Txid, &Transaction> =
             std::collections::HashMap::new();
         let mut txs = Vec::with_capacity(block.transactions.len());
@@ -365,7 +375,7 @@ fn getblock(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
             let fee = if tx.is_coinbase() {
                 None
             } else {
-                fee_of(ctx, tx, &created)
+                fee_in_block(tx, &spent, &created)
             };
             txs.push(tx_json(tx, &ctx.params, Some(&place), fee));
             created.insert(tx.txid(), tx);
@@ -375,22 +385,20 @@ fn getblock(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     Ok(v)
 }
 
-/// Fee of a confirmed transaction: its inputs' values come from the transactions that created
-/// them (earlier in the same block, or through the transaction index).
-fn fee_of(
-    ctx: &RpcContext,
+/// Fee of a transaction in a block: its inputs' values are coins the block spent (undo data)
+/// or outputs of earlier transactions of the same block.
+fn fee_in_block(
     tx: &Transaction,
+    spent: &std::collections::HashMap<OutPoint, u64>,
     same_block: &std::collections::HashMap<Txid, &Transaction>,
 ) -> Option<u64> {
     let mut total = Amount::ZERO;
     for i in &tx.inputs {
-        let value = match same_block.get(&i.prevout.txid) {
-            Some(t) => t.outputs.get(i.prevout.vout as usize)?.value,
+        let value = match spent.get(&i.prevout) {
+            Some(v) => Amount(*v),
             None => {
-                ctx.reader
-                    .transaction(&i.prevout.txid)
-                    .ok()??
-                    .tx
+                same_block
+                    .get(&i.prevout.txid)?
                     .outputs
                     .get(i.prevout.vout as usize)?
                     .value

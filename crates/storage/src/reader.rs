@@ -241,6 +241,19 @@ impl ChainReader {
         self.view().get(CF_BLOCKS, hash.0)
     }
 
+    /// The coins a main-chain block spent, from its undo data (`None` once the block is
+    /// disconnected): what explorers need for fees without looking up every parent transaction.
+    pub fn block_spent_coins(
+        &self,
+        hash: &BlockHash,
+    ) -> StorageResult<Option<Vec<(OutPoint, Coin)>>> {
+        let Some(b) = self.view().get(CF_UNDO, hash.0)? else {
+            return Ok(None);
+        };
+        let delta: cairn_consensus::BlockConnect = decode_value("undo data", hash, &b)?;
+        Ok(Some(delta.spent))
+    }
+
     /// A main-chain transaction and its location.
     pub fn transaction(&self, txid: &Txid) -> StorageResult<Option<TxInfo>> {
         let v = self.view();

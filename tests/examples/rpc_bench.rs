@@ -1,0 +1,287 @@
+//! RPC benchmark against a real `cairnd` process: `sendrawtransaction` throughput from a
+//! concurrent client (single calls and batches), and `getblock` latency p50/p99 under that
+//! load, beside the raw BIP340 verify rate (all cores) measured in the same run.
+//!
+//! `cargo build --release --workspace --bins && cargo run --release -p cairn-tests --example rpc_bench -- [--txs N] [--clients C] [--batch B]`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_primitives::encoding::encode_hex;
+use cairn_primitives::keys::{sighash, sign_transaction, verify};
+use cairn_primitives::{
+    Address, Amount, BlockHash, OutPoint, Signature, Transaction, TxIn, TxOut, Txid,
+};
+use cairn_tests::{TestNode, faucet_key, post_json};
+use serde_json::{Value, json};
+
+const DEFAULT_TXS: usize = 20_000;
+const DEFAULT_CLIENTS: usize = 4;
+const DEFAULT_BATCH: usize = 100;
+/// Outputs per fan-out transaction (about 80 kB, under the relay size limit).
+const FANOUT: usize = 2_000;
+const VERIFY_SAMPLES: usize = 20_000;
+/// Pause between `getblock` calls: an explorer polling 20 times a second, not a second
+/// saturating load competing with the one measured.
+const GETBLOCK_INTERVAL: Duration = Duration::from_millis(50);
+/// Payments in the block whose `getblock` latency is measured.
+const SAMPLE_BLOCK_TXS: usize = 200;
+/// Design brief: batched ingestion at >= 0.50 of the all-core verify rate.
+const INGEST_TARGET_RATIO: f64 = 0.50;
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("a number"))
+        .unwrap_or(default)
+}
+
+fn tx(
+    inputs: &[OutPoint],
+    outputs: &[u64],
+    key: &cairn_primitives::SecretKey,
+    genesis: &BlockHash,
+) -> Transaction {
+    let mut t = Transaction {
+        version: Transaction::VERSION,
+        inputs: inputs
+            .iter()
+            .map(|op| TxIn {
+                prevout: *op,
+                signature: Signature([0; 64]),
+            })
+            .collect(),
+        outputs: outputs
+            .iter()
+            .map(|v| TxOut {
+                value: Amount(*v),
+                pubkey: key.public_key(),
+            })
+            .collect(),
+        lock_time: 0,
+    };
+    let keys: Vec<_> = inputs.iter().map(|_| key).collect();
+    sign_transaction(&mut t, genesis, &keys);
+    t
+}
+
+/// Mines until the pool is empty (the fan-outs exceed one block).
+fn mine_all(node: &TestNode, addr: &str) {
+    for _ in 0..20 {
+        if node.rpc("getmempoolinfo", json!([])).unwrap()["size"] == json!(0) {
+            return;
+        }
+        node.rpc("generatetoaddress", json!([1, addr])).unwrap();
+    }
+    panic!("the pool did not empty in 20 blocks");
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Sends `txs` from `clients` threads, `batch` calls per HTTP request (1 = single calls), while
+/// one more thread measures `getblock` latency. Returns (tx/s, getblock latencies in ms).
+fn run(
+    node: &TestNode,
+    txs: Vec<String>,
+    clients: usize,
+    batch: usize,
+    block: &str,
+) -> (f64, Vec<f64>) {
+    let n = txs.len();
+    let queue = Arc::new(Mutex::new(txs));
+    let done = Arc::new(AtomicBool::new(false));
+    let url = node.rpc_url.clone();
+    let started = Instant::now();
+    let latencies = std::thread::scope(|s| {
+        let reader = {
+            let (url, done, block) = (url.clone(), Arc::clone(&done), block.to_string());
+            s.spawn(move || {
+                let mut lat = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = post_json(&url, &json!({"jsonrpc": "2.0", "id": 1, "method": "getblock", "params": [block, 2]})).unwrap();
+                    assert!(r["result"]["tx"].is_array(), "{r}");
+                    lat.push(t.elapsed().as_secs_f64() * 1_000.0);
+                    std::thread::sleep(GETBLOCK_INTERVAL);
+                }
+                lat
+            })
+        };
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                let (url, queue) = (url.clone(), Arc::clone(&queue));
+                s.spawn(move || {
+                    loop {
+                        let chunk: Vec<String> = {
+                            let mut q = queue.lock().unwrap();
+                            let k = q.len().saturating_sub(batch);
+                            q.split_off(k)
+                        };
+                        if chunk.is_empty() {
+                            return;
+                        }
+                        let calls: Vec<Value> = chunk
+                            .iter()
+                            .enumerate()
+                            .map(|(i, hex)| json!({"jsonrpc": "2.0", "id": i, "method": "sendrawtransaction", "params": [hex]}))
+                            .collect();
+                        let body = if batch == 1 { calls[0].clone() } else { Value::Array(calls) };
+                        let r = post_json(&url, &body).unwrap();
+                        let answers = if batch == 1 { vec![r] } else { r.as_array().expect("batch answer").clone() };
+                        for a in answers {
+                            assert!(a["error"].is_null(), "refused: {a}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let mut l = latencies;
+    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (rate, l)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n = arg(&args, "--txs", DEFAULT_TXS);
+    let clients = arg(&args, "--clients", DEFAULT_CLIENTS);
+    let batch = arg(&args, "--batch", DEFAULT_BATCH);
+
+    let node = TestNode::run(&[]).unwrap();
+    let info = node.rpc("getblockchaininfo", json!([])).unwrap();
+    let genesis: BlockHash = info["genesishash"].as_str().unwrap().parse().unwrap();
+    let prefix = info["addressprefix"].as_str().unwrap().to_string();
+    let key = faucet_key();
+    let addr = Address::new(key.public_key()).encode(&prefix).unwrap();
+
+    // Raw verify rate, all cores, same run.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let samples: Vec<([u8; 32], Signature)> = (0..VERIFY_SAMPLES as u32)
+        .map(|i| {
+            let mut t = [0u8; 32];
+            t[..4].copy_from_slice(&i.to_le_bytes());
+            let msg = sighash(&genesis, &Txid(t));
+            (msg, key.sign(&msg))
+        })
+        .collect();
+    let pk = key.public_key();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for chunk in samples.chunks(VERIFY_SAMPLES.div_ceil(threads)) {
+            s.spawn(move || assert!(chunk.iter().all(|(m, sig)| verify(&pk, m, sig))));
+        }
+    });
+    let verify_all = VERIFY_SAMPLES as f64 / t.elapsed().as_secs_f64();
+
+    // Coins: the genesis allocation, fanned out twice, confirmed.
+    let utxos = node.rpc("getaddressutxos", json!([addr])).unwrap();
+    let alloc = utxos
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["height"] == json!(0))
+        .expect("genesis allocation")
+        .clone();
+    let alloc_op = OutPoint::new(
+        alloc["txid"].as_str().unwrap().parse().unwrap(),
+        alloc["vout"].as_u64().unwrap() as u32,
+    );
+    let alloc_value = alloc["value"].as_u64().unwrap();
+    let per_fanout = (2 * n + SAMPLE_BLOCK_TXS).div_ceil(FANOUT);
+    let first_value = (alloc_value - 1_000_000) / per_fanout as u64;
+    let first = tx(&[alloc_op], &vec![first_value; per_fanout], &key, &genesis);
+    node.rpc("sendrawtransaction", json!([encode_hex(&first)]))
+        .unwrap();
+    // Confirmed first: the fan-outs together are above the descendant size limit.
+    mine_all(&node, &addr);
+    let leaf_value = (first_value - 1_000_000) / FANOUT as u64;
+    let mut coins = Vec::new();
+    for vout in 0..per_fanout {
+        let f = tx(
+            &[OutPoint::new(first.txid(), vout as u32)],
+            &vec![leaf_value; FANOUT],
+            &key,
+            &genesis,
+        );
+        node.rpc("sendrawtransaction", json!([encode_hex(&f)]))
+            .unwrap();
+        coins.extend((0..FANOUT as u32).map(|v| OutPoint::new(f.txid(), v)));
+    }
+    mine_all(&node, &addr);
+
+    // The block `getblock` reads: a typical one, 200 one-in-one-out payments.
+    let fee = 1_000;
+    for op in &coins[2 * n..2 * n + SAMPLE_BLOCK_TXS] {
+        node.rpc(
+            "sendrawtransaction",
+            json!([encode_hex(&tx(&[*op], &[leaf_value - fee], &key, &genesis))]),
+        )
+        .unwrap();
+    }
+    mine_all(&node, &addr);
+    let best = node
+        .rpc("getbestblockhash", json!([]))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sample = node.rpc("getblock", json!([best, 1])).unwrap();
+    assert_eq!(sample["tx"].as_array().unwrap().len(), SAMPLE_BLOCK_TXS + 1);
+
+    // Two sets of signed one-in-one-out spends: single calls, then batches.
+    eprintln!("signing {} transactions...", 2 * n);
+    let make = |ops: &[OutPoint]| -> Vec<String> {
+        ops.iter()
+            .map(|op| encode_hex(&tx(&[*op], &[leaf_value - fee], &key, &genesis)))
+            .collect()
+    };
+    let singles = make(&coins[..n]);
+    let batched = make(&coins[n..2 * n]);
+
+    let (single_rate, single_lat) = run(&node, singles, clients, 1, &best);
+    let (batch_rate, batch_lat) = run(&node, batched, clients, batch, &best);
+    let pool = node.rpc("getmempoolinfo", json!([])).unwrap();
+    assert_eq!(pool["size"], json!(2 * n), "every transaction accepted");
+
+    println!(
+        "RPC benchmark ({threads} cores, {clients} client threads, debug={})",
+        cfg!(debug_assertions)
+    );
+    println!("  raw BIP340 verify, all cores: {verify_all:>8.0} /s");
+    println!(
+        "  sendrawtransaction, single calls:    {single_rate:>8.0} tx/s = {:.2} x verify",
+        single_rate / verify_all
+    );
+    println!(
+        "  sendrawtransaction, batches of {batch:<4}: {batch_rate:>8.0} tx/s = {:.2} x verify (target >= {INGEST_TARGET_RATIO:.2}; Bitcoin Core here ~0.10)",
+        batch_rate / verify_all
+    );
+    for (label, l) in [
+        ("single-call load", &single_lat),
+        ("batched load", &batch_lat),
+    ] {
+        println!(
+            "  getblock verbosity 2 ({} txs) under {label}: p50 {:.2} ms, p99 {:.2} ms ({} samples)",
+            SAMPLE_BLOCK_TXS + 1,
+            percentile(l, 0.50),
+            percentile(l, 0.99),
+            l.len()
+        );
+    }
+}
