@@ -583,3 +583,68 @@ async fn gossip_only_peer_is_relayed_to_and_kept() {
     assert_eq!(node.handle.metrics().bans, 0);
     node.handle.shutdown().await;
 }
+
+/// A bootnode that goes away and comes back (same key, same port) is redialled with backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootnode_is_redialled_after_it_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = Arc::new(MemoryChain::new(1));
+    let a = start_node(chain.clone(), vec![], |c| {
+        c.data_dir = Some(dir.path().to_path_buf())
+    })
+    .await;
+    let a_id = a.handle.local_peer_id();
+    // The bare address, without /p2p/<id>: the id is learned in the handshake.
+    let bare: Multiaddr = a
+        .addr
+        .iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect();
+    let b = start_node(Arc::new(MemoryChain::new(1)), vec![bare.clone()], |_| {}).await;
+    wait_for("b connects to its bootnode", WAIT, async || {
+        b.handle.peers().await.iter().any(|p| p.peer_id == a_id)
+    })
+    .await;
+    a.handle.shutdown().await;
+    wait_for("b sees the bootnode go", WAIT, async || {
+        b.handle.peers().await.is_empty()
+    })
+    .await;
+    // Same data dir (same key), same port.
+    let a2 = start_node(chain, vec![], |c| {
+        c.data_dir = Some(dir.path().to_path_buf());
+        c.listen_addrs = vec![bare.clone()];
+    })
+    .await;
+    assert_eq!(a2.handle.local_peer_id(), a_id, "the key persisted");
+    wait_for(
+        "b redials the bootnode",
+        Duration::from_secs(90),
+        async || b.handle.peers().await.iter().any(|p| p.peer_id == a_id),
+    )
+    .await;
+    a2.handle.shutdown().await;
+    b.handle.shutdown().await;
+}
+
+/// Kademlia: two nodes that only know a common bootnode find and connect to each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kademlia_finds_peers_beyond_the_bootnode() {
+    let fast = |c: &mut NetworkConfig| c.discovery_interval = Duration::from_millis(500);
+    let boot = start_node(Arc::new(MemoryChain::new(1)), vec![], fast).await;
+    let b = start_node(Arc::new(MemoryChain::new(1)), vec![boot.addr.clone()], fast).await;
+    let c = start_node(Arc::new(MemoryChain::new(1)), vec![boot.addr.clone()], fast).await;
+    let (b_id, c_id) = (b.handle.local_peer_id(), c.handle.local_peer_id());
+    wait_for(
+        "b and c discover each other",
+        Duration::from_secs(60),
+        async || {
+            b.handle.peers().await.iter().any(|p| p.peer_id == c_id)
+                || c.handle.peers().await.iter().any(|p| p.peer_id == b_id)
+        },
+    )
+    .await;
+    for n in [&boot, &b, &c] {
+        n.handle.shutdown().await;
+    }
+}
