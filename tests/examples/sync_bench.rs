@@ -28,8 +28,13 @@ fn main() {
         .unwrap_or(DEFAULT_BLOCKS);
 
     let a = TestNode::run(&[]).unwrap();
-    let prefix = a.rpc("getblockchaininfo", json!([])).unwrap()["addressprefix"].as_str().unwrap().to_string();
-    let addr = Address::new(faucet_key().public_key()).encode(&prefix).unwrap();
+    let prefix = a.rpc("getblockchaininfo", json!([])).unwrap()["addressprefix"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let addr = Address::new(faucet_key().public_key())
+        .encode(&prefix)
+        .unwrap();
     let t = Instant::now();
     let mut mined = 0;
     while mined < blocks {
@@ -51,8 +56,14 @@ fn main() {
         b.rpc("gettxoutsetinfo", json!([])).unwrap()["utxo_digest"]
     );
 
-    println!("full-node sync benchmark (release={}, two cairnd processes on loopback)", !cfg!(debug_assertions));
-    println!("  mining {blocks} blocks on the source: {mine_secs:.2} s ({:.0} blocks/s)", blocks as f64 / mine_secs);
+    println!(
+        "full-node sync benchmark (release={}, two cairnd processes on loopback)",
+        !cfg!(debug_assertions)
+    );
+    println!(
+        "  mining {blocks} blocks on the source: {mine_secs:.2} s ({:.0} blocks/s)",
+        blocks as f64 / mine_secs
+    );
     println!(
         "  fresh node syncs {blocks} blocks: {secs:.2} s = {:.0} blocks/s, process start-up included (target >= {TARGET_BLOCKS_PER_SEC:.0}; Bitcoin Core here 1,239)",
         blocks as f64 / secs

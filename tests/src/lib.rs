@@ -348,3 +348,91 @@ pub fn faucet_key() -> cairn_primitives::SecretKey {
     let bytes: [u8; 32] = cairn_primitives::sha256(b"cairn devnet faucet");
     cairn_primitives::SecretKey::from_bytes(bytes).expect("valid key")
 }
+
+/// A minimal WebSocket client (RFC 6455, text frames only) over a blocking TCP stream: enough
+/// to drive the node's subscriptions without another dependency.
+pub struct WsClient {
+    stream: std::net::TcpStream,
+}
+
+impl WsClient {
+    /// Connects to `ws://127.0.0.1:<port>/` and completes the upgrade handshake.
+    pub fn connect(port: u16) -> Result<WsClient> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(RPC_TIMEOUT))?;
+        write!(
+            stream,
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )?;
+        // Read the response head byte by byte up to the blank line (frames may follow).
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte)?;
+            head.push(byte[0]);
+            if head.len() > 8192 {
+                bail!("WebSocket handshake answer too long");
+            }
+        }
+        let head = String::from_utf8_lossy(&head);
+        if !head.starts_with("HTTP/1.1 101") {
+            bail!("WebSocket upgrade refused: {head}");
+        }
+        Ok(WsClient { stream })
+    }
+
+    /// Sends one text frame (masked, as a client must).
+    pub fn send(&mut self, text: &str) -> Result<()> {
+        use std::io::Write;
+        let payload = text.as_bytes();
+        let mut frame = vec![0x81u8];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&frame)?;
+        Ok(())
+    }
+
+    /// Receives the next text frame as JSON (pings and other control frames are skipped).
+    pub fn recv(&mut self) -> Result<Value> {
+        use std::io::Read;
+        loop {
+            let mut h = [0u8; 2];
+            self.stream.read_exact(&mut h)?;
+            let opcode = h[0] & 0x0f;
+            let mut len = u64::from(h[1] & 0x7f);
+            if len == 126 {
+                let mut b = [0u8; 2];
+                self.stream.read_exact(&mut b)?;
+                len = u64::from(u16::from_be_bytes(b));
+            } else if len == 127 {
+                let mut b = [0u8; 8];
+                self.stream.read_exact(&mut b)?;
+                len = u64::from_be_bytes(b);
+            }
+            if len > 16 * 1024 * 1024 {
+                bail!("WebSocket frame of {len} bytes");
+            }
+            let mut payload = vec![0u8; len as usize];
+            self.stream.read_exact(&mut payload)?;
+            match opcode {
+                0x1 => return Ok(serde_json::from_slice(&payload)?),
+                0x8 => bail!("WebSocket closed by the node"),
+                _ => continue,
+            }
+        }
+    }
+}
