@@ -23,6 +23,7 @@ const DEFAULT_BATCH: usize = 100;
 /// Outputs per fan-out transaction (about 80 kB, under the relay size limit).
 const FANOUT: usize = 2_000;
 const VERIFY_SAMPLES: usize = 20_000;
+const VERIFY_ROUNDS: usize = 3;
 /// Pause between `getblock` calls: an explorer polling 20 times a second, not a second
 /// saturating load competing with the one measured.
 const GETBLOCK_INTERVAL: Duration = Duration::from_millis(50);
@@ -246,13 +247,19 @@ fn main() {
         })
         .collect();
     let pk = key.public_key();
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for chunk in samples.chunks(VERIFY_SAMPLES.div_ceil(threads)) {
-            s.spawn(move || assert!(chunk.iter().all(|(m, sig)| verify(&pk, m, sig))));
-        }
-    });
-    let verify_all = VERIFY_SAMPLES as f64 / t.elapsed().as_secs_f64();
+    // Best of several rounds: the machine's speed wanders, and the rate is the capacity the
+    // ingestion figure is compared with, so the highest observed is the honest divisor.
+    let verify_all = (0..VERIFY_ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for chunk in samples.chunks(VERIFY_SAMPLES.div_ceil(threads)) {
+                    s.spawn(move || assert!(chunk.iter().all(|(m, sig)| verify(&pk, m, sig))));
+                }
+            });
+            VERIFY_SAMPLES as f64 / t.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max);
 
     let (single_rate, single_lat) = run(&node, singles, clients, 1, &best);
     let (batch_rate, batch_lat) = run(&node, batched, clients, batch, &best);
@@ -263,7 +270,7 @@ fn main() {
         "RPC benchmark ({threads} cores, {clients} client threads, debug={})",
         cfg!(debug_assertions)
     );
-    println!("  raw BIP340 verify, all cores: {verify_all:>8.0} /s");
+    println!("  raw BIP340 verify, all cores: {verify_all:>8.0} /s (best of {VERIFY_ROUNDS})");
     println!(
         "  sendrawtransaction, single calls:    {single_rate:>8.0} tx/s = {:.2} x verify",
         single_rate / verify_all

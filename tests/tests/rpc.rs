@@ -394,6 +394,32 @@ fn bad_input_gets_the_right_error_and_the_node_keeps_serving() {
     let resp = post_json(&url, &json!([{"jsonrpc": "2.0", "id": 1, "method": "getblockcount"}, {"jsonrpc": "2.0", "id": 2, "method": "nope"}])).unwrap();
     assert_eq!(resp[0]["result"], json!(0));
     assert_eq!(resp[1]["error"]["code"], json!(-32601));
+    // Calls of a batch run concurrently, yet answers keep the batch's order; a notification
+    // (no id) gets no answer; a malformed entry gets its own error.
+    let mut calls: Vec<Value> = (0..200)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": if i % 3 == 0 { "getblockhash" } else { "getbestblockhash" }, "params": if i % 3 == 0 { json!([0]) } else { json!([]) }}))
+        .collect();
+    calls.insert(50, json!({"jsonrpc": "2.0", "method": "getblockcount"}));
+    calls.insert(100, json!({"jsonrpc": "2.0", "id": "bad", "method": 7}));
+    let resp = post_json(&url, &Value::Array(calls)).unwrap();
+    let answers = resp.as_array().unwrap();
+    assert_eq!(
+        answers.len(),
+        201,
+        "200 calls + 1 malformed, no answer to the notification"
+    );
+    let ids: Vec<Value> = answers.iter().map(|a| a["id"].clone()).collect();
+    let mut want: Vec<Value> = (0..200).map(|i| json!(i)).collect();
+    want.insert(99, json!("bad"));
+    assert_eq!(ids, want, "answers in batch order");
+    assert_eq!(answers[99]["error"]["code"], json!(-32600));
+    let only_notifications =
+        post_raw(&url, r#"[{"jsonrpc":"2.0","method":"getblockcount"}]"#).unwrap();
+    // Nothing to answer: jsonrpsee sends an empty body or `null`, never an array of answers.
+    assert!(
+        matches!(only_notifications.1.trim(), "" | "null"),
+        "{only_notifications:?}"
+    );
     // JSON-RPC 1.0, as Bitcoin client libraries send it: result, error and id all present.
     let resp = post_json(
         &url,

@@ -11,6 +11,7 @@
 //! block import); anything that changes state (a transaction, a block, mining, stop) goes
 //! through the [`NodeControl`] trait the node implements. It never exposes keys.
 
+mod batch;
 pub mod error;
 mod http;
 mod methods;
@@ -164,6 +165,7 @@ pub async fn start(config: RpcConfig, ctx: RpcContext) -> Result<RpcServer, RpcE
     let ctx = Arc::new(ctx);
     let module = methods::module(ctx.clone())?;
     let layer = http::CairnHttpLayer::new(&config, metrics.clone(), ctx.node_metrics.clone());
+    let max_response = config.max_response_bytes as usize;
     let server_config = ServerConfig::builder()
         .max_request_body_size(config.max_body_bytes)
         .max_response_body_size(config.max_response_bytes)
@@ -174,6 +176,14 @@ pub async fn start(config: RpcConfig, ctx: RpcContext) -> Result<RpcServer, RpcE
     let server = jsonrpsee::server::Server::builder()
         .set_config(server_config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(layer))
+        .set_rpc_middleware(
+            jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(move |inner| {
+                batch::ConcurrentBatch {
+                    inner,
+                    max_response_bytes: max_response,
+                }
+            }),
+        )
         .build(config.addr)
         .await
         .map_err(|e| RpcError::Bind {
