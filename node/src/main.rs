@@ -18,7 +18,18 @@ use tracing_subscriber::EnvFilter;
 /// Default log filter when `RUST_LOG` is unset.
 const DEFAULT_LOG_FILTER: &str = "info,libp2p=warn,libp2p_gossipsub=error";
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain; no backtrace: this is for an operator.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
