@@ -259,6 +259,9 @@ pub struct ChainState {
     cache: UtxoCache,
     orphans: OrphanPool,
     next_seq: u64,
+    /// Failure injection for tests (see [`ChainState::fail_writes_after`]); always `None`
+    /// otherwise.
+    fail_writes_after: std::cell::Cell<Option<u64>>,
 }
 
 impl std::fmt::Debug for ChainState {
@@ -287,6 +290,7 @@ impl ChainState {
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
         let mut state = ChainState {
+            fail_writes_after: std::cell::Cell::new(None),
             db: Arc::new(db),
             params: Arc::new(params),
             dir,
@@ -395,8 +399,25 @@ impl ChainState {
     }
 
     fn write(&self, batch: WriteBatch) -> StorageResult<()> {
+        if let Some(n) = self.fail_writes_after.get() {
+            if n == 0 {
+                return Err(StorageError::Corrupt {
+                    what: "write",
+                    location: "test hook".into(),
+                    detail: "injected write failure (as from a full disk)".into(),
+                });
+            }
+            self.fail_writes_after.set(Some(n - 1));
+        }
         self.db.write_opt(batch, &self.write_opts)?;
         Ok(())
+    }
+
+    /// Test hook: after `n` more successful writes every write fails, as on a full disk
+    /// (`None` restores normal writes).
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn fail_writes_after(&self, n: Option<u64>) {
+        self.fail_writes_after.set(n);
     }
 
     // ---------------------------------------------------------------- open

@@ -537,3 +537,63 @@ fn readers_on_another_thread_see_consistent_states() {
     assert_eq!(state.tip().hash, b[11].hash());
     check_consistency(&state.reader(), &chain);
 }
+
+/// A write that fails (a full disk) changes nothing: the tip, the UTXO digest and the indexes
+/// stay as they were, in memory and on disk, and the same block connects once writes work.
+#[test]
+fn failed_write_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = TestChain::new(ChainParams::devnet());
+    let blocks: Vec<_> = (0..5).map(|_| chain.mine(20)).collect();
+    let mut state = open(dir.path());
+    for b in &blocks[..3] {
+        submit(&mut state, b);
+    }
+    let before = state.reader().utxo_stats().unwrap();
+    let tip_before = state.tip();
+
+    // Fail the 1st, then the 2nd, ... write of accepting block 3 (its header; then its body
+    // with the connect, one batch): each attempt leaves the chain exactly as it was.
+    let mut failures = 0;
+    for n in 0..10 {
+        state.fail_writes_after(Some(n));
+        let r = state.accept_block(blocks[3].clone(), TEST_NOW);
+        state.fail_writes_after(None);
+        if r.as_ref().is_ok_and(|o| !o.connected().is_empty()) {
+            assert!(
+                n >= 1,
+                "the header is written before the block is connected"
+            );
+            break;
+        }
+        assert!(r.is_err(), "a failed write is reported: {r:?}");
+        assert_eq!(state.tip().hash, tip_before.hash);
+        assert_eq!(state.reader().utxo_stats().unwrap().digest, before.digest);
+        assert!(
+            state
+                .reader()
+                .transaction(&blocks[3].transactions[1].txid())
+                .unwrap()
+                .is_none()
+        );
+        failures += 1;
+        // Back to the state before this attempt, on disk as in memory.
+        drop(state);
+        state = open(dir.path());
+        assert_eq!(state.tip().hash, tip_before.hash);
+        assert_eq!(state.reader().utxo_stats().unwrap().digest, before.digest);
+    }
+    assert!(failures >= 2, "both writes were made to fail");
+    assert_eq!(state.tip().hash, blocks[3].hash());
+
+    // The rest connects normally: nothing was marked invalid by the failures.
+    for b in &blocks[4..] {
+        let out = state.accept_block(b.clone(), TEST_NOW).unwrap();
+        assert!(
+            !matches!(out.status, cairn_storage::AcceptStatus::Invalid { .. }),
+            "{:?}",
+            out.status
+        );
+    }
+    assert_eq!(state.tip().hash, blocks[4].hash());
+}
