@@ -436,3 +436,47 @@ impl WsClient {
         }
     }
 }
+
+/// A signed transaction spending the faucet's genesis allocation back to the faucet, paying
+/// `fee`. The allocation is looked up through the node's address index.
+pub fn spend_genesis_allocation(
+    node: &TestNode,
+    fee: u64,
+) -> Result<cairn_primitives::Transaction> {
+    use cairn_primitives::{
+        Address, Amount, BlockHash, OutPoint, Signature, Transaction, TxIn, TxOut,
+    };
+    let info = node.rpc("getblockchaininfo", json!([]))?;
+    let prefix = info["addressprefix"].as_str().context("addressprefix")?;
+    let genesis: BlockHash = info["genesishash"]
+        .as_str()
+        .context("genesishash")?
+        .parse()?;
+    let faucet = faucet_key();
+    let addr = Address::new(faucet.public_key()).encode(prefix)?;
+    let utxos = node.rpc("getaddressutxos", json!([addr]))?;
+    let alloc = utxos
+        .as_array()
+        .context("getaddressutxos is an array")?
+        .iter()
+        .find(|u| u["height"] == json!(0))
+        .context("the genesis allocation is unspent")?;
+    let value = alloc["value"].as_u64().context("value")?;
+    let mut tx = Transaction {
+        version: Transaction::VERSION,
+        inputs: vec![TxIn {
+            prevout: OutPoint::new(
+                alloc["txid"].as_str().context("txid")?.parse()?,
+                u32::try_from(alloc["vout"].as_u64().context("vout")?)?,
+            ),
+            signature: Signature([0; 64]),
+        }],
+        outputs: vec![TxOut {
+            value: Amount(value.checked_sub(fee).context("fee above the allocation")?),
+            pubkey: faucet.public_key(),
+        }],
+        lock_time: 0,
+    };
+    cairn_primitives::keys::sign_transaction(&mut tx, &genesis, &[&faucet]);
+    Ok(tx)
+}

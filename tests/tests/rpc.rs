@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cairn_primitives::encoding::encode_hex;
-use cairn_primitives::keys::sign_transaction;
 use cairn_primitives::{Address, Amount, OutPoint, Signature, Transaction, TxIn, TxOut};
 use cairn_tests::{TestNode, faucet_key, post_json, post_raw};
 use serde_json::{Value, json};
@@ -196,22 +195,11 @@ fn every_method_answers_with_its_shape() {
             "spendable",
         ],
     );
-    let mut tx = Transaction {
-        version: Transaction::VERSION,
-        inputs: vec![TxIn {
-            prevout: OutPoint::new(
-                alloc["txid"].as_str().unwrap().parse().unwrap(),
-                alloc["vout"].as_u64().unwrap() as u32,
-            ),
-            signature: Signature([0; 64]),
-        }],
-        outputs: vec![TxOut {
-            value: Amount(alloc["value"].as_u64().unwrap() - 10_000),
-            pubkey: faucet.public_key(),
-        }],
-        lock_time: 0,
-    };
-    sign_transaction(&mut tx, &genesis, &[&faucet]);
+    let tx = cairn_tests::spend_genesis_allocation(&node, 10_000).unwrap();
+    assert_eq!(
+        tx.inputs[0].prevout.txid.to_hex(),
+        alloc["txid"].as_str().unwrap()
+    );
     let hex = encode_hex(&tx);
     let test = node.rpc("testmempoolaccept", json!([[hex]])).unwrap();
     assert_eq!(test[0]["allowed"], json!(true), "{test}");

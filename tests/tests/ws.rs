@@ -2,9 +2,8 @@
 //! subscriber, and unsubscribing works.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use cairn_primitives::Address;
 use cairn_primitives::encoding::encode_hex;
-use cairn_primitives::keys::sign_transaction;
-use cairn_primitives::{Address, Amount, OutPoint, Signature, Transaction, TxIn, TxOut};
 use cairn_tests::{TestNode, WsClient, faucet_key};
 use serde_json::{Value, json};
 
@@ -35,8 +34,6 @@ fn subscriptions_deliver_blocks_and_transactions() {
     let node = TestNode::run(&[]).unwrap();
     let info = node.rpc("getblockchaininfo", json!([])).unwrap();
     let prefix = info["addressprefix"].as_str().unwrap().to_string();
-    let genesis: cairn_primitives::BlockHash =
-        info["genesishash"].as_str().unwrap().parse().unwrap();
     let faucet = faucet_key();
     let addr = Address::new(faucet.public_key()).encode(&prefix).unwrap();
 
@@ -57,30 +54,7 @@ fn subscriptions_deliver_blocks_and_transactions() {
     assert_eq!(b["height"], json!(1));
     assert_eq!(b["ntx"], json!(1));
 
-    let utxos = node.rpc("getaddressutxos", json!([addr])).unwrap();
-    let alloc = utxos
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["height"] == json!(0))
-        .unwrap()
-        .clone();
-    let mut tx = Transaction {
-        version: Transaction::VERSION,
-        inputs: vec![TxIn {
-            prevout: OutPoint::new(
-                alloc["txid"].as_str().unwrap().parse().unwrap(),
-                alloc["vout"].as_u64().unwrap() as u32,
-            ),
-            signature: Signature([0; 64]),
-        }],
-        outputs: vec![TxOut {
-            value: Amount(alloc["value"].as_u64().unwrap() - 7_000),
-            pubkey: faucet.public_key(),
-        }],
-        lock_time: 0,
-    };
-    sign_transaction(&mut tx, &genesis, &[&faucet]);
+    let tx = cairn_tests::spend_genesis_allocation(&node, 7_000).unwrap();
     let txid = node
         .rpc("sendrawtransaction", json!([encode_hex(&tx)]))
         .unwrap();
