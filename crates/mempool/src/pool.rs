@@ -431,16 +431,18 @@ impl Mempool {
     }
 
     /// Scans the pool (it is bounded; an index per address would cost memory per output).
+    /// `chain` resolves the confirmed coins pool transactions spend; only coins of `pubkey`
+    /// matter, so a view of just that address's coins is enough (and avoids a database read
+    /// per pooled input).
     pub fn address_activity(
         &self,
         pubkey: &XOnlyPublicKey,
         chain: &impl UtxoView,
     ) -> AddressActivity {
         let mut act = AddressActivity::default();
-        for txid in self.txids() {
-            let Some(e) = self.entries.get(&txid) else {
-                continue;
-            };
+        // Only the touched transactions are put in parents-first order, not the whole pool.
+        let mut touched_txids: Vec<(u32, Txid)> = Vec::new();
+        for (&txid, e) in &self.entries {
             let mut touched = false;
             for (vout, o) in e.tx.outputs.iter().enumerate() {
                 if o.pubkey == *pubkey {
@@ -458,9 +460,11 @@ impl Mempool {
                 }
             }
             if touched {
-                act.txids.push(txid);
+                touched_txids.push((e.anc_count, txid));
             }
         }
+        touched_txids.sort_unstable();
+        act.txids = touched_txids.into_iter().map(|(_, t)| t).collect();
         act
     }
 

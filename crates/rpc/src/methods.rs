@@ -640,10 +640,21 @@ fn estimatefee(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
 
 // ---------------------------------------------------------------- address index
 
+/// The address's confirmed coins as a view: what the pool's address scan looks spent coins up
+/// in, from memory rather than with one database read per pooled input.
+fn address_view(coins: &[(OutPoint, Coin)]) -> cairn_consensus::MemoryUtxoSet {
+    let mut view = cairn_consensus::MemoryUtxoSet::new();
+    for (op, coin) in coins {
+        view.insert(*op, *coin);
+    }
+    view
+}
+
 fn getaddressbalance(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     let pk = a.address(0, &ctx.params.address_prefix)?;
     let confirmed = ctx.reader.address_balance(&pk).map_err(internal)?;
-    let act = mempool(ctx).address_activity(&pk, &ctx.reader);
+    let view = address_view(&ctx.reader.address_utxos(&pk).map_err(internal)?);
+    let act = mempool(ctx).address_activity(&pk, &view);
     let received: i128 = act
         .received
         .iter()
@@ -657,6 +668,7 @@ fn getaddressutxos(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     let pk = a.address(0, &ctx.params.address_prefix)?;
     let (tip_height, _) = tip(ctx)?;
     let coins = ctx.reader.address_utxos(&pk).map_err(internal)?;
+    let view = address_view(&coins);
     let pool = mempool(ctx);
     let mut out = Vec::with_capacity(coins.len());
     for (op, coin) in coins {
@@ -670,7 +682,7 @@ fn getaddressutxos(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
             "confirmations": tip_height - coin.height + 1, "coinbase": coin.coinbase, "spendable": spendable,
         }));
     }
-    for (op, o) in pool.address_activity(&pk, &ctx.reader).received {
+    for (op, o) in pool.address_activity(&pk, &view).received {
         if pool.spender_of(&op).is_some() {
             continue;
         }
@@ -685,8 +697,10 @@ fn getaddressutxos(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
 fn getaddresstxids(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     let pk = a.address(0, &ctx.params.address_prefix)?;
     let mut txids = ctx.reader.address_txids(&pk).map_err(internal)?;
-    for t in mempool(ctx).address_activity(&pk, &ctx.reader).txids {
-        if !txids.contains(&t) {
+    let view = address_view(&ctx.reader.address_utxos(&pk).map_err(internal)?);
+    let mut seen: std::collections::HashSet<Txid> = txids.iter().copied().collect();
+    for t in mempool(ctx).address_activity(&pk, &view).txids {
+        if seen.insert(t) {
             txids.push(t);
         }
     }

@@ -323,21 +323,17 @@ impl ChainState {
 
     /// The main-chain tip.
     pub fn tip(&self) -> ChainTip {
-        let hash = self.main_chain.last().copied().unwrap_or(BlockHash::ZERO);
-        let (height, work) = self
-            .index
-            .get(&hash)
-            .map_or((0, ChainWork::ZERO), |e| (e.height, e.work));
-        ChainTip {
-            height,
-            hash,
-            chain_work: work,
-        }
+        self.end_of(&self.main_chain)
     }
 
     /// The best valid header (for sync progress: the tip follows it as bodies arrive).
     pub fn best_header(&self) -> ChainTip {
-        let hash = self.header_chain.last().copied().unwrap_or(BlockHash::ZERO);
+        self.end_of(&self.header_chain)
+    }
+
+    /// The last entry of a chain by height, with its height and work.
+    fn end_of(&self, chain: &[BlockHash]) -> ChainTip {
+        let hash = chain.last().copied().unwrap_or(BlockHash::ZERO);
         let (height, work) = self
             .index
             .get(&hash)

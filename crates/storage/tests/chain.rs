@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,9 +10,9 @@ use cairn_consensus::ChainParams;
 use cairn_primitives::BlockHash;
 use cairn_storage::test_utils::{TEST_NOW, TestChain};
 use cairn_storage::{
-    AcceptStatus, BlockStatus, ChainEvent, ChainState, StorageConfig, StorageError, UtxoDigest,
+    AcceptStatus, BlockStatus, ChainEvent, ChainState, StorageConfig, StorageError,
 };
-use common::{check_consistency, replay, temp};
+use common::{check_consistency, temp};
 
 fn open(dir: &std::path::Path) -> ChainState {
     ChainState::open(dir, ChainParams::devnet(), StorageConfig::default()).unwrap()
@@ -487,21 +486,7 @@ fn readers_on_another_thread_see_consistent_states() {
         .map(|i| chain.mine_salted(4, if i == 0 { 1 } else { 0 }))
         .collect();
     // Expected digest at every block of both branches.
-    let mut expected: HashMap<BlockHash, UtxoDigest> = HashMap::new();
-    expected.insert(
-        params.genesis_hash(),
-        UtxoDigest::of_set(common::genesis_utxos(&params).coins.iter()).unwrap(),
-    );
-    for tip in [a[24].hash(), b[11].hash()] {
-        let path = chain.path_to(&tip);
-        for n in 1..=path.len() {
-            let e = replay(&params, &path[..n]);
-            expected.insert(
-                path[n - 1].hash(),
-                UtxoDigest::of_set(e.utxos.coins.iter()).unwrap(),
-            );
-        }
-    }
+    let expected = common::expected_digests(&params, &chain, &[a[24].hash(), b[11].hash()]);
     let expected = Arc::new(expected);
     let done = Arc::new(AtomicBool::new(false));
     let reader = state.reader();

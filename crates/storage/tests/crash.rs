@@ -6,17 +6,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn_consensus::ChainParams;
+use cairn_primitives::Block;
 use cairn_primitives::encoding::{decode, encode};
-use cairn_primitives::{Block, BlockHash};
 use cairn_storage::test_utils::{TEST_NOW, TestChain};
-use cairn_storage::{ChainState, StorageConfig, UtxoDigest};
-use common::{check_consistency, replay, temp};
+use cairn_storage::{ChainState, StorageConfig};
+use common::{check_consistency, temp};
 
 const ENV_DIR: &str = "CAIRN_CRASH_CHILD_DIR";
 const ENV_BLOCKS: &str = "CAIRN_CRASH_CHILD_BLOCKS";
@@ -96,21 +95,7 @@ fn crash_at_random_points_leaves_a_consistent_database() {
     std::fs::write(&file, encode(&order)).unwrap();
 
     // Expected digest at every block of both branches.
-    let mut expected: HashMap<BlockHash, UtxoDigest> = HashMap::new();
-    expected.insert(
-        params.genesis_hash(),
-        UtxoDigest::of_set(common::genesis_utxos(&params).coins.iter()).unwrap(),
-    );
-    for tip in [a[59].hash(), b[24].hash()] {
-        let path = chain.path_to(&tip);
-        for n in 1..=path.len() {
-            let e = replay(&params, &path[..n]);
-            expected.insert(
-                path[n - 1].hash(),
-                UtxoDigest::of_set(e.utxos.coins.iter()).unwrap(),
-            );
-        }
-    }
+    let expected = common::expected_digests(&params, &chain, &[a[59].hash(), b[24].hash()]);
 
     // How long a full import takes, to spread the kills over it.
     let calib = temp();

@@ -151,3 +151,28 @@ pub fn check_consistency(reader: &ChainReader, chain: &TestChain) {
         );
     }
 }
+
+/// The UTXO digest expected at every block on the paths from genesis to `tips` (and at
+/// genesis), each from a fresh replay.
+pub fn expected_digests(
+    params: &ChainParams,
+    chain: &TestChain,
+    tips: &[BlockHash],
+) -> std::collections::HashMap<BlockHash, UtxoDigest> {
+    let mut expected = std::collections::HashMap::new();
+    expected.insert(
+        params.genesis_hash(),
+        UtxoDigest::of_set(genesis_utxos(params).coins.iter()).unwrap(),
+    );
+    for tip in tips {
+        let path = chain.path_to(tip);
+        for n in 1..=path.len() {
+            let e = replay(params, &path[..n]);
+            expected.insert(
+                path[n - 1].hash(),
+                UtxoDigest::of_set(e.utxos.coins.iter()).unwrap(),
+            );
+        }
+    }
+    expected
+}
