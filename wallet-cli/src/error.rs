@@ -57,8 +57,26 @@ pub enum WalletError {
         "fee rate {given} is below the node's minimum relay fee rate of {minimum} base units per byte"
     )]
     FeeRateTooLow { given: u64, minimum: u64 },
-    #[error("transaction would need more than {limit} inputs; consolidate coins first")]
+    #[error(
+        "paying this would need more than {limit} inputs (too many small coins): consolidate them first with `cairn-wallet send --to \"$(cairn-wallet address)\" --all`, then send again"
+    )]
     TooManyInputs { limit: usize },
+    #[error(
+        "this wallet belongs to the chain with genesis {wallet_genesis} (addresses {wallet_prefix}1...), but {other} is on the chain with genesis {other_genesis} (addresses {other_prefix}1...); nothing was changed: use a wallet made for that chain (`cairn-wallet --genesis FILE new`)"
+    )]
+    WrongChain {
+        wallet_genesis: String,
+        wallet_prefix: String,
+        other: String,
+        other_genesis: String,
+        other_prefix: String,
+    },
+    #[error("fee refused: {0}")]
+    FeeTooHigh(String),
+    #[error(
+        "the node misreported the coin {outpoint}: {detail}; nothing was signed or sent (is the node, or the connection to it, trustworthy?)"
+    )]
+    NodeLied { outpoint: String, detail: String },
     #[error("node unreachable at {url}: {cause}")]
     Unreachable { url: String, cause: String },
     #[error("node at {url} answered HTTP {status} to {method}")]

@@ -117,7 +117,7 @@ pub struct CipherBox {
     pub ciphertext: String,
 }
 
-/// The chain the wallet last talked to (non-secret, informational).
+/// The chain the wallet belongs to (non-secret): fixed at creation, checked against every node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainRecord {
     pub genesis_hash: String,

@@ -10,12 +10,14 @@
 //! ```no_run
 //! # fn main() -> Result<(), cairn_wallet::WalletError> {
 //! let path = std::path::Path::new("/tmp/datadir/dev-wallet.json");
-//! let (wallet, _mnemonic) = cairn_wallet::create_wallet_file(path, None, "")?;
+//! let chain = cairn_wallet::ChainRecord::devnet();
+//! let (wallet, _mnemonic) = cairn_wallet::create_wallet_file(path, None, "", chain)?;
 //! let pubkey = cairn_wallet::first_address_pubkey(&wallet)?;
 //! // mine to cairn_primitives::Address::new(pubkey).encode(prefix)
 //! # Ok(()) }
 //! ```
 
+mod chain;
 pub mod coin_selection;
 mod error;
 pub mod hd;
@@ -23,6 +25,7 @@ pub mod history;
 pub mod keystore;
 pub mod rpc;
 pub mod tx_builder;
+pub mod verify;
 
 use std::path::Path;
 
@@ -32,7 +35,7 @@ use cairn_primitives::{Address, Amount, Bech32mError, XOnlyPublicKey};
 pub use bip39::Mnemonic;
 pub use error::{Result, WalletError};
 pub use hd::{KeyChain, Keychain};
-pub use keystore::{KdfParams, WalletFile};
+pub use keystore::{ChainRecord, KdfParams, WalletFile};
 
 /// Creates a wallet file at `path` (refusing to overwrite one) from `mnemonic`, or from a fresh
 /// 24-word mnemonic when `None`, encrypted under `passphrase` (may be empty, as the dev
@@ -41,8 +44,9 @@ pub fn create_wallet_file(
     path: &Path,
     mnemonic: Option<Mnemonic>,
     passphrase: &str,
+    chain: ChainRecord,
 ) -> Result<(WalletFile, Mnemonic)> {
-    create_wallet_file_with_kdf(path, mnemonic, passphrase, KdfParams::recommended()?)
+    create_wallet_file_with_kdf(path, mnemonic, passphrase, KdfParams::recommended()?, chain)
 }
 
 /// [`create_wallet_file`] with explicit Argon2id parameters.
@@ -51,6 +55,7 @@ pub fn create_wallet_file_with_kdf(
     mnemonic: Option<Mnemonic>,
     passphrase: &str,
     kdf: KdfParams,
+    chain: ChainRecord,
 ) -> Result<(WalletFile, Mnemonic)> {
     if path.exists() {
         return Err(WalletError::AlreadyExists(path.into()));
@@ -59,7 +64,8 @@ pub fn create_wallet_file_with_kdf(
         Some(m) => m,
         None => keystore::generate_mnemonic()?,
     };
-    let wallet = WalletFile::create(&mnemonic, passphrase, kdf)?;
+    let mut wallet = WalletFile::create(&mnemonic, passphrase, kdf)?;
+    wallet.chain = Some(chain);
     wallet.save_new(path)?;
     Ok((wallet, mnemonic))
 }
@@ -134,17 +140,29 @@ mod tests {
     fn create_and_first_address() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dev-wallet.json");
-        let (w, mn) =
-            create_wallet_file_with_kdf(&path, None, "", KdfParams::insecure_for_tests().unwrap())
-                .unwrap();
+        let (w, mn) = create_wallet_file_with_kdf(
+            &path,
+            None,
+            "",
+            KdfParams::insecure_for_tests().unwrap(),
+            ChainRecord::devnet(),
+        )
+        .unwrap();
         assert_eq!(mn.word_count(), 24);
         let loaded = load_wallet_file(&path).unwrap();
         assert_eq!(loaded, w);
+        assert_eq!(loaded.chain, Some(ChainRecord::devnet()));
         let pk = first_address_pubkey(&loaded).unwrap();
         let k = loaded.unlock("").unwrap();
         assert_eq!(k.public_key(KeyChain::Receive, 0).unwrap(), pk);
         assert!(matches!(
-            create_wallet_file_with_kdf(&path, None, "", KdfParams::insecure_for_tests().unwrap()),
+            create_wallet_file_with_kdf(
+                &path,
+                None,
+                "",
+                KdfParams::insecure_for_tests().unwrap(),
+                ChainRecord::devnet(),
+            ),
             Err(WalletError::AlreadyExists(_))
         ));
     }

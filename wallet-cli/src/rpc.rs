@@ -233,9 +233,27 @@ impl RpcClient {
         }
     }
 
+    /// Non-verbose `getrawtransaction`: the transaction's hex; `Ok(None)` if the node does not
+    /// know it.
+    pub fn raw_transaction_hex(&self, txid: &str) -> Result<Option<String>> {
+        match self.call("getrawtransaction", json!([txid, false])) {
+            Ok(hex) => Ok(Some(hex)),
+            Err(WalletError::Rpc {
+                code: RPC_INVALID_ADDRESS_OR_KEY,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `sendrawtransaction`; a policy or validation refusal becomes [`WalletError::Rejected`].
-    pub fn send_raw_transaction(&self, hex_tx: &str) -> Result<String> {
-        match self.call("sendrawtransaction", json!([hex_tx])) {
+    /// `max_fee_rate`: the node's `maxfeerate` in coins per kB (`None`: the node's default).
+    pub fn send_raw_transaction(&self, hex_tx: &str, max_fee_rate: Option<f64>) -> Result<String> {
+        let params = match max_fee_rate {
+            Some(r) => json!([hex_tx, r]),
+            None => json!([hex_tx]),
+        };
+        match self.call("sendrawtransaction", params) {
             Err(WalletError::Rpc {
                 code: RPC_VERIFY_REJECTED,
                 message,

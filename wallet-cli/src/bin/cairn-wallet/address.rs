@@ -3,37 +3,36 @@
 use anyhow::Result;
 use serde_json::json;
 
-use cairn_wallet::{KeyChain, WalletFile};
+use cairn_wallet::KeyChain;
 
 use cairn_wallet::WalletError;
 
-use crate::common::{Ctx, chain_info, encode_address, note_chain, print_json};
+use crate::common::{Ctx, check_node_chain, encode_address, load_wallet, print_json};
 use crate::prompt::unlock;
 
 pub fn cmd_address(ctx: &Ctx, force_new: bool) -> Result<()> {
-    let mut wallet = WalletFile::load(&ctx.wallet_path)?;
-    let prefix = match chain_info(ctx) {
+    let (mut wallet, chain) = load_wallet(ctx)?;
+    let prefix = chain.address_prefix.clone();
+    // The node, when there is one, says whether the current address was used; without one the
+    // current address is printed (the chain comes from the wallet file, not the node).
+    let node_up = match ctx.rpc.blockchain_info() {
         Ok(info) => {
-            note_chain(ctx, &mut wallet, &info)?;
-            info.addressprefix
+            check_node_chain(ctx, &chain, &info)?;
+            true
         }
-        Err(e) => match (&wallet.chain, force_new) {
-            (Some(c), false) => {
-                eprintln!("warning: {e:#}; cannot check whether the address was used");
-                c.address_prefix.clone()
-            }
-            _ => return Err(e),
-        },
+        Err(WalletError::Unreachable { .. }) => false,
+        Err(e) => return Err(e.into()),
     };
     let receive = wallet.pubkeys(KeyChain::Receive)?;
     let current = match receive.last() {
         Some(pk) if !force_new => {
             let addr = encode_address(pk, &prefix)?;
-            let used = match ctx.rpc.address_txids(&addr) {
-                Ok(t) => !t.is_empty(),
-                Err(WalletError::Unreachable { .. }) => false,
-                Err(e) => return Err(e.into()),
-            };
+            let used = node_up
+                && match ctx.rpc.address_txids(&addr) {
+                    Ok(t) => !t.is_empty(),
+                    Err(WalletError::Unreachable { .. }) => false,
+                    Err(e) => return Err(e.into()),
+                };
             (!used).then_some((receive.len() - 1, *pk, addr))
         }
         _ => None,

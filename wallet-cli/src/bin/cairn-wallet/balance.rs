@@ -3,19 +3,19 @@
 use anyhow::{Result, anyhow};
 use serde_json::json;
 
-use cairn_wallet::WalletFile;
-
 use cairn_wallet::signed_coin_string;
 
-use crate::common::{Ctx, chain_info, coins, encode_address, note_chain, print_json, wallet_keys};
+use crate::common::{
+    Ctx, coins, encode_address, load_wallet, node_on_wallet_chain, print_json, wallet_keys,
+};
+use crate::send::spendable_now;
 
 pub fn cmd_balance(ctx: &Ctx) -> Result<()> {
-    let mut wallet = WalletFile::load(&ctx.wallet_path)?;
-    let info = chain_info(ctx)?;
-    note_chain(ctx, &mut wallet, &info)?;
+    let (wallet, chain) = load_wallet(ctx)?;
+    let info = node_on_wallet_chain(ctx, &chain)?;
     let (mut confirmed, mut unconfirmed, mut spendable, mut immature) = (0u64, 0i64, 0u64, 0u64);
     let keys = wallet_keys(&wallet)?;
-    for (_, _, pk) in &keys {
+    for (key_chain, _, pk) in &keys {
         let addr = encode_address(pk, &info.addressprefix)?;
         let b = ctx.rpc.address_balance(&addr)?;
         confirmed = confirmed
@@ -25,9 +25,9 @@ pub fn cmd_balance(ctx: &Ctx) -> Result<()> {
             .checked_add(b.unconfirmed)
             .ok_or_else(|| anyhow!("balance overflow"))?;
         for u in ctx.rpc.address_utxos(&addr)? {
-            if u.spendable {
+            if spendable_now(&u, *key_chain) {
                 spendable = spendable.saturating_add(u.value);
-            } else if u.coinbase {
+            } else if u.coinbase && u.confirmations >= 1 {
                 immature = immature.saturating_add(u.value);
             }
         }

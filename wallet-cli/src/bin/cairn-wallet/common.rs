@@ -1,49 +1,78 @@
 //! What every command shares: the context, the node's chain, wallet keys, output.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde_json::Value;
 
 use cairn_primitives::{Address, Amount, XOnlyPublicKey};
-use cairn_wallet::keystore::ChainRecord;
 use cairn_wallet::rpc::{BlockchainInfo, RpcClient};
-use cairn_wallet::{KeyChain, WalletFile};
+use cairn_wallet::{ChainRecord, KeyChain, WalletFile};
 
 /// What a command runs with.
 pub struct Ctx {
     pub wallet_path: PathBuf,
     pub rpc: RpcClient,
     pub json: bool,
+    /// `--genesis FILE`: the chain for a new wallet (default: the bundled devnet).
+    pub genesis: Option<PathBuf>,
 }
 
 pub fn chain_info(ctx: &Ctx) -> Result<BlockchainInfo> {
     Ok(ctx.rpc.blockchain_info()?)
 }
 
-/// Records the node's chain in the wallet's metadata (saved if it changed); warns when the
-/// wallet was last used on another chain.
-pub fn note_chain(ctx: &Ctx, wallet: &mut WalletFile, info: &BlockchainInfo) -> Result<()> {
-    let record = ChainRecord {
-        genesis_hash: info.genesishash.clone(),
-        address_prefix: info.addressprefix.clone(),
+/// The chain named with `--genesis`, if any.
+fn requested_chain(ctx: &Ctx) -> Result<Option<ChainRecord>> {
+    Ok(match &ctx.genesis {
+        Some(path) => Some(ChainRecord::from_genesis_file(path)?),
+        None => None,
+    })
+}
+
+/// The chain of a new wallet: `--genesis FILE`, else the bundled devnet. No node is needed.
+pub fn new_wallet_chain(ctx: &Ctx) -> Result<ChainRecord> {
+    Ok(requested_chain(ctx)?.unwrap_or_else(ChainRecord::devnet))
+}
+
+/// Loads the wallet file and makes sure it knows its chain: the one recorded at creation
+/// (refusing a `--genesis` of another chain), or, for a file written before chains were
+/// recorded, `--genesis` or the devnet, recorded now.
+pub fn load_wallet(ctx: &Ctx) -> Result<(WalletFile, ChainRecord)> {
+    let mut wallet = WalletFile::load(&ctx.wallet_path)?;
+    let requested = requested_chain(ctx)?;
+    let chain = match (&wallet.chain, requested) {
+        (Some(c), Some(r)) => {
+            let name = format!(
+                "--genesis {}",
+                ctx.genesis.as_deref().unwrap_or(Path::new("")).display()
+            );
+            c.check_same(&r, &name)?;
+            c.clone()
+        }
+        (Some(c), None) => c.clone(),
+        (None, r) => {
+            let c = r.unwrap_or_else(ChainRecord::devnet);
+            wallet.chain = Some(c.clone());
+            wallet.save(&ctx.wallet_path)?;
+            c
+        }
     };
-    if wallet.chain.as_ref() == Some(&record) {
-        return Ok(());
-    }
-    if let Some(old) = &wallet.chain
-        && old.genesis_hash != record.genesis_hash
-    {
-        eprintln!(
-            "warning: this wallet was last used on the chain with genesis {}; the node at {} is on {}",
-            old.genesis_hash,
-            ctx.rpc.url(),
-            record.genesis_hash
-        );
-    }
-    wallet.chain = Some(record);
-    wallet.save(&ctx.wallet_path)?;
+    Ok((wallet, chain))
+}
+
+/// Refuses a node on another chain than the wallet's; nothing is changed either way.
+pub fn check_node_chain(ctx: &Ctx, chain: &ChainRecord, info: &BlockchainInfo) -> Result<()> {
+    let name = format!("the node at {}", ctx.rpc.url());
+    chain.check_same(&ChainRecord::of_node(info), &name)?;
     Ok(())
+}
+
+/// The node's chain info, checked against the wallet's chain.
+pub fn node_on_wallet_chain(ctx: &Ctx, chain: &ChainRecord) -> Result<BlockchainInfo> {
+    let info = chain_info(ctx)?;
+    check_node_chain(ctx, chain, &info)?;
+    Ok(info)
 }
 
 pub fn encode_address(pubkey: &XOnlyPublicKey, prefix: &str) -> Result<String> {

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use cairn_wallet::history::{TxSummary, summarize};
 use cairn_wallet::signed_coin_string;
 
-use crate::common::{Ctx, chain_info, coins, encode_address, note_chain, print_json, wallet_keys};
+use crate::common::{
+    Ctx, coins, encode_address, load_wallet, node_on_wallet_chain, print_json, wallet_keys,
+};
 
 pub fn summary_json(s: &TxSummary) -> Result<Value> {
     let mut v = serde_json::to_value(s)?;
@@ -32,21 +34,33 @@ pub fn mine_set(wallet: &WalletFile) -> Result<HashSet<String>> {
         .collect())
 }
 
-pub fn cmd_history(ctx: &Ctx) -> Result<()> {
-    let mut wallet = WalletFile::load(&ctx.wallet_path)?;
-    let info = chain_info(ctx)?;
-    note_chain(ctx, &mut wallet, &info)?;
+/// Newest first, `limit` rows after skipping the `skip` newest (`limit` 0: all).
+///
+/// The node lists an address's transactions in chain order, mempool last, so the newest
+/// `skip + limit` of the whole wallet are among the newest `skip + limit` of each address: only
+/// those are fetched, and a long history costs no more than the page shown.
+pub fn cmd_history(ctx: &Ctx, limit: usize, skip: usize) -> Result<()> {
+    let (wallet, chain) = load_wallet(ctx)?;
+    let info = node_on_wallet_chain(ctx, &chain)?;
     let mine = mine_set(&wallet)?;
+    let window = if limit == 0 {
+        usize::MAX
+    } else {
+        skip.saturating_add(limit)
+    };
+    let mut all = HashSet::new();
     let mut txids: Vec<String> = Vec::new();
     let mut seen = HashSet::new();
     for (_, _, pk) in wallet_keys(&wallet)? {
-        for t in ctx
+        let list = ctx
             .rpc
-            .address_txids(&encode_address(&pk, &info.addressprefix)?)?
-        {
-            if seen.insert(t.clone()) {
-                txids.push(t);
+            .address_txids(&encode_address(&pk, &info.addressprefix)?)?;
+        let newest = list.len().saturating_sub(window);
+        for (i, t) in list.into_iter().enumerate() {
+            if i >= newest && seen.insert(t.clone()) {
+                txids.push(t.clone());
             }
+            all.insert(t);
         }
     }
     let mut cache = HashMap::new();
@@ -60,8 +74,22 @@ pub fn cmd_history(ctx: &Ctx) -> Result<()> {
             ctx.rpc.raw_transaction(id)
         })?);
     }
-    // Chain order, then mempool transactions.
-    rows.sort_by_key(|s| s.height.unwrap_or(u64::MAX));
+    // Newest first: mempool transactions, then by height, descending.
+    rows.sort_by_key(|s| std::cmp::Reverse(s.height.unwrap_or(u64::MAX)));
+    let total = all.len();
+    let rows: Vec<_> = rows
+        .into_iter()
+        .skip(skip)
+        .take(if limit == 0 { usize::MAX } else { limit })
+        .collect();
+    if skip + rows.len() < total {
+        eprintln!(
+            "showing {} to {} of {total} transactions, newest first; next page: --skip {}",
+            skip + 1,
+            skip + rows.len(),
+            skip + rows.len()
+        );
+    }
     if ctx.json {
         return print_json(&Value::Array(
             rows.iter().map(summary_json).collect::<Result<_>>()?,

@@ -21,7 +21,9 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use clap::{Parser, Subcommand};
 
+use cairn_wallet::parse_amount;
 use cairn_wallet::rpc::RpcClient;
+use cairn_wallet::verify::FeeCaps;
 
 use crate::common::Ctx;
 
@@ -44,6 +46,10 @@ struct Cli {
         default_value = "http://127.0.0.1:8645/"
     )]
     rpc: String,
+    /// Genesis file of the chain for `new` and `import` [default: the bundled devnet genesis];
+    /// checked against the wallet's chain by every other command
+    #[arg(long, global = true, env = "CAIRN_GENESIS", value_name = "FILE")]
+    genesis: Option<PathBuf>,
     /// Machine-readable output (amounts as integer base units)
     #[arg(long, global = true)]
     json: bool,
@@ -78,11 +84,20 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         to: String,
         /// Amount in coins, up to 8 decimals (e.g. 1.5)
-        #[arg(long, value_name = "AMOUNT")]
-        amount: String,
+        #[arg(long, value_name = "AMOUNT", required_unless_present = "all")]
+        amount: Option<String>,
+        /// Send every spendable coin, less the fee, with no change (consolidates small coins)
+        #[arg(long, conflicts_with = "amount")]
+        all: bool,
         /// Fee rate in base units per byte [default: the node's estimatefee]
         #[arg(long, value_name = "N")]
         fee_rate: Option<u64>,
+        /// Refuse a fee rate above N base units per byte [default: 10000 = 0.10 coins/kB]
+        #[arg(long, value_name = "N")]
+        max_fee_rate: Option<u64>,
+        /// Refuse a fee above AMOUNT coins [default: 0.1]
+        #[arg(long, value_name = "AMOUNT")]
+        max_fee: Option<String>,
         /// Wait until the transaction has one confirmation
         #[arg(long)]
         wait: bool,
@@ -90,8 +105,15 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 600)]
         wait_timeout: u64,
     },
-    /// Transactions touching wallet addresses
-    History,
+    /// Transactions touching wallet addresses, newest first
+    History {
+        /// Show at most N transactions (0: all)
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// Skip the N newest (the next page starts where the last one ended)
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        skip: usize,
+    },
     /// Details of one transaction
     Tx {
         /// Transaction id (hex)
@@ -128,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
         wallet_path,
         rpc: RpcClient::new(&cli.rpc),
         json: cli.json,
+        genesis: cli.genesis,
     };
     match cli.command {
         Command::New => new::cmd_new(&ctx),
@@ -140,17 +163,34 @@ fn run(cli: Cli) -> Result<()> {
         Command::Send {
             to,
             amount,
+            all,
             fee_rate,
+            max_fee_rate,
+            max_fee,
             wait,
             wait_timeout,
-        } => send::cmd_send(
-            &ctx,
-            &to,
-            &amount,
-            fee_rate,
-            wait.then_some(Duration::from_secs(wait_timeout)),
-        ),
-        Command::History => history::cmd_history(&ctx),
+        } => {
+            let defaults = FeeCaps::default();
+            let caps = FeeCaps {
+                max_rate: max_fee_rate.unwrap_or(defaults.max_rate),
+                max_fee: match max_fee {
+                    Some(f) => parse_amount(&f)?.0,
+                    None => defaults.max_fee,
+                },
+            };
+            send::cmd_send(
+                &ctx,
+                &send::SendArgs {
+                    to: &to,
+                    amount: amount.as_deref(),
+                    all,
+                    fee_rate,
+                    caps,
+                    wait: wait.then_some(Duration::from_secs(wait_timeout)),
+                },
+            )
+        }
+        Command::History { limit, skip } => history::cmd_history(&ctx, limit, skip),
         Command::Tx { txid } => tx::cmd_tx(&ctx, &txid),
     }
 }

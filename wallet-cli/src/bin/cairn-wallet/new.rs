@@ -6,13 +6,12 @@ use anyhow::{Result, anyhow};
 use serde_json::json;
 
 use cairn_wallet::keystore::ChainRecord;
-use cairn_wallet::rpc::BlockchainInfo;
 use cairn_wallet::{KeyChain, WalletFile};
 
 use cairn_wallet::keystore::generate_mnemonic;
 use cairn_wallet::{KdfParams, Keychain, Mnemonic, WalletError};
 
-use crate::common::{Ctx, chain_info, encode_address, print_json};
+use crate::common::{Ctx, check_node_chain, encode_address, new_wallet_chain, print_json};
 use crate::prompt::{new_passphrase, read_mnemonic};
 
 /// Consecutive unused addresses after which `import` stops scanning a chain.
@@ -39,25 +38,22 @@ fn show_mnemonic(mnemonic: &Mnemonic) {
     eprintln!();
 }
 
-/// Saves a new wallet, then reports its first address (if the node is reachable).
-fn finish_create(ctx: &Ctx, mut wallet: WalletFile, info: Option<BlockchainInfo>) -> Result<()> {
-    if let Some(info) = &info {
-        wallet.chain = Some(ChainRecord {
-            genesis_hash: info.genesishash.clone(),
-            address_prefix: info.addressprefix.clone(),
-        });
-    }
+/// Saves a new wallet for `chain` and prints its first address. Needs no node.
+fn finish_create(ctx: &Ctx, mut wallet: WalletFile, chain: ChainRecord) -> Result<()> {
+    let address_prefix = chain.address_prefix.clone();
+    let genesis_hash = chain.genesis_hash.clone();
+    wallet.chain = Some(chain);
     wallet.save_new(&ctx.wallet_path)?;
-    eprintln!("created wallet {}", ctx.wallet_path.display());
+    eprintln!(
+        "created wallet {} for the chain with genesis {genesis_hash}",
+        ctx.wallet_path.display()
+    );
     let receive = wallet.pubkeys(KeyChain::Receive)?;
     let last = receive
         .last()
         .copied()
         .ok_or_else(|| anyhow!("wallet has no receive key"))?;
-    let address = match &info {
-        Some(i) => Some(encode_address(&last, &i.addressprefix)?),
-        None => None,
-    };
+    let address = encode_address(&last, &address_prefix)?;
     if ctx.json {
         print_json(&json!({
             "wallet": ctx.wallet_path.display().to_string(),
@@ -66,9 +62,11 @@ fn finish_create(ctx: &Ctx, mut wallet: WalletFile, info: Option<BlockchainInfo>
             "change_keys": wallet.change_pubkeys.len(),
             "address": address,
             "pubkey": last.to_hex(),
+            "genesis_hash": genesis_hash,
+            "address_prefix": address_prefix,
         }))?;
-    } else if let Some(a) = address {
-        println!("{a}");
+    } else {
+        println!("{address}");
     }
     Ok(())
 }
@@ -82,42 +80,37 @@ fn refuse_existing(path: &Path) -> Result<()> {
 
 pub fn cmd_new(ctx: &Ctx) -> Result<()> {
     refuse_existing(&ctx.wallet_path)?;
+    let chain = new_wallet_chain(ctx)?;
     let passphrase = new_passphrase()?;
     let mnemonic = generate_mnemonic()?;
     let wallet = WalletFile::create(&mnemonic, &passphrase, KdfParams::recommended()?)?;
-    let info = match chain_info(ctx) {
-        Ok(i) => Some(i),
-        Err(e) => {
-            eprintln!("hint: {e:#}; run `cairn-wallet address` once the node is up");
-            None
-        }
-    };
-    finish_create(ctx, wallet, info)?;
+    finish_create(ctx, wallet, chain)?;
     show_mnemonic(&mnemonic);
     Ok(())
 }
 
 pub fn cmd_import(ctx: &Ctx, mnemonic_file: Option<&Path>, no_scan: bool) -> Result<()> {
     refuse_existing(&ctx.wallet_path)?;
+    let chain = new_wallet_chain(ctx)?;
     let mnemonic = read_mnemonic(mnemonic_file)?;
     let passphrase = new_passphrase()?;
     let mut wallet = WalletFile::create(&mnemonic, &passphrase, KdfParams::recommended()?)?;
-    let info = if no_scan {
-        None
-    } else {
-        match chain_info(ctx) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                eprintln!("warning: {e:#}; not scanning for used addresses");
-                None
+    if !no_scan {
+        match ctx.rpc.blockchain_info() {
+            Ok(info) => {
+                check_node_chain(ctx, &chain, &info)?;
+                let keychain = Keychain::from_mnemonic(&mnemonic)?;
+                scan_used(ctx, &mut wallet, &keychain, &chain.address_prefix)?;
             }
+            Err(e @ WalletError::Unreachable { .. }) => {
+                eprintln!(
+                    "warning: {e}; not scanning for used addresses (`balance` and `send` see only the first address until `address --new` derives more)"
+                );
+            }
+            Err(e) => return Err(e.into()),
         }
-    };
-    if let Some(info) = &info {
-        let keychain = Keychain::from_mnemonic(&mnemonic)?;
-        scan_used(ctx, &mut wallet, &keychain, &info.addressprefix)?;
     }
-    finish_create(ctx, wallet, info)
+    finish_create(ctx, wallet, chain)
 }
 
 /// Derives keys until `GAP_LIMIT` consecutive unused addresses on each chain and keeps

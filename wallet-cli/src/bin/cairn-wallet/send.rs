@@ -8,34 +8,60 @@ use anyhow::{Result, anyhow, bail};
 use serde_json::json;
 
 use cairn_primitives::encoding::encode_hex;
-use cairn_primitives::{Amount, BlockHash, OutPoint, Txid};
-use cairn_wallet::{KeyChain, WalletFile};
+use cairn_primitives::{Amount, BlockHash, COIN, OutPoint, Txid};
+use cairn_wallet::KeyChain;
 
-use cairn_wallet::coin_selection::{Candidate, select_coins};
+use std::collections::HashMap;
+
+use cairn_wallet::coin_selection::{Candidate, select_coins, sweep};
+use cairn_wallet::rpc::AddressUtxo;
 use cairn_wallet::tx_builder::{Payment, build_signed};
+use cairn_wallet::verify::{DEFAULT_MAX_FEE_RATE, FeeCaps, check_reported_coin};
 use cairn_wallet::{WalletError, parse_amount, parse_destination};
 
-use crate::common::{Ctx, chain_info, coins, encode_address, note_chain, print_json, wallet_keys};
+use crate::common::{
+    Ctx, coins, encode_address, load_wallet, node_on_wallet_chain, print_json, wallet_keys,
+};
 use crate::prompt::unlock;
 
 /// Interval between confirmation polls of `send --wait`.
 const WAIT_POLL: Duration = Duration::from_secs(1);
 
-pub fn cmd_send(
-    ctx: &Ctx,
-    to: &str,
-    amount: &str,
-    fee_rate: Option<u64>,
-    wait: Option<Duration>,
-) -> Result<()> {
-    let amount = parse_amount(amount)?;
-    let mut wallet = WalletFile::load(&ctx.wallet_path)?;
-    // The destination first, before anything else: offline (checksum, length and, if the chain
-    // is known from the last use, prefix), then against the node's prefix.
-    parse_destination(to, wallet.chain.as_ref().map(|c| c.address_prefix.as_str()))?;
-    let info = chain_info(ctx)?;
-    let dest = parse_destination(to, Some(&info.addressprefix))?;
-    note_chain(ctx, &mut wallet, &info)?;
+/// What `send` was asked to do.
+pub struct SendArgs<'a> {
+    pub to: &'a str,
+    /// `None` with `all`.
+    pub amount: Option<&'a str>,
+    /// Send every spendable coin (no change): consolidation.
+    pub all: bool,
+    pub fee_rate: Option<u64>,
+    pub caps: FeeCaps,
+    pub wait: Option<Duration>,
+}
+
+/// A coin the wallet may spend now: confirmed and mature, or unconfirmed change of its own (only
+/// this wallet knows its change addresses, so an unconfirmed coin there came from itself; an
+/// unconfirmed payment from someone else may never confirm).
+pub fn spendable_now(u: &AddressUtxo, chain: KeyChain) -> bool {
+    if u.confirmations >= 1 {
+        u.spendable
+    } else {
+        chain == KeyChain::Change
+    }
+}
+
+pub fn cmd_send(ctx: &Ctx, args: &SendArgs<'_>) -> Result<()> {
+    let to = args.to;
+    let amount = match (args.amount, args.all) {
+        (Some(a), false) => Some(parse_amount(a)?),
+        (None, true) => None,
+        _ => bail!("give either --amount AMOUNT or --all"),
+    };
+    let (mut wallet, chain) = load_wallet(ctx)?;
+    // The destination first, before anything else, offline: checksum, length, and the prefix
+    // of the wallet's chain.
+    let dest = parse_destination(to, Some(&chain.address_prefix))?;
+    let info = node_on_wallet_chain(ctx, &chain)?;
     let genesis = BlockHash::from_str(&info.genesishash).map_err(|e| {
         anyhow!(
             "node sent an invalid genesis hash {:?}: {e}",
@@ -44,7 +70,7 @@ pub fn cmd_send(
     })?;
 
     let mempool = ctx.rpc.mempool_info()?;
-    let rate = match fee_rate {
+    let rate = match args.fee_rate {
         Some(r) if r < mempool.minrelaytxfee => {
             return Err(WalletError::FeeRateTooLow {
                 given: r,
@@ -55,9 +81,13 @@ pub fn cmd_send(
         Some(r) => r,
         None => ctx.rpc.estimate_fee()?.max(mempool.minrelaytxfee),
     };
-    if amount.0 < mempool.dustthreshold {
+    // The node's estimate is advice: above the cap it is refused like a typed rate.
+    args.caps.check_rate(rate)?;
+    if let Some(a) = amount
+        && a.0 < mempool.dustthreshold
+    {
         return Err(WalletError::AmountBelowDust {
-            amount: amount.to_coin_string(),
+            amount: a.to_coin_string(),
             dust: coins(mempool.dustthreshold),
         }
         .into());
@@ -65,23 +95,47 @@ pub fn cmd_send(
 
     let keychain = unlock(&wallet, &ctx.wallet_path)?;
     let mut candidates = Vec::new();
-    for (chain, index, pk) in wallet_keys(&wallet)? {
+    let mut owner = HashMap::new();
+    for (key_chain, index, pk) in wallet_keys(&wallet)? {
         let addr = encode_address(&pk, &info.addressprefix)?;
         for u in ctx.rpc.address_utxos(&addr)? {
-            if !u.spendable {
+            if !spendable_now(&u, key_chain) {
                 continue;
             }
             let txid = Txid::from_str(&u.txid)
                 .map_err(|e| anyhow!("node sent an invalid txid {:?}: {e}", u.txid))?;
+            let outpoint = OutPoint::new(txid, u.vout);
+            owner.insert(outpoint, pk);
             candidates.push(Candidate {
-                outpoint: OutPoint::new(txid, u.vout),
+                outpoint,
                 value: Amount(u.value),
-                chain,
+                chain: key_chain,
                 index,
             });
         }
     }
-    let selection = select_coins(&candidates, amount, rate, mempool.dustthreshold)?;
+    let (selection, amount) = match amount {
+        Some(a) => (
+            select_coins(&candidates, a, rate, mempool.dustthreshold)?,
+            a,
+        ),
+        None => sweep(&candidates, rate, mempool.dustthreshold)?,
+    };
+    // Before signing: every input's value and key as its parent transaction says.
+    for c in &selection.inputs {
+        let txid = c.outpoint.txid.to_hex();
+        let parent = ctx
+            .rpc
+            .raw_transaction_hex(&txid)?
+            .ok_or_else(|| WalletError::NodeLied {
+                outpoint: format!("{txid}:{}", c.outpoint.vout),
+                detail: "the node reported it but does not know its transaction".into(),
+            })?;
+        let key = owner
+            .get(&c.outpoint)
+            .ok_or_else(|| anyhow!("selected a coin the wallet did not list"))?;
+        check_reported_coin(&c.outpoint, c.value, key, &parent)?;
+    }
     let keys = selection
         .inputs
         .iter()
@@ -107,12 +161,16 @@ pub fn cmd_send(
         lock_time: u32::try_from(info.blocks).unwrap_or(0),
     };
     let tx = build_signed(&selection, &payment, &keys, &genesis)?;
+    let size = tx.size() as u64;
+    args.caps.check_fee(selection.fee, size)?;
     let txid = tx.txid().to_hex();
-    let sent = ctx.rpc.send_raw_transaction(&encode_hex(&tx))?;
+    // The node's own `maxfeerate` backs the wallet's cap; a raised cap is passed along.
+    let node_cap = (args.caps.max_rate != DEFAULT_MAX_FEE_RATE)
+        .then(|| args.caps.max_rate as f64 * 1000.0 / COIN as f64);
+    let sent = ctx.rpc.send_raw_transaction(&encode_hex(&tx), node_cap)?;
     if sent != txid {
         eprintln!("warning: node reported txid {sent}, expected {txid}");
     }
-    let size = tx.size() as u64;
     let summary = json!({
         "txid": txid, "amount": amount.0, "amount_coins": amount.to_coin_string(),
         "fee": selection.fee.0, "fee_coins": selection.fee.to_coin_string(), "feerate": rate, "size": size,
@@ -123,11 +181,12 @@ pub fn cmd_send(
         std::io::stdout().flush()?;
     }
     eprintln!(
-        "sent {} coins to {to} (fee {} coins, {size} bytes at {rate}/byte)",
+        "sent {} coins to {to}, fee {} coins ({size} bytes at {rate} per byte, {} inputs)",
         amount.to_coin_string(),
-        selection.fee.to_coin_string()
+        selection.fee.to_coin_string(),
+        selection.inputs.len()
     );
-    let confirmation = match wait {
+    let confirmation = match args.wait {
         Some(timeout) => Some(wait_for_confirmation(ctx, &txid, timeout)?),
         None => None,
     };

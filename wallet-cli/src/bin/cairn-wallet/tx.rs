@@ -5,18 +5,17 @@ use std::str::FromStr;
 use anyhow::{Result, anyhow};
 
 use cairn_primitives::Txid;
-use cairn_wallet::WalletFile;
 use std::collections::HashMap;
 
 use cairn_wallet::history::summarize;
 use cairn_wallet::signed_coin_string;
 
-use crate::common::{Ctx, coins, print_json};
+use crate::common::{Ctx, coins, load_wallet, print_json};
 use crate::history::{mine_set, summary_json};
 
 pub fn cmd_tx(ctx: &Ctx, txid: &str) -> Result<()> {
     Txid::from_str(txid).map_err(|e| anyhow!("invalid txid {txid:?}: {e}"))?;
-    let wallet = WalletFile::load(&ctx.wallet_path)?;
+    let (wallet, _chain) = load_wallet(ctx)?;
     let mine = mine_set(&wallet)?;
     let tx = ctx.rpc.raw_transaction(txid)?.ok_or_else(|| {
         anyhow!(
