@@ -5,33 +5,41 @@
 //! - JSON-RPC 1.0 requests (no `jsonrpc` member, or `"1.0"`), which many Bitcoin client libraries
 //!   send, are passed to jsonrpsee as 2.0 and their responses rewritten the way Bitcoin Core
 //!   answers them: `{"result", "error", "id"}`, both members present.
-//! - Credentials: when configured, privileged methods always need them and, on a non-loopback
-//!   address, every request does.
-//! - Any content type is accepted for `POST` (Bitcoin Core's own examples send `text/plain`).
+//! - Browser defences first ([`crate::guard`]): `Host` and `Origin` (403), and a `POST` must be
+//!   `application/json` (415). Nothing runs for a refused request.
+//! - Credentials: checked once per request or WebSocket upgrade, in constant time, with a delay
+//!   after a failed attempt from the same address; the outcome travels with the request to the
+//!   RPC middleware ([`crate::auth`]), which decides per executed call. Wrong credentials are a
+//!   401 at once; on a non-loopback address every request needs them.
+//! - Every JSON answer carries exactly `Content-Type: application/json`, as Bitcoin Core sends
+//!   (python-bitcoinrpc refuses anything else, `charset` included).
 
 use std::fmt::Write;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use base64::Engine;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Bytes;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, ORIGIN, WWW_AUTHENTICATE};
 use hyper::http::{Method, StatusCode};
 use jsonrpsee::core::BoxError;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 use tower::{Layer, Service};
 
+use crate::auth::{CallerAuth, FailedAuthThrottle, credentials_match};
 use crate::error::INVALID_REQUEST;
+use crate::guard::{BrowserGuard, Refusal, check_content_type};
 use crate::{Credentials, RpcConfig};
 
-/// Methods that change node state or stop it: they need credentials whenever some are configured.
-pub const PRIVILEGED_METHODS: &[&str] = &["stop", "generatetoaddress", "submitblock"];
+/// The remote address of the connection a request came on (inserted by the accept loop).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// Upper bounds (seconds) of the RPC latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
@@ -44,6 +52,8 @@ pub struct RpcMetrics {
     pub rejected_requests: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_sum_micros: AtomicU64,
+    /// Calls, errors and time per method.
+    pub per_method: Arc<crate::call_metrics::MethodMetrics>,
 }
 
 impl RpcMetrics {
@@ -92,6 +102,7 @@ impl RpcMetrics {
             self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "cairn_rpc_latency_seconds_count {n}");
+        out.push_str(&self.per_method.render());
         out
     }
 }
@@ -106,6 +117,8 @@ struct Shared {
     max_batch: usize,
     expected_auth: Option<String>,
     protect_all: bool,
+    guard: BrowserGuard,
+    throttle: FailedAuthThrottle,
     metrics: Arc<RpcMetrics>,
     node_metrics: Arc<dyn Fn() -> String + Send + Sync>,
 }
@@ -121,8 +134,15 @@ impl CairnHttpLayer {
             shared: Arc::new(Shared {
                 max_body: config.max_body_bytes as usize,
                 max_batch: config.max_batch_len as usize,
-                protect_all: config.credentials.is_some() && !config.addr.ip().is_loopback(),
+                // Beyond loopback every call needs credentials (with none configured, nothing runs).
+                protect_all: !config.addr.ip().is_loopback(),
                 expected_auth,
+                guard: BrowserGuard::new(
+                    config.addr,
+                    &config.allowed_hosts,
+                    &config.allowed_origins,
+                ),
+                throttle: FailedAuthThrottle::default(),
                 metrics,
                 node_metrics,
             }),
@@ -278,37 +298,53 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let authorised = match &shared.expected_auth {
-                None => true,
-                Some(expected) => {
-                    req.headers()
-                        .get(AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok())
-                        == Some(expected.as_str())
-                }
-            };
-            let unauthorised = || {
+            let reject = |status: StatusCode, message: &str| {
                 shared
                     .metrics
                     .rejected_requests
                     .fetch_add(1, Ordering::Relaxed);
-                let mut r = json_response(
-                    StatusCode::UNAUTHORIZED,
-                    error_body(
-                        INVALID_REQUEST,
-                        "authentication required (HTTP Basic, see the cookie file in the data dir)",
-                    ),
-                );
-                r.headers_mut().insert(
-                    WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"cairnd\""),
-                );
-                Ok(r)
+                Ok(json_response(status, error_body(INVALID_REQUEST, message)))
             };
-            if req.method() == Method::GET && req.uri().path() == "/metrics" {
-                if shared.protect_all && !authorised {
-                    return unauthorised();
+            let guarded = {
+                let (host, origin) = (header_of(&req, HOST), header_of(&req, ORIGIN));
+                shared
+                    .guard
+                    .check_host(host)
+                    .and_then(|()| shared.guard.check_origin(origin, host))
+            };
+            if let Err(r) = guarded {
+                return reject(StatusCode::FORBIDDEN, &r.to_string());
+            }
+            let authenticated = match req.headers().get(AUTHORIZATION) {
+                None => false,
+                Some(given) => {
+                    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+                    if let Some(ip) = peer {
+                        let wait = shared.throttle.delay_for(ip, Instant::now());
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                    let ok = shared
+                        .expected_auth
+                        .as_ref()
+                        .is_some_and(|e| credentials_match(given.as_bytes(), e.as_bytes()));
+                    match (ok, peer) {
+                        (true, Some(ip)) => shared.throttle.succeeded(ip),
+                        (false, Some(ip)) => shared.throttle.failed(ip, Instant::now()),
+                        _ => {}
+                    }
+                    if !ok {
+                        tracing::warn!(peer = ?peer, "RPC request with wrong credentials");
+                        return unauthorised(&shared);
+                    }
+                    true
                 }
+            };
+            if shared.protect_all && !authenticated {
+                return unauthorised(&shared);
+            }
+            if req.method() == Method::GET && req.uri().path() == "/metrics" {
                 let text = format!("{}{}", (shared.node_metrics)(), shared.metrics.render());
                 let mut r = HttpResponse::new(HttpBody::from(text));
                 r.headers_mut().insert(
@@ -317,71 +353,89 @@ where
                 );
                 return Ok(r);
             }
+            let refused = Arc::new(AtomicBool::new(false));
+            let mut req = req;
+            req.extensions_mut().insert(CallerAuth {
+                authenticated,
+                refused: Arc::clone(&refused),
+            });
             if req.method() != Method::POST {
-                // WebSocket upgrades and anything else: jsonrpsee decides.
-                if shared.protect_all && !authorised {
-                    return unauthorised();
-                }
+                // WebSocket upgrades and anything else: jsonrpsee decides; the caller's
+                // credentials travel with the connection to every call made over it.
                 let req = req.map(HttpBody::new);
                 return inner.call(req).await.map_err(Into::into);
+            }
+            if let Err(r @ Refusal::ContentType(_)) =
+                check_content_type(header_of(&req, CONTENT_TYPE))
+            {
+                return reject(StatusCode::UNSUPPORTED_MEDIA_TYPE, &r.to_string());
             }
             let started = Instant::now();
             shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
             let (mut parts, body) = req.into_parts();
-            let bytes = match Limited::new(body, shared.max_body).collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(_) => {
-                    shared
-                        .metrics
-                        .rejected_requests
-                        .fetch_add(1, Ordering::Relaxed);
-                    let msg = format!("request body too large (limit {} bytes)", shared.max_body);
-                    return Ok(json_response(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        error_body(INVALID_REQUEST, &msg),
-                    ));
-                }
-            };
+            // jsonrpsee insists on the header; a request without one was accepted above.
             parts
                 .headers
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let bytes = match Limited::new(body, shared.max_body).collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(_) => {
+                    let msg = format!("request body too large (limit {} bytes)", shared.max_body);
+                    return reject(StatusCode::PAYLOAD_TOO_LARGE, &msg);
+                }
+            };
             let prepared = prepare_request(&bytes);
             shared
                 .metrics
                 .calls
                 .fetch_add(prepared.methods.len().max(1) as u64, Ordering::Relaxed);
-            let needs_auth = shared.protect_all
-                || prepared
-                    .methods
-                    .iter()
-                    .any(|m| PRIVILEGED_METHODS.contains(&m.as_str()));
-            if shared.expected_auth.is_some() && needs_auth && !authorised {
-                return unauthorised();
-            }
             if let Some(len) = prepared.batch_len.filter(|l| *l > shared.max_batch) {
-                shared
-                    .metrics
-                    .rejected_requests
-                    .fetch_add(1, Ordering::Relaxed);
                 let msg = format!("batch too long: {len} calls, limit {}", shared.max_batch);
-                return Ok(json_response(
-                    StatusCode::OK,
-                    error_body(INVALID_REQUEST, &msg),
-                ));
+                return reject(StatusCode::OK, &msg);
             }
             let (legacy_single, legacy_batch) = (prepared.legacy_single, prepared.legacy_batch);
             let body_bytes = prepared.body.unwrap_or_else(|| bytes.to_vec());
             let req = HttpRequest::from_parts(parts, HttpBody::from(body_bytes));
             let resp = inner.call(req).await.map_err(Into::into)?;
-            let resp = if legacy_single || legacy_batch.iter().any(|l| *l) {
+            if refused.load(Ordering::Relaxed) {
+                // A call needed credentials the request did not carry: it did not run. Answer
+                // as Bitcoin Core answers an unauthenticated request.
+                return unauthorised(&shared);
+            }
+            let mut resp = if legacy_single || legacy_batch.iter().any(|l| *l) {
                 rewrite_legacy(resp, legacy_single, &legacy_batch).await?
             } else {
                 resp
             };
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             shared.metrics.observe(started.elapsed().as_secs_f64());
             Ok(resp)
         })
     }
+}
+
+fn header_of<B>(req: &HttpRequest<B>, name: hyper::header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn unauthorised(shared: &Shared) -> Result<HttpResponse, BoxError> {
+    shared
+        .metrics
+        .rejected_requests
+        .fetch_add(1, Ordering::Relaxed);
+    let mut r = json_response(
+        StatusCode::UNAUTHORIZED,
+        error_body(
+            INVALID_REQUEST,
+            "authentication required (HTTP Basic: the cookie file <datadir>/.cookie, or rpc_user/rpc_password)",
+        ),
+    );
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"cairnd\""),
+    );
+    Ok(r)
 }
 
 /// Rewrites the responses to legacy calls. Batch responses are matched to calls by `id`

@@ -3,16 +3,20 @@
 //!
 //! **Owns**: the method table (names and result shapes fixed in `docs/rpc.md`, following Bitcoin
 //! Core), parameter parsing and error codes, the HTTP layer that answers JSON-RPC 1.0 requests
-//! as Bitcoin Core does, bounds every body and batch, and checks credentials, and the WebSocket
-//! subscriptions for new blocks and transactions.
+//! as Bitcoin Core does, bounds every body and batch, keeps web pages out ([`guard`]), decides
+//! per executed call who may run it ([`auth`]), and the WebSocket subscriptions for new blocks
+//! and transactions.
 //!
 //! **Never does**: write chain state or the mempool itself. Reads go to a
 //! [`cairn_storage::ChainReader`] snapshot and the mempool's read lock (never waiting behind a
 //! block import); anything that changes state (a transaction, a block, mining, stop) goes
 //! through the [`NodeControl`] trait the node implements. It never exposes keys.
 
+pub mod auth;
 mod batch;
+mod call_metrics;
 pub mod error;
+pub mod guard;
 mod http;
 mod methods;
 mod params;
@@ -63,9 +67,14 @@ pub struct RpcConfig {
     pub max_batch_len: u32,
     pub max_connections: u32,
     pub max_subscriptions_per_connection: u32,
-    /// When set: privileged calls (`stop`, mining, `submitblock`) need them; if the server is
-    /// not on a loopback address, every call needs them.
+    /// Privileged calls (`stop`, mining, `submitblock`) need them; if the server is not on a
+    /// loopback address, every call does. `None`: privileged calls never run (the node always
+    /// sets them: configured, or the cookie).
     pub credentials: Option<Credentials>,
+    /// `Host` names accepted besides the bind address and `localhost` (`rpc_allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
+    /// Web origins whose pages may call the RPC (`rpc_allowed_origins`); the node's own is implied.
+    pub allowed_origins: Vec<String>,
 }
 
 impl RpcConfig {
@@ -78,6 +87,8 @@ impl RpcConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS,
             credentials: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -161,11 +172,26 @@ impl RpcServer {
 
 /// Binds `config.addr` and serves the methods of `docs/rpc.md`.
 pub async fn start(config: RpcConfig, ctx: RpcContext) -> Result<RpcServer, RpcError> {
+    let listener = std::net::TcpListener::bind(config.addr).map_err(|e| RpcError::Bind {
+        addr: config.addr,
+        reason: e.to_string(),
+    })?;
+    start_on(listener, config, ctx).await
+}
+
+/// Serves on a listener bound beforehand (the node binds first, so that a busy port stops
+/// start-up before anything else happens). `config.addr` is still what `Host` is checked against.
+pub async fn start_on(
+    listener: std::net::TcpListener,
+    config: RpcConfig,
+    ctx: RpcContext,
+) -> Result<RpcServer, RpcError> {
     let metrics = Arc::new(RpcMetrics::default());
     let ctx = Arc::new(ctx);
     let module = methods::module(ctx.clone())?;
     let layer = http::CairnHttpLayer::new(&config, metrics.clone(), ctx.node_metrics.clone());
     let max_response = config.max_response_bytes as usize;
+    let method_metrics = Arc::clone(&metrics.per_method);
     let server_config = ServerConfig::builder()
         .max_request_body_size(config.max_body_bytes)
         .max_response_body_size(config.max_response_bytes)
@@ -173,34 +199,72 @@ pub async fn start(config: RpcConfig, ctx: RpcContext) -> Result<RpcServer, RpcE
         .max_subscriptions_per_connection(config.max_subscriptions_per_connection)
         .set_batch_request_config(BatchRequestConfig::Limit(config.max_batch_len))
         .build();
-    let server = jsonrpsee::server::Server::builder()
+    let bind_error = |e: std::io::Error| RpcError::Bind {
+        addr: config.addr,
+        reason: e.to_string(),
+    };
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+    let local_addr = listener.local_addr().map_err(bind_error)?;
+    let builder = jsonrpsee::server::Server::builder()
         .set_config(server_config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(layer))
         .set_rpc_middleware(
-            jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(move |inner| {
-                batch::ConcurrentBatch {
+            jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
+                // Outermost: authorisation sees every call, batch member and notification
+                // before anything runs.
+                .layer_fn(|inner| auth::Authorize { inner })
+                .layer_fn(move |inner| batch::ConcurrentBatch {
                     inner,
                     max_response_bytes: max_response,
-                }
-            }),
+                })
+                .layer_fn(move |inner| call_metrics::CountCalls {
+                    inner,
+                    metrics: Arc::clone(&method_metrics),
+                }),
         )
-        .build(config.addr)
-        .await
-        .map_err(|e| RpcError::Bind {
-            addr: config.addr,
-            reason: e.to_string(),
-        })?;
-    let local_addr = server.local_addr().map_err(|e| RpcError::Bind {
-        addr: config.addr,
-        reason: e.to_string(),
-    })?;
-    let handle = server.start(module);
+        .to_service_builder();
+    let methods: jsonrpsee::Methods = module.into();
+    let (stop_handle, handle) = jsonrpsee::server::stop_channel();
+    // Our own accept loop (instead of `Server::start`) so that each request carries the
+    // connection's remote address: the failed-credentials delay is per address.
+    tokio::spawn(async move {
+        loop {
+            let (socket, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "RPC accept failed");
+                        // Out of file descriptors and the like: do not spin.
+                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                        continue;
+                    }
+                },
+                () = stop_handle.clone().shutdown() => break,
+            };
+            let (builder, methods, stop) = (builder.clone(), methods.clone(), stop_handle.clone());
+            let service =
+                tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(http::PeerAddr(remote));
+                    let mut svc = builder.clone().build(methods.clone(), stop.clone());
+                    async move { tower::Service::call(&mut svc, req).await }
+                });
+            let stopped = stop_handle.clone().shutdown();
+            // Connection errors (a client going away mid-request) are the client's business.
+            tokio::spawn(jsonrpsee::server::serve_with_graceful_shutdown(
+                socket, service, stopped,
+            ));
+        }
+    });
     Ok(RpcServer {
         handle,
         local_addr,
         metrics,
     })
 }
+
+/// Pause after a failed `accept` (for example when out of file descriptors).
+const ACCEPT_ERROR_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Entry points for `cargo fuzz` (`fuzz/fuzz_targets/rpc_request.rs`); not an API.
 #[doc(hidden)]
