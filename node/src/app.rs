@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::chain::{self, BlockVerdict, ChainHandle, ChainTaskParts, Origin};
 use crate::config::NodeConfig;
+use crate::lock::DataDirLock;
 use crate::metrics::{self, NodeMetrics};
 use crate::{dev, miner, network};
 
@@ -30,8 +31,9 @@ const EXPIRE_INTERVAL: Duration = Duration::from_secs(60);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// Chain database directory inside the data dir.
 const CHAIN_DIR: &str = "chain";
-/// Cookie file, written when the RPC listens beyond loopback without configured credentials.
-const COOKIE_FILE: &str = ".cookie";
+/// Cookie file: RPC credentials written at every start when none are configured (as Bitcoin
+/// Core), removed on a clean exit.
+pub const COOKIE_FILE: &str = ".cookie";
 
 fn load_params(config: &NodeConfig) -> anyhow::Result<ChainParams> {
     match &config.genesis {
@@ -52,6 +54,49 @@ fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
                 .with_context(|| format!("invalid {what} multiaddr {s:?}"))
         })
         .collect()
+}
+
+/// Binds the RPC port now, so that a busy port stops start-up before anything else happens.
+fn bind_rpc(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "RPC address {addr} is already in use (another cairnd?): choose another with --rpc-addr or rpc_addr in cairn.toml"
+        ),
+        Err(e) => bail!("cannot listen for RPC on {addr}: {e}"),
+    }
+}
+
+/// The `ip:port` a `/ip4|ip6/<ip>/tcp/<port>` multiaddr listens on, if it names a fixed port.
+fn tcp_listen_addr(addr: &Multiaddr) -> Option<SocketAddr> {
+    let text = addr.to_string();
+    let parts: Vec<&str> = text.split('/').collect();
+    match parts.as_slice() {
+        ["", "ip4" | "ip6", ip, "tcp", port, ..] => {
+            let ip: std::net::IpAddr = ip.parse().ok()?;
+            let port: u16 = port.parse().ok()?;
+            (port != 0).then_some(SocketAddr::new(ip, port))
+        }
+        _ => None,
+    }
+}
+
+/// libp2p listens with SO_REUSEPORT (so that dials can reuse the port), which lets a second node
+/// share a port silently and take half its inbound peers. A plain bind first tells the truth.
+fn check_p2p_ports_free(listen: &[Multiaddr]) -> anyhow::Result<()> {
+    for addr in listen {
+        let Some(sock) = tcp_listen_addr(addr) else {
+            continue;
+        };
+        match std::net::TcpListener::bind(sock) {
+            Ok(l) => drop(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+                "P2P address {addr} is already in use (another cairnd?): choose another with --p2p-listen or p2p_listen in cairn.toml"
+            ),
+            Err(e) => bail!("cannot listen for peers on {addr}: {e}"),
+        }
+    }
+    Ok(())
 }
 
 /// Writes a fresh random cookie (`__cookie__:<hex>`, mode 0600) and returns the credentials.
@@ -178,8 +223,30 @@ async fn log_sync_progress(chain: ChainHandle, best_peer: Arc<AtomicU64>) {
 }
 
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    // Start-up checks come first: nothing in the data dir is opened or changed before they pass.
     let params = load_params(&config)?;
     let datadir = config.datadir.clone();
+    let datadir_lock = DataDirLock::acquire(&datadir)?;
+    let listen_addrs = parse_addrs(&config.p2p_listen, config.p2p_listen_from)?;
+    let bootnodes = parse_addrs(&config.bootnodes, config.bootnodes_from)?;
+    let miner_pubkey = match (&config.miner_address, config.dev) {
+        (Some(a), _) => Some(
+            Address::parse(a, &params.address_prefix)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid {} {a:?}: {e} (addresses of this chain start with {}1)",
+                        config.miner_address_from,
+                        params.address_prefix
+                    )
+                })?
+                .pubkey,
+        ),
+        (None, true) => None, // the dev wallet's, below
+        (None, false) if config.mine => bail!("mining needs a miner address: --miner-address ADDR"),
+        (None, false) => None,
+    };
+    let rpc_listener = bind_rpc(config.rpc_addr)?;
+    check_p2p_ports_free(&listen_addrs)?;
     info!(chain = %params.chain_id, genesis = %params.genesis_hash(), datadir = %datadir.display(), "starting cairnd");
 
     let storage_config = StorageConfig {
@@ -208,8 +275,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 
     // Network.
     let mut net_config = NetworkConfig::new(params.genesis_hash());
-    net_config.listen_addrs = parse_addrs(&config.p2p_listen, "--p2p-listen")?;
-    net_config.bootnodes = parse_addrs(&config.bootnodes, "--bootnode")?;
+    net_config.listen_addrs = listen_addrs;
+    net_config.bootnodes = bootnodes;
     net_config.data_dir = Some(datadir.clone());
     net_config.mdns = config.mdns;
     net_config.max_peers = config.max_peers;
@@ -249,18 +316,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }
 
     // Miner.
-    let miner_pubkey = match (&config.miner_address, config.dev) {
-        (Some(a), _) => Some(
-            Address::parse(a, &params.address_prefix)
-                .map_err(|e| anyhow::anyhow!("invalid --miner-address {a:?}: {e}"))?
-                .pubkey,
-        ),
-        (None, true) => None, // the dev wallet's, below
-        (None, false) if config.mine => bail!("--mine needs --miner-address ADDR"),
-        (None, false) => None,
-    };
     let dev_wallet = if config.dev {
-        Some(dev::ensure_dev_wallet(&datadir)?)
+        Some(dev::ensure_dev_wallet(&datadir, &params)?)
     } else {
         None
     };
@@ -274,21 +331,29 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         stop: Arc::clone(&stop),
         best_peer_height: Arc::clone(&best_peer_height),
     });
-    let credentials = match &config.rpc_credentials {
-        Some((user, password)) => Some(Credentials {
-            user: user.clone(),
-            password: password.clone(),
-        }),
-        None if !config.rpc_addr.ip().is_loopback() => Some(write_cookie(&datadir)?),
-        None => None,
+    // Credentials always exist: privileged calls need them even on loopback.
+    let (credentials, cookie) = match &config.rpc_credentials {
+        Some((user, password)) => (
+            Credentials {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            None,
+        ),
+        None => (write_cookie(&datadir)?, Some(datadir.join(COOKIE_FILE))),
     };
     let mut rpc_config = RpcConfig::new(config.rpc_addr);
-    rpc_config.credentials = credentials;
+    rpc_config.credentials = Some(credentials);
+    rpc_config.allowed_hosts = config.rpc_allowed_hosts.clone();
+    rpc_config.allowed_origins = config.rpc_allowed_origins.clone();
     let render = {
         let (chain, net, m) = (chain.clone(), net.clone(), Arc::clone(&node_metrics));
-        Arc::new(move || gauges_text(&chain, &net, &m)) as Arc<dyn Fn() -> String + Send + Sync>
+        let started = Instant::now();
+        Arc::new(move || gauges_text(&chain, &net, &m, started))
+            as Arc<dyn Fn() -> String + Send + Sync>
     };
-    let rpc = cairn_rpc::start(
+    let rpc = cairn_rpc::start_on(
+        rpc_listener,
         rpc_config,
         RpcContext {
             params: Arc::new(params.clone()),
@@ -312,13 +377,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .map(ToString::to_string)
         .collect();
 
-    let miner_shutdown = Arc::new(AtomicBool::new(false));
+    let (miner_shutdown, miner_shutdown_rx) = tokio::sync::watch::channel(false);
     let miner_task = match (config.mine, miner_pubkey) {
         (true, Some(pk)) => Some(tokio::spawn(miner::run(
             chain.clone(),
             pk,
             config.miner_threads,
-            Arc::clone(&miner_shutdown),
+            miner_shutdown_rx,
         ))),
         _ => None,
     };
@@ -331,6 +396,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         params.genesis_hash()
     );
     println!("RPC:  {rpc_url}");
+    match &cookie {
+        Some(c) => println!(
+            "RPC credentials for stop/mining/submitblock: cookie file {}",
+            c.display()
+        ),
+        None => println!("RPC credentials: rpc_user/rpc_password from cairn.toml"),
+    }
     for a in &p2p_addrs {
         println!("P2P:  {a}");
     }
@@ -354,7 +426,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 
     shutdown_signal(stop).await;
     info!("shutting down");
-    miner_shutdown.store(true, Ordering::Relaxed);
+    let _ = miner_shutdown.send(true);
     rpc.stop().await;
     if let Some(m) = miner_task {
         let _ = tokio::time::timeout(Duration::from_secs(10), m).await;
@@ -366,6 +438,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     chain.shutdown().await;
     drop(chain);
     let _ = tokio::task::spawn_blocking(move || chain_thread.join()).await;
+    if let Some(c) = &cookie
+        && let Err(e) = std::fs::remove_file(c)
+    {
+        warn!(error = %e, file = %c.display(), "cannot remove the RPC cookie");
+    }
+    drop(datadir_lock);
     info!("stopped");
     Ok(())
 }
@@ -374,11 +452,27 @@ fn rpc_url(addr: SocketAddr) -> String {
     format!("http://{addr}/")
 }
 
-fn gauges_text(chain: &ChainHandle, net: &NetworkHandle, m: &NodeMetrics) -> String {
+fn gauges_text(
+    chain: &ChainHandle,
+    net: &NetworkHandle,
+    m: &NodeMetrics,
+    started: Instant,
+) -> String {
     let (height, headers) = (
         chain.reader.tip().map(|t| t.0).unwrap_or(0),
         chain.reader.best_header().map(|h| h.height).unwrap_or(0),
     );
+    let tip_time = chain
+        .reader
+        .tip()
+        .ok()
+        .and_then(|(_, hash)| chain.reader.header_info(&hash).ok().flatten())
+        .map(|h| h.header.time)
+        .unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let info = chain
         .mempool
         .read()
@@ -392,6 +486,8 @@ fn gauges_text(chain: &ChainHandle, net: &NetworkHandle, m: &NodeMetrics) -> Str
             mempool_txs: info.size,
             mempool_bytes: info.bytes,
             p2p: net.metrics(),
+            uptime_secs: started.elapsed().as_secs(),
+            tip_age_secs: now.saturating_sub(tip_time),
         },
     )
 }

@@ -448,7 +448,17 @@ impl ChainTask {
                 }
                 ChainEvent::BlockInvalid { hash, reason } => warn!(%hash, %reason, "block invalid"),
                 ChainEvent::TipChanged { hash, height } => {
-                    info!(%hash, height, "new tip");
+                    // While syncing, the progress line (every few seconds) reports the height;
+                    // a line per block would bury everything else.
+                    let syncing = self
+                        .reader
+                        .best_header()
+                        .is_ok_and(|h| h.height > *height);
+                    if syncing {
+                        debug!(%hash, height, "new tip");
+                    } else {
+                        info!(%hash, height, "new tip");
+                    }
                     self.tip.send_replace((*height, *hash));
                 }
             }

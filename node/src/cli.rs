@@ -1,6 +1,5 @@
 //! Command-line interface. Flags override `cairn.toml` in the data dir, which overrides defaults.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -37,9 +36,14 @@ pub struct CommonArgs {
     #[arg(long, global = true, value_name = "DIR")]
     pub datadir: Option<PathBuf>,
 
-    /// JSON-RPC listen address (default 127.0.0.1:8645).
+    /// JSON-RPC listen address (default 127.0.0.1:8645; HOST may be a name such as localhost).
     #[arg(long, global = true, value_name = "HOST:PORT")]
-    pub rpc_addr: Option<SocketAddr>,
+    pub rpc_addr: Option<String>,
+
+    /// P2P listen multiaddr (repeatable; default /ip4/0.0.0.0/tcp/9645, with --dev
+    /// /ip4/127.0.0.1/tcp/9645).
+    #[arg(long = "p2p-listen", global = true, value_name = "MULTIADDR")]
+    pub p2p_listen: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -47,10 +51,6 @@ pub struct RunArgs {
     /// Genesis file defining the chain (default: the bundled devnet genesis.json).
     #[arg(long, value_name = "FILE")]
     pub genesis: Option<PathBuf>,
-
-    /// P2P listen multiaddr (repeatable; default /ip4/0.0.0.0/tcp/9645).
-    #[arg(long = "p2p-listen", value_name = "MULTIADDR")]
-    pub p2p_listen: Vec<String>,
 
     /// Peer to connect to at start (repeatable); `/p2p/<peer id>` may be omitted.
     #[arg(long = "bootnode", value_name = "MULTIADDR")]

@@ -12,9 +12,9 @@ use crate::cli::{Cli, RunArgs};
 pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8645";
 /// Default P2P listen address of `cairnd run`.
 pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/9645";
-/// P2P listen address of `--dev`: loopback, any free port (a dev chain has no peers by default,
-/// and several dev nodes on one machine must not collide).
-pub const DEV_P2P_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
+/// P2P listen address of `--dev`: loopback only (a dev chain is private), on the default port so
+/// a second node can name it as its bootnode; `--p2p-listen` gives another.
+pub const DEV_P2P_LISTEN: &str = "/ip4/127.0.0.1/tcp/9645";
 /// Config file name inside the data dir.
 pub const CONFIG_FILE: &str = "cairn.toml";
 /// Default mining threads.
@@ -35,9 +35,11 @@ pub struct ConfigFile {
     pub genesis: Option<PathBuf>,
     pub p2p_listen: Option<Vec<String>>,
     pub bootnodes: Option<Vec<String>>,
-    pub rpc_addr: Option<SocketAddr>,
+    pub rpc_addr: Option<String>,
     pub rpc_user: Option<String>,
     pub rpc_password: Option<String>,
+    pub rpc_allowed_hosts: Option<Vec<String>>,
+    pub rpc_allowed_origins: Option<Vec<String>>,
     pub mine: Option<bool>,
     pub miner_address: Option<String>,
     pub miner_threads: Option<usize>,
@@ -54,11 +56,18 @@ pub struct NodeConfig {
     pub datadir: PathBuf,
     pub genesis: Option<PathBuf>,
     pub p2p_listen: Vec<String>,
+    /// Where `p2p_listen` came from, as an operator would look for it (`--p2p-listen` or the
+    /// config key), for error messages.
+    pub p2p_listen_from: &'static str,
     pub bootnodes: Vec<String>,
+    pub bootnodes_from: &'static str,
     pub rpc_addr: SocketAddr,
     pub rpc_credentials: Option<(String, String)>,
+    pub rpc_allowed_hosts: Vec<String>,
+    pub rpc_allowed_origins: Vec<String>,
     pub mine: bool,
     pub miner_address: Option<String>,
+    pub miner_address_from: &'static str,
     pub miner_threads: usize,
     pub mdns: bool,
     pub max_peers: u32,
@@ -105,26 +114,49 @@ impl NodeConfig {
             .with_context(|| format!("cannot create data dir {}", datadir.display()))?;
         let file = read_config_file(&datadir)?;
 
-        let p2p_listen = if !run.p2p_listen.is_empty() {
-            run.p2p_listen.clone()
+        let (p2p_listen, p2p_listen_from) = if !cli.common.p2p_listen.is_empty() {
+            (cli.common.p2p_listen.clone(), "--p2p-listen")
         } else if let Some(l) = file.p2p_listen.clone() {
-            l
+            (l, "p2p_listen in cairn.toml")
         } else if cli.dev {
-            vec![DEV_P2P_LISTEN.to_string()]
+            (vec![DEV_P2P_LISTEN.to_string()], "--p2p-listen")
         } else {
-            vec![DEFAULT_P2P_LISTEN.to_string()]
+            (vec![DEFAULT_P2P_LISTEN.to_string()], "--p2p-listen")
         };
-        let bootnodes = if !run.bootnodes.is_empty() {
-            run.bootnodes.clone()
+        let (bootnodes, bootnodes_from) = if !run.bootnodes.is_empty() {
+            (run.bootnodes.clone(), "--bootnode")
         } else {
-            file.bootnodes.clone().unwrap_or_default()
+            (
+                file.bootnodes.clone().unwrap_or_default(),
+                "bootnodes in cairn.toml",
+            )
         };
         if p2p_listen.len() > MAX_ADDR_LIST || bootnodes.len() > MAX_ADDR_LIST {
             bail!("at most {MAX_ADDR_LIST} listen addresses and {MAX_ADDR_LIST} bootnodes");
         }
-        let rpc_addr = match cli.common.rpc_addr.or(file.rpc_addr) {
-            Some(a) => a,
-            None => DEFAULT_RPC_ADDR.parse().context("default RPC address")?,
+        for (key, list) in [
+            ("rpc_allowed_hosts", &file.rpc_allowed_hosts),
+            ("rpc_allowed_origins", &file.rpc_allowed_origins),
+        ] {
+            if list.as_ref().is_some_and(|l| l.len() > MAX_ADDR_LIST) {
+                bail!("config: {key} lists more than {MAX_ADDR_LIST} entries");
+            }
+        }
+        let rpc_addr = match (&cli.common.rpc_addr, &file.rpc_addr) {
+            (Some(a), _) => resolve_socket_addr(a).context("invalid --rpc-addr")?,
+            (None, Some(a)) => resolve_socket_addr(a).context("invalid rpc_addr in cairn.toml")?,
+            (None, None) => DEFAULT_RPC_ADDR.parse().context("default RPC address")?,
+        };
+        // A relative genesis path in cairn.toml is relative to the data dir, where the file is.
+        let genesis = match (&run.genesis, &file.genesis) {
+            (Some(g), _) => Some(g.clone()),
+            (None, Some(g)) if g.is_relative() => Some(datadir.join(g)),
+            (None, g) => g.clone(),
+        };
+        let (miner_address, miner_address_from) = match (&run.miner_address, &file.miner_address) {
+            (Some(a), _) => (Some(a.clone()), "--miner-address"),
+            (None, Some(a)) => (Some(a.clone()), "miner_address in cairn.toml"),
+            (None, None) => (None, "--miner-address"),
         };
         let rpc_credentials = match (file.rpc_user.clone(), file.rpc_password.clone()) {
             (Some(u), Some(p)) => Some((u, p)),
@@ -152,13 +184,18 @@ impl NodeConfig {
         }
         Ok(NodeConfig {
             dev: cli.dev,
-            genesis: run.genesis.clone().or(file.genesis.clone()),
+            genesis,
             p2p_listen,
+            p2p_listen_from,
             bootnodes,
+            bootnodes_from,
             rpc_addr,
             rpc_credentials,
+            rpc_allowed_hosts: file.rpc_allowed_hosts.clone().unwrap_or_default(),
+            rpc_allowed_origins: file.rpc_allowed_origins.clone().unwrap_or_default(),
             mine: cli.dev || run.mine || file.mine.unwrap_or(false),
-            miner_address: run.miner_address.clone().or(file.miner_address.clone()),
+            miner_address,
+            miner_address_from,
             miner_threads,
             mdns: run.mdns || file.mdns.unwrap_or(false),
             max_peers,
@@ -167,6 +204,23 @@ impl NodeConfig {
             datadir,
         })
     }
+}
+
+/// `HOST:PORT` where HOST is an address or a name (`localhost:8645`); a name resolving to several
+/// addresses takes the first IPv4 one, as `localhost` should mean 127.0.0.1.
+pub fn resolve_socket_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(s)
+        .with_context(|| format!("{s:?} is not HOST:PORT"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .with_context(|| format!("{s:?} resolves to no address"))
 }
 
 #[cfg(test)]
@@ -179,6 +233,16 @@ mod tests {
         std::fs::write(dir.path().join(CONFIG_FILE), "rpc_adress = \"1.2.3.4:5\"\n").unwrap();
         let err = format!("{:#}", read_config_file(dir.path()).unwrap_err());
         assert!(err.contains("rpc_adress"), "{err}");
+    }
+
+    #[test]
+    fn rpc_addr_takes_localhost() {
+        assert_eq!(
+            resolve_socket_addr("localhost:8645").unwrap(),
+            "127.0.0.1:8645".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(resolve_socket_addr("127.0.0.1:1").unwrap().port(), 1);
+        assert!(resolve_socket_addr("localhost").is_err());
     }
 
     #[test]

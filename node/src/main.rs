@@ -8,6 +8,7 @@ mod chain;
 mod cli;
 mod config;
 mod dev;
+mod lock;
 mod metrics;
 mod miner;
 mod network;
@@ -29,6 +30,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Colour when stderr is a terminal, never with `NO_COLOR` set (https://no-color.org).
+fn use_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn run() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
@@ -37,15 +44,14 @@ fn run() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: escape codes in a log file or a pipe are noise.
+        .with_ansi(use_colour())
         .init();
     let config = config::NodeConfig::resolve(&cli)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cairnd")
         .build()?;
-    let result = runtime.block_on(app::run(config));
-    if let Err(e) = &result {
-        tracing::error!("{e:#}");
-    }
-    result
+    // A fatal error is printed once, by `main`.
+    runtime.block_on(app::run(config))
 }

@@ -28,6 +28,38 @@ pub struct Gauges {
     pub mempool_txs: usize,
     pub mempool_bytes: usize,
     pub p2p: MetricsSnapshot,
+    /// Seconds since the node started.
+    pub uptime_secs: u64,
+    /// Seconds between now and the tip's timestamp (0 if the tip is from the future).
+    pub tip_age_secs: u64,
+}
+
+/// Resident memory and CPU time of this process, from `/proc/self` (Linux); `None` elsewhere.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessStats {
+    pub rss_bytes: u64,
+    pub cpu_seconds: f64,
+}
+
+/// Kernel clock ticks per second as `/proc/<pid>/stat` counts them (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+/// Bytes per page in `/proc/self/statm` (4 KiB on the platforms Cairn runs on).
+const PAGE_SIZE: u64 = 4096;
+
+pub fn process_stats() -> Option<ProcessStats> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let rss_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(ProcessStats {
+        rss_bytes: rss_pages * PAGE_SIZE,
+        cpu_seconds: (utime + stime) as f64 / USER_HZ,
+    })
 }
 
 pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
@@ -39,6 +71,37 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         );
     };
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let mut extra = String::new();
+    let _ = writeln!(
+        extra,
+        "# HELP cairn_build_info Build of this node (always 1).\n# TYPE cairn_build_info gauge\ncairn_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    metric(
+        "cairn_uptime_seconds",
+        "gauge",
+        "Seconds since the node started.",
+        g.uptime_secs,
+    );
+    metric(
+        "cairn_tip_age_seconds",
+        "gauge",
+        "Seconds since the timestamp of the best block.",
+        g.tip_age_secs,
+    );
+    if let Some(p) = process_stats() {
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the cairnd process.",
+            p.rss_bytes,
+        );
+        let _ = writeln!(
+            extra,
+            "# HELP process_cpu_seconds_total CPU time (user + system) of the cairnd process.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
+            p.cpu_seconds
+        );
+    }
     metric(
         "cairn_chain_height",
         "gauge",
@@ -161,5 +224,6 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         "Gossip messages dropped because the node was busy.",
         p.dropped_events,
     );
+    out.push_str(&extra);
     out
 }

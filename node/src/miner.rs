@@ -10,6 +10,7 @@ use cairn_mempool::Mempool;
 use cairn_primitives::encoding::encoded_len;
 use cairn_primitives::{Amount, Block, BlockHeader, Transaction, TxOut, XOnlyPublicKey};
 use cairn_storage::BlockTemplateContext;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::chain::{BlockVerdict, ChainHandle, Origin};
@@ -125,17 +126,18 @@ pub async fn run(
     chain: ChainHandle,
     pubkey: XOnlyPublicKey,
     threads: usize,
-    shutdown: Arc<AtomicBool>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let dev = chain.params.is_dev_chain();
     let block_time = Duration::from_secs(chain.params.block_time_secs.max(1));
     let mut tip_rx = chain.tip.clone();
     info!(threads, dev, "miner started");
-    while !shutdown.load(Ordering::Relaxed) {
+    // Shutdown is a signal, not a flag polled between sleeps: `cairnd --dev` must stop at once.
+    while !*shutdown.borrow() {
         if dev {
-            tokio::time::sleep(block_time).await;
-            if shutdown.load(Ordering::Relaxed) {
-                break;
+            tokio::select! {
+                _ = tokio::time::sleep(block_time) => {}
+                _ = shutdown.changed() => break,
             }
         }
         let template = match chain.template(pubkey).await {
@@ -154,16 +156,14 @@ pub async fn run(
         // Stop the search when the tip moves, the template is stale, or we shut down.
         let watcher = {
             let stop = Arc::clone(&stop);
-            let shutdown = Arc::clone(&shutdown);
+            let mut shutdown = shutdown.clone();
             let mut tip_rx = tip_rx.clone();
             tokio::spawn(async move {
                 let deadline = tokio::time::Instant::now() + TEMPLATE_REFRESH;
-                loop {
-                    tokio::select! {
-                        _ = tip_rx.changed() => break,
-                        _ = tokio::time::sleep_until(deadline) => break,
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => if shutdown.load(Ordering::Relaxed) { break },
-                    }
+                tokio::select! {
+                    _ = tip_rx.changed() => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = shutdown.changed() => {}
                 }
                 stop.store(true, Ordering::Relaxed);
             })
