@@ -125,9 +125,10 @@ impl TestNode {
             cmd.arg("--dev");
         } else {
             cmd.arg("run");
-            if !opts.args.iter().any(|a| a == "--p2p-listen") {
-                cmd.args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0"]);
-            }
+        }
+        // Any free port, unless the test names one: tests run in parallel.
+        if !opts.args.iter().any(|a| a == "--p2p-listen") {
+            cmd.args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0"]);
         }
         cmd.args([
             "--datadir",
@@ -192,13 +193,45 @@ impl TestNode {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Calls a method; `Err` carries a transport failure or the JSON-RPC error.
+    /// The `user:password` of the node's RPC cookie (written at every start when no
+    /// credentials are configured), if there is one.
+    pub fn cookie(&self) -> Option<String> {
+        std::fs::read_to_string(self.datadir.join(".cookie"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// Calls a method as the operator (with the cookie's credentials, when there is a cookie);
+    /// `Err` carries a transport failure or the JSON-RPC error.
     pub fn call(&self, method: &str, params: Value) -> std::result::Result<Value, RpcError> {
+        self.call_as(method, params, self.cookie().as_deref())
+    }
+
+    /// Calls a method with no credentials (as any local process could).
+    pub fn call_anonymous(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> std::result::Result<Value, RpcError> {
+        self.call_as(method, params, None)
+    }
+
+    /// Calls a method with `user:password` credentials, or none.
+    pub fn call_as(
+        &self,
+        method: &str,
+        params: Value,
+        credentials: Option<&str>,
+    ) -> std::result::Result<Value, RpcError> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let resp = post_json(&self.rpc_url, &body).map_err(|e| RpcError {
+        let transport = |e: anyhow::Error| RpcError {
             code: 0,
             message: e.to_string(),
-        })?;
+        };
+        let (status, text) =
+            post_with(&self.rpc_url, &body.to_string(), credentials, &[]).map_err(transport)?;
+        let resp: Value = serde_json::from_str(&text)
+            .map_err(|e| transport(anyhow!("HTTP {status}, response is not JSON ({e}): {text}")))?;
         if let Some(err) = resp.get("error").filter(|e| !e.is_null()) {
             return Err(RpcError {
                 code: err["code"].as_i64().unwrap_or(0),
@@ -329,16 +362,55 @@ pub fn post_json(url: &str, body: &Value) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("response is not JSON: {text}"))
 }
 
-/// POSTs raw bytes; returns the HTTP status and body text.
+/// POSTs raw bytes as `application/json`, without credentials; returns the HTTP status and
+/// body text.
 pub fn post_raw(url: &str, body: &str) -> Result<(u16, String)> {
+    post_with(url, body, None, &[])
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic_auth(credentials: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
+
+/// POSTs `body` with optional `user:password` credentials and extra headers (which may
+/// override `Content-Type`); returns the HTTP status and body text, whatever the status.
+pub fn post_with(
+    url: &str,
+    body: &str,
+    credentials: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String)> {
+    let (status, _, text) = post_full(url, body, credentials, headers)?;
+    Ok((status, text))
+}
+
+/// As [`post_with`], also returning the response's `Content-Type`.
+pub fn post_full(
+    url: &str,
+    body: &str,
+    credentials: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Option<String>, String)> {
     let agent = ureq::AgentBuilder::new().timeout(RPC_TIMEOUT).build();
-    match agent
-        .post(url)
-        .set("Content-Type", "application/json")
-        .send_string(body)
-    {
-        Ok(r) => Ok((r.status(), r.into_string()?)),
-        Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string()?)),
+    let mut req = agent.post(url).set("Content-Type", "application/json");
+    if let Some(c) = credentials {
+        req = req.set("Authorization", &basic_auth(c));
+    }
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let read = |r: ureq::Response| -> Result<(u16, Option<String>, String)> {
+        let ct = r.header("Content-Type").map(String::from);
+        Ok((r.status(), ct, r.into_string()?))
+    };
+    match req.send_string(body) {
+        Ok(r) => read(r),
+        Err(ureq::Error::Status(_, r)) => read(r),
         Err(e) => Err(anyhow!("HTTP request to {url} failed: {e}")),
     }
 }
@@ -358,12 +430,25 @@ pub struct WsClient {
 impl WsClient {
     /// Connects to `ws://127.0.0.1:<port>/` and completes the upgrade handshake.
     pub fn connect(port: u16) -> Result<WsClient> {
+        Self::connect_with(port, &[])
+    }
+
+    /// As [`WsClient::connect`], with extra request headers (`Origin`, `Authorization`, or a
+    /// `Host` that replaces the default one).
+    pub fn connect_with(port: u16, headers: &[(&str, &str)]) -> Result<WsClient> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(RPC_TIMEOUT))?;
+        let mut extra = String::new();
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            extra.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+        }
+        for (k, v) in headers {
+            extra.push_str(&format!("{k}: {v}\r\n"));
+        }
         write!(
             stream,
-            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET / HTTP/1.1\r\n{extra}Upgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )?;
         // Read the response head byte by byte up to the blank line (frames may follow).
