@@ -88,7 +88,11 @@ fn wallet_works_before_any_node_exists() {
     assert_eq!(std::fs::read(&w).unwrap(), before, "wallet file changed");
     // The testnet wallet and that node agree.
     let out = wallet(&["--wallet", &t_s, "--rpc", &node.rpc_url, "balance"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn start_fails(args: &[&str]) -> (String, Duration) {
@@ -140,7 +144,10 @@ fn start_up_checks_come_first_and_name_the_fix() {
         "--p2p-listen",
         "/ip4/127.0.0.1/tcp/0",
     ]);
-    assert!(err.contains("already in use") && err.contains("--rpc-addr"), "{err}");
+    assert!(
+        err.contains("already in use") && err.contains("--rpc-addr"),
+        "{err}"
+    );
     // Nothing was created in the other data dir by either failed start.
     let created: Vec<_> = std::fs::read_dir(other.path())
         .unwrap()
@@ -194,14 +201,21 @@ fn start_up_checks_come_first_and_name_the_fix() {
         "/ip4/127.0.0.1/tcp/0",
     ]);
     assert!(err.contains("miner_address in cairn.toml"), "{err}");
-    assert!(!other.path().join("chain").exists(), "chain created before the checks");
+    assert!(
+        !other.path().join("chain").exists(),
+        "chain created before the checks"
+    );
 }
 
 #[test]
 fn relative_genesis_in_the_config_file_is_relative_to_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(testnet_genesis(), dir.path().join("my-genesis.json")).unwrap();
-    std::fs::write(dir.path().join("cairn.toml"), "genesis = \"my-genesis.json\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("cairn.toml"),
+        "genesis = \"my-genesis.json\"\n",
+    )
+    .unwrap();
     let node = TestNode::start(NodeOptions {
         dev: false,
         args: vec![],
@@ -303,7 +317,10 @@ fn too_many_small_coins_are_consolidated_and_history_pages() {
     let out = run(&["send", "--to", &filler, "--amount", "45500"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("consolidate") && err.contains("--all"), "{err}");
+    assert!(
+        err.contains("consolidate") && err.contains("--all"),
+        "{err}"
+    );
 
     // The way out, as the message says it.
     let own = stdout(&run(&["address"]));

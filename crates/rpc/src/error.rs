@@ -12,6 +12,10 @@ pub enum RpcError {
     Bind { addr: SocketAddr, reason: String },
     #[error("registering RPC method: {0}")]
     Register(#[from] jsonrpsee::core::RegisterMethodError),
+    #[error(
+        "RPC methods neither open nor privileged: {0} (classify each in crates/rpc/src/auth.rs)"
+    )]
+    Unclassified(String),
 }
 
 pub const PARSE_ERROR: i32 = -32700;

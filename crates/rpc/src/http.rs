@@ -393,7 +393,12 @@ where
                 let msg = format!("batch too long: {len} calls, limit {}", shared.max_batch);
                 return reject(StatusCode::OK, &msg);
             }
-            let (legacy_single, legacy_batch) = (prepared.legacy_single, prepared.legacy_batch);
+            let (legacy_single, mut legacy_batch) = (prepared.legacy_single, prepared.legacy_batch);
+            if legacy_batch_client(&parts.headers) {
+                // python-bitcoinrpc marks its batch calls 2.0 but reads every answer as Bitcoin
+                // Core's legacy shape (`error` present even on success).
+                legacy_batch.iter_mut().for_each(|l| *l = true);
+            }
             let body_bytes = prepared.body.unwrap_or_else(|| bytes.to_vec());
             let req = HttpRequest::from_parts(parts, HttpBody::from(body_bytes));
             let resp = inner.call(req).await.map_err(Into::into)?;
@@ -413,6 +418,17 @@ where
             Ok(resp)
         })
     }
+}
+
+/// User agents whose batch answers must have the legacy shape although their calls say 2.0:
+/// python-bitcoinrpc's `AuthServiceProxy` (`batch_` indexes `response['error']`).
+const LEGACY_BATCH_USER_AGENTS: &[&str] = &["AuthServiceProxy/"];
+
+fn legacy_batch_client(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| LEGACY_BATCH_USER_AGENTS.iter().any(|p| ua.starts_with(p)))
 }
 
 fn header_of<B>(req: &HttpRequest<B>, name: hyper::header::HeaderName) -> Option<&str> {

@@ -22,6 +22,7 @@ mod methods;
 mod params;
 pub mod shapes;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -189,6 +190,12 @@ pub async fn start_on(
     let metrics = Arc::new(RpcMetrics::default());
     let ctx = Arc::new(ctx);
     let module = methods::module(ctx.clone())?;
+    let registered: HashSet<String> = module.method_names().map(String::from).collect();
+    let unclassified = auth::unclassified(registered.iter().map(String::as_str));
+    if !unclassified.is_empty() {
+        return Err(RpcError::Unclassified(unclassified.join(", ")));
+    }
+    let registered = Arc::new(registered);
     let layer = http::CairnHttpLayer::new(&config, metrics.clone(), ctx.node_metrics.clone());
     let max_response = config.max_response_bytes as usize;
     let method_metrics = Arc::clone(&metrics.per_method);
@@ -213,7 +220,10 @@ pub async fn start_on(
             jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
                 // Outermost: authorisation sees every call, batch member and notification
                 // before anything runs.
-                .layer_fn(|inner| auth::Authorize { inner })
+                .layer_fn(move |inner| auth::Authorize {
+                    inner,
+                    registered: Arc::clone(&registered),
+                })
                 .layer_fn(move |inner| batch::ConcurrentBatch {
                     inner,
                     max_response_bytes: max_response,
