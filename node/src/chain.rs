@@ -450,10 +450,7 @@ impl ChainTask {
                 ChainEvent::TipChanged { hash, height } => {
                     // While syncing, the progress line (every few seconds) reports the height;
                     // a line per block would bury everything else.
-                    let syncing = self
-                        .reader
-                        .best_header()
-                        .is_ok_and(|h| h.height > *height);
+                    let syncing = self.reader.best_header().is_ok_and(|h| h.height > *height);
                     if syncing {
                         debug!(%hash, height, "new tip");
                     } else {

@@ -16,8 +16,12 @@ mod network;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// Default log filter when `RUST_LOG` is unset.
-const DEFAULT_LOG_FILTER: &str = "info,libp2p=warn,libp2p_gossipsub=error";
+/// Default log filter when `RUST_LOG` is unset. Kademlia warns about what is normal for a lone
+/// node (a periodic bootstrap with no known peers); our own p2p logs report what matters.
+const DEFAULT_LOG_FILTER: &str = "info,libp2p=warn,libp2p_gossipsub=error,libp2p_kad=error";
+/// How long the runtime waits, after the node stopped, for blocking tasks still running (a
+/// proof-of-work search winding down): everything with state has already closed.
+const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn main() -> std::process::ExitCode {
     match run() {
@@ -53,5 +57,7 @@ fn run() -> anyhow::Result<()> {
         .thread_name("cairnd")
         .build()?;
     // A fatal error is printed once, by `main`.
-    runtime.block_on(app::run(config))
+    let result = runtime.block_on(app::run(config));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    result
 }

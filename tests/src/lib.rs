@@ -142,9 +142,6 @@ impl TestNode {
         cmd.stdout(Stdio::from(log_file.try_clone()?))
             .stderr(Stdio::from(log_file))
             .stdin(Stdio::null());
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
         let child = cmd.spawn().context("spawn cairnd")?;
         let mut node = TestNode {
             child: Some(child),
