@@ -343,3 +343,27 @@ fn wallet_refuses_a_node_that_lies_about_input_values_and_caps_the_fee() {
     }
     let _ = proxy_thread.join();
 }
+
+/// `sendrawtransaction` honours `maxfeerate` (default 0.10 coins/kB): an overpaying transaction
+/// is refused and nothing enters the mempool; an explicit higher limit, or 0, lets it through.
+#[test]
+fn maxfeerate_refuses_an_overpaying_transaction() {
+    let node = default_node();
+    // 1 coin of fee on a ~150-byte transaction: ~0.67 coins/kB.
+    let tx = cairn_tests::spend_genesis_allocation(&node, 100_000_000).unwrap();
+    let hex = cairn_primitives::encoding::encode_hex(&tx);
+    let err = node
+        .call_anonymous("sendrawtransaction", json!([hex]))
+        .unwrap_err();
+    assert_eq!(err.code, -26, "{}", err.message);
+    assert!(err.message.contains("max-fee-exceeded"), "{}", err.message);
+    let err = node
+        .call_anonymous("sendrawtransaction", json!([hex, 0.5]))
+        .unwrap_err();
+    assert!(err.message.contains("max-fee-exceeded"), "{}", err.message);
+    assert_eq!(node.rpc("getrawmempool", json!([])).unwrap(), json!([]));
+    let txid = node
+        .call_anonymous("sendrawtransaction", json!([hex, "0"]))
+        .unwrap();
+    assert_eq!(txid, json!(tx.txid().to_hex()));
+}

@@ -106,6 +106,20 @@ impl Args {
         self.opt_u64(i)?.ok_or_else(|| self.missing(i))
     }
 
+    /// An amount in coins given as a number or a string (`0.1`, `"0.1"`), as Bitcoin Core takes
+    /// fee rates; returned in base units. Parsed from its decimal text, never through a float.
+    pub fn opt_coins(&self, i: usize) -> RpcResult<Option<u64>> {
+        let text = match self.get(i) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(_) => return Err(self.wrong(i, "an amount in coins")),
+        };
+        cairn_primitives::Amount::parse_coins(text.trim())
+            .map(|a| Some(a.0))
+            .map_err(|e| self.wrong(i, &format!("an amount in coins ({e})")))
+    }
+
     pub fn opt_bool(&self, i: usize) -> RpcResult<Option<bool>> {
         match self.get(i) {
             None => Ok(None),

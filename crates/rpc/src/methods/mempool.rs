@@ -1,5 +1,7 @@
 //! Mempool group: submission and test of transactions, pool contents.
 
+use std::sync::Arc;
+
 use super::prelude::*;
 
 /// JSON-RPC error for a refused transaction: consensus failures are -25, policy -26.
@@ -123,21 +125,76 @@ pub(super) fn getmempoolentry(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
         })
 }
 
+/// `sendrawtransaction`'s default `maxfeerate`: 0.10 coins per kB, as Bitcoin Core.
+pub const DEFAULT_MAX_FEE_RATE_PER_KB: u64 = 10_000_000;
+
+/// The fee of `tx` if every input is known (pool first, then the chain); `None` otherwise (the
+/// mempool then reports the missing input, or holds the orphan).
+fn known_fee(ctx: &RpcContext, tx: &Transaction) -> RpcResult<Option<u64>> {
+    let mut input = 0u64;
+    {
+        let pool = mempool(ctx);
+        for i in &tx.inputs {
+            let value = match pool.output(&i.prevout) {
+                Some(o) => o.value.0,
+                None => match ctx.reader.coin(&i.prevout).map_err(internal)? {
+                    Some(c) => c.output.value.0,
+                    None => return Ok(None),
+                },
+            };
+            input = input.saturating_add(value);
+        }
+    }
+    let output = tx
+        .outputs
+        .iter()
+        .fold(0u64, |sum, o| sum.saturating_add(o.value.0));
+    Ok(input.checked_sub(output))
+}
+
+/// `maxfeerate` (coins per kB; 0: no limit): refuses a transaction that pays more, before it
+/// reaches the mempool. A guard against a mistyped fee, as Bitcoin Core's.
+fn check_max_fee_rate(fee: u64, size: usize, max_per_kb: u64) -> RpcResult<()> {
+    let size = size as u128;
+    if max_per_kb == 0 || u128::from(fee) * 1000 <= u128::from(max_per_kb) * size {
+        return Ok(());
+    }
+    let rate = u64::try_from(u128::from(fee) * 1000 / size.max(1)).unwrap_or(u64::MAX);
+    Err(rpc_err(
+        VERIFY_REJECTED,
+        format!(
+            "max-fee-exceeded: fee rate {} coins/kB is above maxfeerate {} coins/kB (pass a higher maxfeerate, or 0, if this fee is meant)",
+            Amount(rate).to_coin_string(),
+            Amount(max_per_kb).to_coin_string()
+        ),
+    ))
+}
+
 pub(super) fn sendrawtransaction(ctx: Ctx, a: Args) -> BoxFuture<'static, RpcResult<Value>> {
     Box::pin(async move {
         let tx = decode_tx(a.str(0)?)?;
+        let max_per_kb = a.opt_coins(1)?.unwrap_or(DEFAULT_MAX_FEE_RATE_PER_KB);
         let txid = tx.txid();
-        let reader = ctx.reader.clone();
-        let in_chain = tokio::task::spawn_blocking(move || reader.transaction(&txid))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?
-            .is_some();
+        let (reader, ctx2, tx2) = (ctx.reader.clone(), Arc::clone(&ctx), tx.clone());
+        let (in_chain, fee) = tokio::task::spawn_blocking(move || -> RpcResult<_> {
+            let in_chain = reader.transaction(&txid).map_err(internal)?.is_some();
+            let fee = if max_per_kb > 0 && !in_chain {
+                known_fee(&ctx2, &tx2)?
+            } else {
+                None
+            };
+            Ok((in_chain, fee))
+        })
+        .await
+        .map_err(internal)??;
         if in_chain {
             return Err(rpc_err(
                 VERIFY_ALREADY_IN_CHAIN,
                 format!("transaction {txid} already in block chain"),
             ));
+        }
+        if let Some(fee) = fee {
+            check_max_fee_rate(fee, tx.size(), max_per_kb)?;
         }
         match ctx.control.send_transaction(tx).await {
             Ok(_) => Ok(json!(txid)),
@@ -146,4 +203,22 @@ pub(super) fn sendrawtransaction(ctx: Ctx, a: Args) -> BoxFuture<'static, RpcRes
             Err(e) => Err(mempool_error(&e)),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_fee_rate() {
+        // 0.10 coins/kB = 10,000 base units per byte.
+        assert!(check_max_fee_rate(10_000 * 200, 200, DEFAULT_MAX_FEE_RATE_PER_KB).is_ok());
+        let e = check_max_fee_rate(10_000 * 200 + 1, 200, DEFAULT_MAX_FEE_RATE_PER_KB).unwrap_err();
+        assert_eq!(e.code(), VERIFY_REJECTED);
+        assert!(e.message().contains("max-fee-exceeded"), "{}", e.message());
+        assert!(
+            check_max_fee_rate(u64::MAX, 1, 0).is_ok(),
+            "0 means no limit"
+        );
+    }
 }
