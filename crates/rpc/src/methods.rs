@@ -273,9 +273,9 @@ fn header_value(
         .header_info(hash)
         .map_err(internal)?
         .ok_or_else(|| rpc_err(INVALID_ADDRESS_OR_KEY, format!("block not found: {hash}")))?;
-    let (tip_height, _) = tip(ctx)?;
+    // From the same snapshot as the header: never an underflow when a block connects between.
     let confirmations: i64 = if info.is_on_main_chain {
-        (tip_height - info.height + 1) as i64
+        info.confirmations as i64
     } else {
         -1
     };
@@ -347,16 +347,11 @@ fn getblock(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
                 .collect::<Vec<_>>()
         )
     } else {
-        let (tip_height, _) = tip(ctx)?;
         let place = TxPlace {
             block_hash: hash,
             height: info.height,
             block_time: info.header.time,
-            confirmations: if info.is_on_main_chain {
-                tip_height - info.height + 1
-            } else {
-                0
-            },
+            confirmations: info.confirmations,
         };
         // Fees from the block's undo data (the coins it spent), one read for the whole block,
         // as Bitcoin Core does; a block without undo data (not on the main chain) shows none.
@@ -413,7 +408,6 @@ fn getrawtransaction(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     let txid: Txid = a.hash(0)?;
     let verbose = a.verbosity(1, 0)? > 0;
     let in_block: Option<BlockHash> = a.opt_hash(2)?;
-    let (tip_height, _) = tip(ctx)?;
     if in_block.is_none()
         && let Some(tx) = mempool(ctx).get(&txid)
     {
@@ -445,7 +439,7 @@ fn getrawtransaction(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
             block_hash: info.block_hash,
             height: info.height,
             block_time: time,
-            confirmations: tip_height - info.height + 1,
+            confirmations: info.confirmations,
         };
         return Ok(tx_json(&info.tx, &ctx.params, Some(&place), None));
     }
@@ -461,7 +455,8 @@ fn gettxout(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     let vout = u32::try_from(n).map_err(|_| rpc_err(INVALID_PARAMETER, "n out of range"))?;
     let include_mempool = a.opt_bool(2)?.unwrap_or(true);
     let op = OutPoint::new(txid, vout);
-    let (tip_height, tip_hash) = tip(ctx)?;
+    // The coin and the tip from one snapshot: confirmations never underflow.
+    let ((tip_height, tip_hash), mut coins) = ctx.reader.coins_at_tip(&[op]).map_err(internal)?;
     let pool = mempool(ctx);
     if include_mempool && pool.spender_of(&op).is_some() {
         return Ok(Value::Null);
@@ -476,8 +471,8 @@ fn gettxout(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
             "coinbase": coin.coinbase,
         })
     };
-    if let Some(coin) = ctx.reader.coin(&op).map_err(internal)? {
-        return Ok(coin_json(&coin, tip_height - coin.height + 1));
+    if let Some(coin) = coins.pop().flatten() {
+        return Ok(coin_json(&coin, tip_height.saturating_sub(coin.height) + 1));
     }
     if include_mempool && let Some(out) = pool.output(&op) {
         return Ok(coin_json(
@@ -666,8 +661,8 @@ fn getaddressbalance(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
 
 fn getaddressutxos(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     let pk = a.address(0, &ctx.params.address_prefix)?;
-    let (tip_height, _) = tip(ctx)?;
-    let coins = ctx.reader.address_utxos(&pk).map_err(internal)?;
+    // The coins and the tip from one snapshot: confirmations never underflow.
+    let ((tip_height, _), coins) = ctx.reader.address_utxos_at_tip(&pk).map_err(internal)?;
     let view = address_view(&coins);
     let pool = mempool(ctx);
     let mut out = Vec::with_capacity(coins.len());
@@ -679,7 +674,7 @@ fn getaddressutxos(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
             !coin.coinbase || tip_height + 1 >= coin.height + ctx.params.coinbase_maturity;
         out.push(json!({
             "txid": op.txid, "vout": op.vout, "value": coin.output.value.0, "height": coin.height,
-            "confirmations": tip_height - coin.height + 1, "coinbase": coin.coinbase, "spendable": spendable,
+            "confirmations": tip_height.saturating_sub(coin.height) + 1, "coinbase": coin.coinbase, "spendable": spendable,
         }));
     }
     for (op, o) in pool.address_activity(&pk, &view).received {

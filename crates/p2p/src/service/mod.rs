@@ -50,8 +50,12 @@ pub const MAX_BANNED_PEERS: usize = 10_000;
 /// served). Points decay at [`MISBEHAVIOUR_DECAY_PER_SEC`], so a peer a little over the limit
 /// for a moment survives and a flood is banned within a few dozen requests.
 pub const REQUEST_FLOOD_PENALTY: u32 = 5;
-/// Misbehaviour points for a gossip message the node rejected.
+/// Misbehaviour points for a gossiped transaction the node rejected.
 pub const REJECTED_GOSSIP_PENALTY: u32 = 50;
+/// Misbehaviour points for a gossiped block the node rejected: a ban. A node relays only blocks
+/// it connected and rejects only for rules that do not depend on its clock, so an honest peer
+/// never delivers a block another node rejects.
+pub const REJECTED_BLOCK_PENALTY: u32 = BAN_THRESHOLD;
 /// Misbehaviour points forgiven per second.
 pub const MISBEHAVIOUR_DECAY_PER_SEC: u32 = 1;
 /// How long `start` waits for the listeners to report their addresses.
@@ -201,6 +205,7 @@ impl NetworkService {
         let mut service = Service {
             tx_topic: IdentTopic::new(config.tx_topic()).hash(),
             block_topic: IdentTopic::new(config.block_topic()).hash(),
+            awaiting_validation: HashMap::new(),
             swarm,
             commands: cmd_rx,
             events: event_tx,
@@ -233,6 +238,8 @@ impl NetworkService {
             serve_rx,
             handle.clone(),
             config.max_sync_response_size,
+            config.serve_workers,
+            config.serve_queue_per_peer,
         ));
         tokio::spawn(SyncDriver::new(chain, handle.clone(), &config, sync_rx).run());
         Ok((handle, event_rx))

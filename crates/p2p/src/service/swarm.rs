@@ -21,6 +21,10 @@ pub(super) struct Service {
     pub(super) last_discovery: Option<Instant>,
     pub(super) tx_topic: TopicHash,
     pub(super) block_topic: TopicHash,
+    /// Gossip handed to the node and not yet judged, with its kind (the penalty of a reject
+    /// depends on it). Bounded: cleared when it reaches twice the event queue (messages the
+    /// node never judged), at worst costing a block reject the transaction penalty.
+    pub(super) awaiting_validation: HashMap<MessageId, GossipKind>,
 }
 
 impl Service {
@@ -157,13 +161,17 @@ impl Service {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&msg_id, &source, acceptance.into());
+                let kind = self.awaiting_validation.remove(&msg_id);
                 if acceptance == Acceptance::Reject {
                     Metrics::inc(&self.metrics.invalid_messages);
-                    self.penalise(
-                        source,
-                        REJECTED_GOSSIP_PENALTY,
-                        "gossip rejected by the node",
-                    );
+                    let (points, reason) = match kind {
+                        Some(GossipKind::Block) => (
+                            REJECTED_BLOCK_PENALTY,
+                            "gossiped block rejected by the node",
+                        ),
+                        _ => (REJECTED_GOSSIP_PENALTY, "gossip rejected by the node"),
+                    };
+                    self.penalise(source, points, reason);
                 }
             }
             Command::Peers(reply) => {
@@ -387,6 +395,14 @@ impl Service {
                     }
                 }
             }
+            BehaviourEvent::Slots(crate::slots::SlotEvent::Evicted(peer)) => {
+                Metrics::inc(&self.metrics.evicted_peers);
+                debug!(%peer, "inbound peer evicted to make room");
+            }
+            BehaviourEvent::Slots(crate::slots::SlotEvent::Refused(reason)) => {
+                Metrics::inc(&self.metrics.refused_inbound);
+                trace!(%reason, "inbound connection refused");
+            }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
                 self.maybe_dial(peer);
             }
@@ -415,13 +431,13 @@ impl Service {
         Metrics::add(&self.metrics.gossip_bytes_in, len);
         let event = if message.topic == self.tx_topic {
             Metrics::inc(&self.metrics.tx_in);
-            decode_with_limit::<Transaction>(&message.data, self.config.max_tx_size).map(|tx| {
-                NetworkEvent::Transaction {
+            decode_with_limit::<Transaction>(&message.data, self.config.gossip_tx_limit()).map(
+                |tx| NetworkEvent::Transaction {
                     tx,
                     source,
                     msg_id: msg_id.clone(),
-                }
-            })
+                },
+            )
         } else if message.topic == self.block_topic {
             Metrics::inc(&self.metrics.blocks_in);
             decode_with_limit::<Block>(&message.data, self.config.max_block_size).map(|block| {
@@ -437,7 +453,16 @@ impl Service {
         };
         match event {
             Ok(event) => {
-                if self.events.try_send(event).is_err() {
+                let kind = match &event {
+                    NetworkEvent::Block { .. } => GossipKind::Block,
+                    _ => GossipKind::Tx,
+                };
+                if self.events.try_send(event).is_ok() {
+                    if self.awaiting_validation.len() >= 2 * self.config.event_queue {
+                        self.awaiting_validation.clear();
+                    }
+                    self.awaiting_validation.insert(msg_id.clone(), kind);
+                } else {
                     Metrics::inc(&self.metrics.dropped_events);
                     self.validation(&msg_id, &source, MessageAcceptance::Ignore);
                 }

@@ -3,28 +3,43 @@
 use super::*;
 
 impl ChainState {
-    /// Accepts a block: stores it (headers and bodies may arrive in any order), holds it as an
-    /// orphan if its parent is unknown, and moves the main chain to the valid chain with the
-    /// most work, connecting and disconnecting blocks as needed.
+    /// Accepts a block that was asked for (sync, miner, RPC): see
+    /// [`ChainState::accept_block_from`] with [`BlockSource::Requested`].
+    pub fn accept_block(&mut self, block: Block, now: u64) -> StorageResult<AcceptOutcome> {
+        self.accept_block_from(block, now, BlockSource::Requested)
+    }
+
+    /// Accepts a block: checks everything that needs no UTXO context, stores it (headers and
+    /// bodies may arrive in any order), holds it as an orphan if its parent is unknown, and moves
+    /// the main chain to the valid chain with the most work, connecting and disconnecting blocks
+    /// as needed. An [`BlockSource::Unrequested`] block that cannot become the tip at once is not
+    /// stored ([`AcceptStatus::NotStored`]).
     ///
     /// Errors: a known-invalid block ([`StorageError::KnownInvalid`], with the cached reason), a
-    /// header breaking a rule ([`StorageError::Consensus`]), a body that does not match its
-    /// header ([`StorageError::MutatedBlock`]: not cached, the header stays valid), storage
-    /// failures. A block found invalid while connecting is `Ok` with
-    /// [`AcceptStatus::Invalid`], because the chain may have changed on the way.
-    pub fn accept_block(&mut self, block: Block, now: u64) -> StorageResult<AcceptOutcome> {
+    /// header or body breaking a rule ([`StorageError::Consensus`]; a body rule failing on a
+    /// known header marks it invalid), a body that does not match its header
+    /// ([`StorageError::MutatedBlock`]: not cached, the header stays valid), a header not kept
+    /// ([`StorageError::NotKept`]), storage failures. A block found invalid while connecting is
+    /// `Ok` with [`AcceptStatus::Invalid`], because the chain may have changed on the way.
+    pub fn accept_block_from(
+        &mut self,
+        block: Block,
+        now: u64,
+        source: BlockSource,
+    ) -> StorageResult<AcceptOutcome> {
         let hash = block.hash();
         let mut events = Vec::new();
-        let status = self.accept_block_inner(hash, block, now, &mut events)?;
+        let status = self.accept_block_inner(hash, block, now, source, &mut events)?;
         if !matches!(status, AcceptStatus::New | AcceptStatus::Invalid { .. }) {
             return Ok(AcceptOutcome { status, events });
         }
-        // Orphans waiting for this block (and for their own children, recursively).
+        // Orphans waiting for this block (and for their own children, recursively), each
+        // judged as it arrived: a gossiped one is kept only if it can become the tip.
         let mut queue = vec![hash];
         while let Some(parent) = queue.pop() {
-            for child in self.orphans.take_children(&parent) {
+            for (child, child_source) in self.orphans.take_children(&parent) {
                 let child_hash = child.hash();
-                match self.accept_block_inner(child_hash, child, now, &mut events) {
+                match self.accept_block_inner(child_hash, child, now, child_source, &mut events) {
                     Ok(AcceptStatus::New) => queue.push(child_hash),
                     Ok(_) => {}
                     Err(e) => tracing::debug!(hash = %child_hash, error = %e, "orphan rejected"),
@@ -51,49 +66,70 @@ impl ChainState {
         hash: BlockHash,
         block: Block,
         now: u64,
+        source: BlockSource,
         events: &mut Vec<ChainEvent>,
     ) -> StorageResult<AcceptStatus> {
-        if let Some(e) = self.index.get(&hash) {
-            if e.status.is_invalid() {
+        let known = match self.index.get(&hash) {
+            Some(e) if e.status.is_invalid() => {
                 return Err(StorageError::KnownInvalid {
                     hash,
                     reason: e.invalid_reason.clone(),
                 });
             }
-            if e.has_body {
-                return Ok(AcceptStatus::Duplicate);
-            }
-        } else if !self.index.contains_key(&block.header.prev_hash) {
+            Some(e) if e.has_body => return Ok(AcceptStatus::Duplicate),
+            Some(e) => Some(e.clone()),
+            None => None,
+        };
+        if known.is_none() && !self.index.contains_key(&block.header.prev_hash) {
             if self.orphans.contains(&hash) {
                 return Ok(AcceptStatus::Duplicate);
             }
             // Cheap proof of work first, so the pool costs an attacker hashing.
             pow_is_valid(&block.header, &self.params)?;
-            if !self.orphans.insert(hash, block) {
+            if !self.orphans.insert(hash, block, source) {
                 return Err(StorageError::MutatedBlock {
                     hash,
                     reason: "too large for the orphan pool".into(),
                 });
             }
             return Ok(AcceptStatus::Orphan);
-        } else {
-            self.accept_header(&block.header, now)?;
         }
+        // The header: known, or checked against its parent now (stored only further down).
+        let entry = match known {
+            Some(e) => e,
+            None => self.check_new_header(&block.header, now)?,
+        };
 
         // The body must be the one the header commits to; a mismatch says nothing about the
         // header (anyone can pair a valid header with junk), so nothing is cached.
-        let size = block.size();
-        if size > self.params.max_block_size {
-            return Err(StorageError::MutatedBlock {
-                hash,
-                reason: format!("{size} bytes, above the limit"),
-            });
-        }
         if block.compute_merkle_root() != block.header.merkle_root {
             return Err(StorageError::MutatedBlock {
                 hash,
                 reason: "merkle root does not match the transactions".into(),
             });
+        }
+        // Every other rule that needs no UTXO context. The body is committed by the header, so
+        // a failure condemns the block: a known header is marked invalid for good.
+        let contents = check_block_contents(&block, hash, &self.params)
+            .and_then(|_| coinbase_commits_to_height(&block, hash, entry.height));
+        if let Err(e) = contents {
+            if self.index.contains_key(&hash) {
+                self.mark_invalid(hash, e.to_string(), events)?;
+            }
+            return Err(StorageError::Consensus(e));
+        }
+        if source == BlockSource::Unrequested
+            && let Some(reason) = self.unrequested_refusal(&entry)
+        {
+            return Ok(AcceptStatus::NotStored { reason });
+        }
+        if !self.index.contains_key(&hash) {
+            if entry.work <= self.best_header().chain_work
+                && let Some(reason) = self.side_header_refusal(&entry)
+            {
+                return Err(StorageError::NotKept { hash, reason });
+            }
+            self.store_header(hash, entry)?;
         }
 
         let db = self.db.clone();
@@ -120,6 +156,36 @@ impl ChainState {
             },
             _ => AcceptStatus::New,
         })
+    }
+
+    /// Why an unrequested block (already checked) is not stored, if it is not: it could not
+    /// become the tip now. Its parent's body must be here, and it must carry more work than
+    /// the tip and at least the minimum chain work. Otherwise a peer could make us store blocks
+    /// no chain will ever use (a child of genesis needs only the easiest proof of work).
+    fn unrequested_refusal(&self, entry: &IndexEntry) -> Option<String> {
+        let tip = self.tip();
+        if entry.work <= tip.chain_work {
+            return Some(format!(
+                "unrequested block with chain work {} not above the tip's {}",
+                entry.work.to_hex(),
+                tip.chain_work.to_hex()
+            ));
+        }
+        if entry.work < self.params.min_chain_work {
+            return Some(format!(
+                "unrequested block with chain work {} below the minimum {}",
+                entry.work.to_hex(),
+                self.params.min_chain_work.to_hex()
+            ));
+        }
+        if !self
+            .index
+            .get(&entry.header.prev_hash)
+            .is_some_and(|p| p.available)
+        {
+            return Some("unrequested block whose parent's body is not here".into());
+        }
+        None
     }
 
     /// After `hash`'s body is stored: marks it and its stored descendants available if its

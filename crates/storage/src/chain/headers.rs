@@ -18,7 +18,9 @@ impl ChainState {
     }
 
     /// Validates and stores a header whose parent is known. Headers of known-invalid blocks
-    /// and their descendants are refused with the cached reason.
+    /// and their descendants are refused with the cached reason. A valid header that would not
+    /// become the best header is kept only within the side-branch limits
+    /// ([`StorageError::NotKept`] otherwise).
     pub fn accept_header(
         &mut self,
         header: &BlockHeader,
@@ -38,6 +40,42 @@ impl ChainState {
                 is_new: false,
             });
         }
+        let entry = self.check_new_header(header, now)?;
+        if entry.work <= self.best_header().chain_work {
+            if let Some(reason) = self.side_header_refusal(&entry) {
+                return Err(StorageError::NotKept { hash, reason });
+            }
+        }
+        self.store_header(hash, entry)
+    }
+
+    /// Why a valid header that does not extend the best header chain is not kept, if it is not:
+    /// below the minimum chain work, or the side-branch headers are at their limit.
+    pub(super) fn side_header_refusal(&self, entry: &IndexEntry) -> Option<String> {
+        if entry.work < self.params.min_chain_work {
+            return Some(format!(
+                "side-branch header with chain work {} below the minimum {}",
+                entry.work.to_hex(),
+                self.params.min_chain_work.to_hex()
+            ));
+        }
+        let side = self.index.len().saturating_sub(self.header_chain.len());
+        if side >= MAX_SIDE_BRANCH_HEADERS {
+            return Some(format!(
+                "{side} side-branch headers kept already (limit {MAX_SIDE_BRANCH_HEADERS})"
+            ));
+        }
+        None
+    }
+
+    /// Checks a header not yet in the index against its (known) parent and the clock; stores
+    /// nothing. Returns the index entry it would get.
+    pub(super) fn check_new_header(
+        &self,
+        header: &BlockHeader,
+        now: u64,
+    ) -> StorageResult<IndexEntry> {
+        let hash = header.hash();
         let parent = self
             .index
             .get(&header.prev_hash)
@@ -67,16 +105,27 @@ impl ChainState {
                 bits: header.bits,
             },
         )?;
-        let entry = IndexEntry {
+        Ok(IndexEntry {
             header: *header,
             height: parent.height + 1,
             work: parent.work.saturating_add(target.work()),
             status: BlockStatus::ValidHeader,
             has_body: false,
             invalid_reason: String::new(),
-            seq: self.next_seq,
+            seq: 0,
             available: false,
-        };
+        })
+    }
+
+    /// Stores a checked header (from [`ChainState::check_new_header`]) and moves the best
+    /// header chain to it if it has the most work.
+    pub(super) fn store_header(
+        &mut self,
+        hash: BlockHash,
+        mut entry: IndexEntry,
+    ) -> StorageResult<HeaderOutcome> {
+        let prev_hash = entry.header.prev_hash;
+        entry.seq = self.next_seq;
         let db = self.db.clone();
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&db, CF_HEADERS)?, hash.0, encode_value(&entry.record()));
@@ -93,10 +142,7 @@ impl ChainState {
             self.index.remove(&hash);
             return Err(e);
         }
-        self.children
-            .entry(header.prev_hash)
-            .or_default()
-            .push(hash);
+        self.children.entry(prev_hash).or_default().push(hash);
         if let Some(update) = header_chain_update {
             self.apply_header_chain_update(update);
         }

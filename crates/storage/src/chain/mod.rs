@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cairn_consensus::rules::block::{check_block_contents, coinbase_commits_to_height};
 use cairn_consensus::rules::header::{HeaderContext, check_header, pow_is_valid};
 use cairn_consensus::{
     BlockConnect, ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, MemoryUtxoSet, Target,
@@ -20,7 +21,7 @@ use cairn_primitives::{
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use crate::cache::UtxoCache;
-use crate::config::StorageConfig;
+use crate::config::{MAX_SIDE_BRANCH_HEADERS, StorageConfig};
 use crate::digest::{UtxoDigest, UtxoStats};
 use crate::error::{StorageError, StorageResult};
 use crate::reader::ChainReader;
@@ -57,6 +58,18 @@ pub enum ChainEvent {
     TipChanged { hash: BlockHash, height: u64 },
 }
 
+/// Whether a block was asked for: decides if a block that cannot become the tip is stored (as
+/// Bitcoin Core's `AcceptBlock` with `fRequested`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockSource {
+    /// Made here (miner, RPC) or downloaded for a validated header (sync): stored if it passes
+    /// every check that needs no UTXO context.
+    Requested,
+    /// Pushed by a peer (gossip): stored only if, besides passing those checks, its parent's
+    /// body is here, it carries more work than the tip and at least the minimum chain work.
+    Unrequested,
+}
+
 /// What happened to a submitted block itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AcceptStatus {
@@ -66,6 +79,9 @@ pub enum AcceptStatus {
     Duplicate,
     /// Its parent is unknown: held in the orphan pool until the parent arrives.
     Orphan,
+    /// Valid as far as checked but not stored: an unrequested block that cannot become the tip
+    /// now (see [`BlockSource::Unrequested`]). Fetch it by sync if it turns out to matter.
+    NotStored { reason: String },
     /// Stored, then found invalid when connected (marked invalid; see `BlockInvalid` events).
     Invalid { reason: String },
 }
