@@ -15,7 +15,7 @@ use cairn_consensus::ChainParams;
 use cairn_mempool::{Mempool, MempoolConfig, MempoolError, PeerTag, Prechecked};
 use cairn_primitives::{Block, BlockHash, BlockHeader, Transaction, XOnlyPublicKey};
 use cairn_rpc::Notification;
-use cairn_storage::{AcceptStatus, ChainEvent, ChainReader, ChainState, StorageError};
+use cairn_storage::{AcceptStatus, BlockSource, ChainEvent, ChainReader, ChainState, StorageError};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
@@ -30,11 +30,27 @@ pub const RELAY_QUEUE_LEN: usize = 4_096;
 /// Mempool file name in the data dir.
 pub const MEMPOOL_FILE: &str = "mempool.dat";
 
+/// Names a file holding a signed number of seconds added to the clock, read at every use:
+/// for tests of clock skew between nodes (a test shifts one node's clock, then moves it).
+/// Unset in production.
+pub const CLOCK_OFFSET_FILE_ENV: &str = "CAIRN_TEST_CLOCK_OFFSET_FILE";
+
 /// Seconds since the Unix epoch: the node's only clock; rules get it as a parameter.
 pub fn now() -> u64 {
-    SystemTime::now()
+    let real = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .unwrap_or(0);
+    real.saturating_add_signed(clock_offset())
+}
+
+/// The test clock offset (see [`CLOCK_OFFSET_FILE_ENV`]); 0 when unset or unreadable.
+fn clock_offset() -> i64 {
+    static PATH: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| std::env::var_os(CLOCK_OFFSET_FILE_ENV).map(PathBuf::from))
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
 }
 
@@ -49,6 +65,36 @@ pub enum Origin {
     Sync,
 }
 
+/// What became of a submitted block, in the detail gossip and sync need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockFate {
+    /// Connected to the main chain: fully valid, worth relaying.
+    Connected,
+    /// Stored, valid as far as checked, not connected (a side branch, or waiting for parents).
+    Stored,
+    /// Valid as far as checked but not kept (unrequested and unable to become the tip, or over
+    /// the side-branch limits): not relayed, nobody's fault.
+    NotStored(String),
+    /// Its time is too far ahead of our clock: may be valid later; never punished.
+    TooNew(String),
+    Duplicate,
+    /// Parent unknown: held in the orphan pool; a sync is needed.
+    Orphan,
+    /// Breaks a rule that does not depend on our clock.
+    Invalid(String),
+}
+
+impl From<BlockFate> for BlockVerdict {
+    fn from(f: BlockFate) -> Self {
+        match f {
+            BlockFate::Connected | BlockFate::Stored => BlockVerdict::Accepted,
+            BlockFate::NotStored(_) | BlockFate::Orphan => BlockVerdict::Orphan,
+            BlockFate::Duplicate => BlockVerdict::Duplicate,
+            BlockFate::TooNew(r) | BlockFate::Invalid(r) => BlockVerdict::Invalid(r),
+        }
+    }
+}
+
 /// The result of submitting a block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlockVerdict {
@@ -58,6 +104,29 @@ pub enum BlockVerdict {
     /// Parent unknown: held in the orphan pool; a sync is needed.
     Orphan,
     Invalid(String),
+}
+
+/// Why headers from a peer were refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeadersRefused {
+    /// A header breaks a rule that does not depend on our clock: the peer is at fault.
+    Invalid(String),
+    /// Too far ahead of our clock, or not kept (limits), or the chain task is gone: nobody's
+    /// fault; the headers may be asked again later.
+    Later(String),
+}
+
+/// Sorts a storage error on headers into fault or no fault.
+fn headers_refused(e: &StorageError) -> HeadersRefused {
+    match e {
+        StorageError::Consensus(c) if c.depends_on_clock() => HeadersRefused::Later(e.to_string()),
+        StorageError::NotKept { .. } => HeadersRefused::Later(e.to_string()),
+        StorageError::Consensus(_)
+        | StorageError::KnownInvalid { .. }
+        | StorageError::UnknownParent { .. }
+        | StorageError::MutatedBlock { .. } => HeadersRefused::Invalid(e.to_string()),
+        other => HeadersRefused::Later(other.to_string()),
+    }
 }
 
 /// What the relay task publishes.
@@ -71,11 +140,11 @@ pub enum ChainCommand {
     SubmitBlock {
         block: Box<Block>,
         origin: Origin,
-        reply: oneshot::Sender<BlockVerdict>,
+        reply: oneshot::Sender<BlockFate>,
     },
     SubmitHeaders {
         headers: Vec<BlockHeader>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), HeadersRefused>>,
     },
     AcceptTx {
         checked: Box<Prechecked>,
@@ -127,18 +196,24 @@ impl ChainHandle {
     }
 
     pub async fn submit_block(&self, block: Block, origin: Origin) -> BlockVerdict {
+        self.submit_block_fate(block, origin).await.into()
+    }
+
+    /// [`ChainHandle::submit_block`] with the detail gossip and sync need.
+    pub async fn submit_block_fate(&self, block: Block, origin: Origin) -> BlockFate {
         self.ask(|reply| ChainCommand::SubmitBlock {
             block: Box::new(block),
             origin,
             reply,
         })
         .await
-        .unwrap_or_else(BlockVerdict::Invalid)
+        .unwrap_or_else(BlockFate::Invalid)
     }
 
-    pub async fn submit_headers(&self, headers: Vec<BlockHeader>) -> Result<(), String> {
+    pub async fn submit_headers(&self, headers: Vec<BlockHeader>) -> Result<(), HeadersRefused> {
         self.ask(|reply| ChainCommand::SubmitHeaders { headers, reply })
-            .await?
+            .await
+            .map_err(HeadersRefused::Later)?
     }
 
     pub async fn template(&self, pubkey: XOnlyPublicKey) -> Result<Block, String> {
@@ -299,14 +374,14 @@ impl ChainTask {
                 origin,
                 reply,
             } => {
-                let _ = reply.send(self.submit_block(*block, origin));
+                let _ = reply.send(self.submit_block_fate(*block, origin));
             }
             ChainCommand::SubmitHeaders { headers, reply } => {
                 let r = self
                     .state
                     .accept_headers(&headers, now())
                     .map(|_| ())
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| headers_refused(&e));
                 let _ = reply.send(r);
             }
             ChainCommand::AcceptTx {
@@ -364,21 +439,38 @@ impl ChainTask {
     }
 
     fn submit_block(&mut self, block: Block, origin: Origin) -> BlockVerdict {
+        self.submit_block_fate(block, origin).into()
+    }
+
+    fn submit_block_fate(&mut self, block: Block, origin: Origin) -> BlockFate {
         let block = Arc::new(block);
-        let outcome = match self.state.accept_block((*block).clone(), now()) {
+        let hash = block.hash();
+        // Gossip pushes blocks nobody asked for: they are kept only if they can become the tip.
+        let source = match origin {
+            Origin::Gossip => BlockSource::Unrequested,
+            Origin::Local | Origin::Sync => BlockSource::Requested,
+        };
+        let outcome = match self
+            .state
+            .accept_block_from((*block).clone(), now(), source)
+        {
             Ok(o) => o,
-            Err(StorageError::KnownInvalid { reason, .. }) => return BlockVerdict::Invalid(reason),
+            Err(StorageError::KnownInvalid { reason, .. }) => return BlockFate::Invalid(reason),
+            Err(StorageError::Consensus(e)) if e.depends_on_clock() => {
+                return BlockFate::TooNew(e.to_string());
+            }
+            Err(StorageError::NotKept { reason, .. }) => return BlockFate::NotStored(reason),
             Err(
                 e @ (StorageError::Consensus(_)
                 | StorageError::MutatedBlock { .. }
                 | StorageError::UnknownParent { .. }),
             ) => {
                 NodeMetrics::inc(&self.metrics.blocks_rejected);
-                return BlockVerdict::Invalid(e.to_string());
+                return BlockFate::Invalid(e.to_string());
             }
             Err(e) => {
                 warn!(error = %e, "storing a block failed");
-                return BlockVerdict::Invalid(format!("storage error: {e}"));
+                return BlockFate::Invalid(format!("storage error: {e}"));
             }
         };
         self.apply_events(&outcome.events);
@@ -388,13 +480,18 @@ impl ChainTask {
                 if origin == Origin::Local {
                     let _ = self.relay.try_send(Relay::Block(block));
                 }
-                BlockVerdict::Accepted
+                if outcome.connected().iter().any(|(_, h)| *h == hash) {
+                    BlockFate::Connected
+                } else {
+                    BlockFate::Stored
+                }
             }
-            AcceptStatus::Duplicate => BlockVerdict::Duplicate,
-            AcceptStatus::Orphan => BlockVerdict::Orphan,
+            AcceptStatus::Duplicate => BlockFate::Duplicate,
+            AcceptStatus::Orphan => BlockFate::Orphan,
+            AcceptStatus::NotStored { reason } => BlockFate::NotStored(reason),
             AcceptStatus::Invalid { reason } => {
                 NodeMetrics::inc(&self.metrics.blocks_rejected);
-                BlockVerdict::Invalid(reason)
+                BlockFate::Invalid(reason)
             }
         }
     }

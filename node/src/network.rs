@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use cairn_consensus::ConsensusError;
 use cairn_mempool::{MempoolError, PeerTag};
-use cairn_p2p::{Acceptance, ChainAccess, NetworkEvent, NetworkHandle, PeerId, Status};
+use cairn_p2p::{Acceptance, ChainAccess, NetworkEvent, NetworkHandle, PeerId, Refusal, Status};
 use cairn_primitives::{Block, BlockHash, BlockHeader};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
-use crate::chain::{BlockVerdict, ChainHandle, Origin, Relay};
+use crate::chain::{BlockFate, ChainHandle, HeadersRefused, Origin, Relay};
 
 /// Gossiped transactions checked at once (each takes a blocking-pool thread for its
 /// signatures); more wait, and the p2p event queue behind them is bounded.
@@ -67,11 +67,21 @@ impl ChainAccess for NodeChain {
         )
     }
 
-    fn blocks(&self, hashes: &[BlockHash]) -> Vec<Block> {
-        hashes
-            .iter()
-            .filter_map(|h| self.chain.reader.block(h).ok().flatten())
-            .collect()
+    fn block_bytes(&self, hashes: &[BlockHash], budget: usize) -> Vec<Vec<u8>> {
+        // Stored bytes are the canonical encoding: sent as they are, reading stops at the budget.
+        let mut out = Vec::new();
+        let mut total = 0;
+        for h in hashes {
+            let Some(bytes) = self.chain.reader.block_bytes(h).ok().flatten() else {
+                continue;
+            };
+            total += bytes.len();
+            if total > budget {
+                break;
+            }
+            out.push(bytes);
+        }
+        out
     }
 
     fn missing_blocks(&self, max: usize) -> Vec<BlockHash> {
@@ -81,14 +91,31 @@ impl ChainAccess for NodeChain {
         )
     }
 
-    async fn submit_headers(&self, _peer: PeerId, headers: Vec<BlockHeader>) -> Result<(), String> {
-        self.chain.submit_headers(headers).await
+    fn header_position(&self, hash: &BlockHash) -> Option<(u64, bool)> {
+        logged("reading a header", self.chain.reader.header_position(hash))
     }
 
-    async fn submit_block(&self, _peer: PeerId, block: Block) -> Result<(), String> {
-        match self.chain.submit_block(block, Origin::Sync).await {
-            BlockVerdict::Invalid(reason) => Err(reason),
-            BlockVerdict::Accepted | BlockVerdict::Duplicate | BlockVerdict::Orphan => Ok(()),
+    async fn submit_headers(
+        &self,
+        _peer: PeerId,
+        headers: Vec<BlockHeader>,
+    ) -> Result<(), Refusal> {
+        self.chain
+            .submit_headers(headers)
+            .await
+            .map_err(|e| match e {
+                HeadersRefused::Invalid(reason) => Refusal::Invalid(reason),
+                HeadersRefused::Later(reason) => Refusal::Later(reason),
+            })
+    }
+
+    async fn submit_block(&self, _peer: PeerId, block: Block) -> Result<(), Refusal> {
+        match self.chain.submit_block_fate(block, Origin::Sync).await {
+            BlockFate::Invalid(reason) => Err(Refusal::Invalid(reason)),
+            BlockFate::TooNew(reason) | BlockFate::NotStored(reason) => Err(Refusal::Later(reason)),
+            BlockFate::Connected | BlockFate::Stored | BlockFate::Duplicate | BlockFate::Orphan => {
+                Ok(())
+            }
         }
     }
 }
@@ -110,6 +137,38 @@ fn tx_acceptance(e: &MempoolError) -> Acceptance {
         MempoolError::Consensus(ConsensusError::NotFinal { .. }) => Acceptance::Ignore,
         MempoolError::Consensus(_) => Acceptance::Reject,
         _ => Acceptance::Ignore,
+    }
+}
+
+/// The verdict gossip gets for a block. Only a block we connected is relayed: one stored on a
+/// side branch may still fail when connected, and a relay must never carry what could get its
+/// honest relayer penalised. Only a rule independent of our clock earns `Reject`.
+async fn block_acceptance(
+    net: &NetworkHandle,
+    source: PeerId,
+    hash: BlockHash,
+    fate: BlockFate,
+) -> Acceptance {
+    match fate {
+        BlockFate::Connected => Acceptance::Accept,
+        BlockFate::Stored | BlockFate::Duplicate => Acceptance::Ignore,
+        BlockFate::TooNew(reason) => {
+            info!(%hash, %source, %reason, "block ahead of our clock ignored; sync retries it later");
+            Acceptance::Ignore
+        }
+        BlockFate::NotStored(reason) => {
+            debug!(%hash, %source, %reason, "gossiped block not stored");
+            let _ = net.sync_with(source).await;
+            Acceptance::Ignore
+        }
+        BlockFate::Orphan => {
+            let _ = net.sync_with(source).await;
+            Acceptance::Ignore
+        }
+        BlockFate::Invalid(reason) => {
+            warn!(%hash, %source, %reason, "invalid block from gossip");
+            Acceptance::Reject
+        }
     }
 }
 
@@ -148,19 +207,13 @@ pub async fn handle_events(
                 msg_id,
             } => {
                 let hash = block.hash();
-                let verdict = chain.submit_block(block, Origin::Gossip).await;
-                let acceptance = match &verdict {
-                    BlockVerdict::Accepted => Acceptance::Accept,
-                    BlockVerdict::Duplicate => Acceptance::Ignore,
-                    BlockVerdict::Orphan => {
-                        let _ = net.sync_with(source).await;
-                        Acceptance::Ignore
-                    }
-                    BlockVerdict::Invalid(reason) => {
-                        warn!(%hash, %source, %reason, "invalid block from gossip");
-                        Acceptance::Reject
-                    }
-                };
+                let acceptance = block_acceptance(
+                    &net,
+                    source,
+                    hash,
+                    chain.submit_block_fate(block, Origin::Gossip).await,
+                )
+                .await;
                 let _ = net.report_validation(msg_id, source, acceptance).await;
             }
             NetworkEvent::PeerConnected {

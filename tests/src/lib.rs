@@ -4,6 +4,8 @@
 //!
 //! Every wait is bounded: [`wait_until`] polls a condition until a deadline.
 
+pub mod scripted_peer;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -111,6 +113,11 @@ impl TestNode {
     }
 
     pub fn start(opts: NodeOptions) -> Result<TestNode> {
+        Self::start_with_env(opts, &[])
+    }
+
+    /// [`TestNode::start`] with extra environment variables for the process.
+    pub fn start_with_env(opts: NodeOptions, env: &[(&str, &str)]) -> Result<TestNode> {
         let (tmp, datadir) = match opts.datadir {
             Some(d) => (None, d),
             None => {
@@ -142,6 +149,7 @@ impl TestNode {
         cmd.stdout(Stdio::from(log_file.try_clone()?))
             .stderr(Stdio::from(log_file))
             .stdin(Stdio::null());
+        cmd.envs(env.iter().copied());
         let child = cmd.spawn().context("spawn cairnd")?;
         let mut node = TestNode {
             child: Some(child),

@@ -108,3 +108,22 @@ fn generatetoaddress_is_refused_on_a_chain_with_real_difficulty() {
     );
     assert_eq!(node.height().unwrap(), 0);
 }
+
+/// A valid genesis with a block size limit below the gossip transaction limit (256 KiB) starts
+/// (the gossip limits follow the chain's) and mines. It used to stop `cairnd` at start-up.
+#[test]
+fn small_max_block_size_genesis_starts() {
+    let mut genesis: serde_json::Value =
+        serde_json::from_str(include_str!("../../genesis.json")).unwrap();
+    genesis["max_block_size"] = json!(100_000);
+    genesis["chain_id"] = json!("cairn-small-blocks");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("genesis.json");
+    std::fs::write(&file, genesis.to_string()).unwrap();
+    let node = TestNode::run(&["--genesis", file.to_str().unwrap()]).unwrap();
+    let miner = cairn_primitives::Address::new(cairn_tests::faucet_key().public_key())
+        .encode("cdev")
+        .unwrap();
+    node.rpc("generatetoaddress", json!([2, miner])).unwrap();
+    assert_eq!(node.height().unwrap(), 2);
+}

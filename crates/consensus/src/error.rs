@@ -124,3 +124,11 @@ pub enum ConsensusError {
         expected: BlockHash,
     },
 }
+
+impl ConsensusError {
+    /// Whether the failure depends on the validating node's clock ("too far in the future"):
+    /// such a header may become valid later, so it is neither cached as invalid nor punished.
+    pub fn depends_on_clock(&self) -> bool {
+        matches!(self, ConsensusError::TimeTooNew { .. })
+    }
+}

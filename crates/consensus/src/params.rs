@@ -5,7 +5,7 @@ use cairn_primitives::{Address, Amount, Block, BlockHash, BlockHeader, Transacti
 use serde::Deserialize;
 
 use crate::ConsensusError;
-use crate::pow::Target;
+use crate::pow::{ChainWork, Target};
 
 /// The chain's difficulty algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,13 +37,16 @@ pub struct ChainParams {
     pub coinbase_maturity: u64,
     pub max_block_size: usize,
     pub allocations: Vec<Allocation>,
+    /// Anti-denial-of-service floor (not a consensus rule): side-branch headers and unrequested
+    /// blocks whose chain work is below it are not kept. Zero (the default) on dev chains.
+    pub min_chain_work: ChainWork,
     /// Derived: allocations plus every subsidy the schedule can ever pay.
     pub max_supply: Amount,
     genesis: Block,
     genesis_hash: BlockHash,
 }
 
-/// The JSON form; every field required, unknown fields rejected.
+/// The JSON form; every field required except `min_chain_work`, unknown fields rejected.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GenesisFile {
@@ -58,6 +61,8 @@ struct GenesisFile {
     coinbase_maturity: u64,
     max_block_size: u64,
     allocations: Vec<AllocationFile>,
+    #[serde(default)]
+    min_chain_work: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +176,15 @@ impl ChainParams {
                 amount: Amount(a.amount),
             });
         }
+        let min_chain_work = match &f.min_chain_work {
+            None => ChainWork::ZERO,
+            Some(hex) => parse_work(hex).ok_or_else(|| {
+                invalid(
+                    "min_chain_work",
+                    "must be a hex number of at most 64 digits like \"0x1000\"",
+                )
+            })?,
+        };
         let max_supply = total_supply(f.initial_subsidy, f.halving_interval, &allocations)
             .ok_or_else(|| {
                 invalid(
@@ -191,6 +205,7 @@ impl ChainParams {
             coinbase_maturity: f.coinbase_maturity,
             max_block_size: f.max_block_size as usize,
             allocations,
+            min_chain_work,
             max_supply,
             genesis: Block {
                 header: BlockHeader {
@@ -275,6 +290,20 @@ impl ChainParams {
 /// The devnet genesis shipped at the repository root.
 pub const DEVNET_GENESIS: &str = include_str!("../../../genesis.json");
 
+/// A 256-bit number from hex (`0x` prefix optional, at most 64 digits).
+fn parse_work(hex: &str) -> Option<ChainWork> {
+    let digits = hex.strip_prefix("0x").unwrap_or(hex);
+    if digits.is_empty() || digits.len() > 64 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let padded = format!("{digits:0>64}");
+    let mut bytes = [0u8; 32];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&padded[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(ChainWork::from_be_bytes(bytes))
+}
+
 fn total_supply(initial: u64, interval: u64, allocations: &[Allocation]) -> Option<Amount> {
     let mut total: u128 = allocations.iter().map(|a| u128::from(a.amount.0)).sum();
     let mut subsidy = u128::from(initial);
@@ -355,6 +384,32 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn min_chain_work_is_optional_and_parsed() {
+        assert_eq!(ChainParams::devnet().min_chain_work, ChainWork::ZERO);
+        let mut v = base();
+        v["min_chain_work"] = "0x1000".into();
+        let mut expected = [0u8; 32];
+        expected[30] = 0x10;
+        assert_eq!(
+            load(&v).unwrap().min_chain_work,
+            ChainWork::from_be_bytes(expected)
+        );
+        for bad in ["", "0x", "zz", &"f".repeat(65)] {
+            v["min_chain_work"] = bad.into();
+            assert!(
+                matches!(
+                    load(&v),
+                    Err(ConsensusError::InvalidParams {
+                        field: "min_chain_work",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

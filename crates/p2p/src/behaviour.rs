@@ -26,6 +26,7 @@ pub const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(700);
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub limits: connection_limits::Behaviour,
+    pub slots: crate::slots::Slots,
     pub bans: allow_block_list::Behaviour<BlockedPeers>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -50,8 +51,10 @@ impl Behaviour {
         let peer_id = key.public().to_peer_id();
         let err = |e: String| crate::P2pError::Config(e);
 
+        // The total; inbound is capped below it, per IP and by eviction, in `slots`. One over
+        // the total leaves room for an inbound connection that evicts another.
         let limits = connection_limits::ConnectionLimits::default()
-            .with_max_established(Some(config.max_peers))
+            .with_max_established(Some(config.max_peers.saturating_add(1)))
             .with_max_pending_incoming(Some(config.max_pending))
             .with_max_pending_outgoing(Some(config.max_pending))
             .with_max_established_per_peer(Some(config.max_connections_per_peer));
@@ -77,7 +80,7 @@ impl Behaviour {
             .message_id_fn(|m: &gossipsub::Message| message_id(&m.data))
             .max_transmit_size(config.max_block_size + GOSSIP_FRAME_OVERHEAD)
             .max_transmit_size_for_topic(
-                config.max_tx_size + GOSSIP_FRAME_OVERHEAD,
+                config.gossip_tx_limit() + GOSSIP_FRAME_OVERHEAD,
                 tx_topic.hash(),
             )
             .build()
@@ -116,6 +119,7 @@ impl Behaviour {
 
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
+            slots: crate::slots::Slots::new(crate::slots::SlotPolicy::from_config(config)),
             bans: allow_block_list::Behaviour::default(),
             identify,
             ping: ping::Behaviour::new(ping::Config::new()),

@@ -13,6 +13,14 @@ pub const DEFAULT_P2P_PORT: u16 = 9645;
 pub const NODE_KEY_FILE: &str = "p2p_key";
 /// Established connections, all peers together.
 pub const DEFAULT_MAX_PEERS: u32 = 50;
+/// Connection slots kept for the node's own dials: inbound peers get at most
+/// `max_peers - min(outbound_reserved, max_peers / 2)` ([`NetworkConfig::max_inbound`]).
+pub const DEFAULT_OUTBOUND_RESERVED: u32 = 10;
+/// Inbound connections from one IP address (outside the trusted ranges).
+pub const DEFAULT_MAX_INBOUND_PER_IP: u32 = 4;
+/// Ranges exempt from the per-IP inbound limit: loopback (local test networks, the node's own
+/// tools).
+pub const DEFAULT_TRUSTED_RANGES: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 /// Connections being set up (each direction).
 pub const DEFAULT_MAX_PENDING: u32 = 32;
 /// Established connections to one peer.
@@ -41,6 +49,9 @@ pub const MAX_LOCATOR_LEN: usize = 64;
 pub const MAX_BLOCKS_PER_REQUEST: usize = 128;
 /// Blocks the sync driver asks one peer for in one request.
 pub const DEFAULT_BLOCKS_PER_REQUEST: usize = 64;
+/// Bytes of blocks the sync driver asks one peer for in one request (sized from the average
+/// block seen; half the response limit, so a whole answer fits even if blocks grow).
+pub const DEFAULT_REQUEST_BYTES: usize = DEFAULT_MAX_SYNC_RESPONSE_SIZE / 2;
 /// Requests in flight to one peer from the sync driver.
 pub const DEFAULT_REQUESTS_IN_FLIGHT_PER_PEER: usize = 4;
 /// Blocks downloaded ahead of the chain tip (the download window).
@@ -64,6 +75,10 @@ pub const DEFAULT_COMMAND_QUEUE: usize = 1024;
 pub const DEFAULT_EVENT_QUEUE: usize = 1024;
 /// Inbound sync requests queued for serving.
 pub const DEFAULT_SERVE_QUEUE: usize = 64;
+/// Inbound sync requests answered at once (at most one per peer).
+pub const DEFAULT_SERVE_WORKERS: usize = 4;
+/// Inbound sync requests one peer may have waiting; beyond, it is answered `Error("busy")`.
+pub const DEFAULT_SERVE_QUEUE_PER_PEER: usize = 16;
 /// Messages queued from the swarm task to the sync driver.
 pub const DEFAULT_SYNC_QUEUE: usize = 1024;
 /// Connections with no protocol activity are closed after this.
@@ -89,6 +104,11 @@ pub struct NetworkConfig {
     /// Discover peers on the LAN with mDNS (devnets).
     pub mdns: bool,
     pub max_peers: u32,
+    /// Slots inbound peers can never take (see [`NetworkConfig::max_inbound`]).
+    pub outbound_reserved: u32,
+    pub max_inbound_per_ip: u32,
+    /// Inbound connections from these ranges skip the per-IP limit and are never evicted.
+    pub trusted_ranges: Vec<crate::slots::IpRange>,
     pub max_pending: u32,
     pub max_connections_per_peer: u32,
     pub target_peers: usize,
@@ -98,6 +118,8 @@ pub struct NetworkConfig {
     pub max_sync_request_size: usize,
     pub max_sync_response_size: usize,
     pub blocks_per_request: usize,
+    /// Bytes of blocks asked for in one request (the count comes from the average block size).
+    pub request_bytes: usize,
     pub requests_in_flight_per_peer: usize,
     pub block_window: usize,
     pub request_timeout: Duration,
@@ -110,6 +132,8 @@ pub struct NetworkConfig {
     pub command_queue: usize,
     pub event_queue: usize,
     pub serve_queue: usize,
+    pub serve_workers: usize,
+    pub serve_queue_per_peer: usize,
     pub sync_queue: usize,
     pub idle_connection_timeout: Duration,
     pub discovery_interval: Duration,
@@ -125,6 +149,12 @@ impl NetworkConfig {
             genesis,
             mdns: false,
             max_peers: DEFAULT_MAX_PEERS,
+            outbound_reserved: DEFAULT_OUTBOUND_RESERVED,
+            max_inbound_per_ip: DEFAULT_MAX_INBOUND_PER_IP,
+            trusted_ranges: DEFAULT_TRUSTED_RANGES
+                .iter()
+                .filter_map(|r| r.parse().ok())
+                .collect(),
             max_pending: DEFAULT_MAX_PENDING,
             max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
             target_peers: DEFAULT_TARGET_PEERS,
@@ -134,6 +164,7 @@ impl NetworkConfig {
             max_sync_request_size: DEFAULT_MAX_SYNC_REQUEST_SIZE,
             max_sync_response_size: DEFAULT_MAX_SYNC_RESPONSE_SIZE,
             blocks_per_request: DEFAULT_BLOCKS_PER_REQUEST,
+            request_bytes: DEFAULT_REQUEST_BYTES,
             requests_in_flight_per_peer: DEFAULT_REQUESTS_IN_FLIGHT_PER_PEER,
             block_window: DEFAULT_BLOCK_WINDOW,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -145,6 +176,8 @@ impl NetworkConfig {
             command_queue: DEFAULT_COMMAND_QUEUE,
             event_queue: DEFAULT_EVENT_QUEUE,
             serve_queue: DEFAULT_SERVE_QUEUE,
+            serve_workers: DEFAULT_SERVE_WORKERS,
+            serve_queue_per_peer: DEFAULT_SERVE_QUEUE_PER_PEER,
             sync_queue: DEFAULT_SYNC_QUEUE,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             discovery_interval: DEFAULT_DISCOVERY_INTERVAL,
@@ -162,11 +195,20 @@ impl NetworkConfig {
         c
     }
 
+    /// Inbound connections allowed: the total less the reserved outbound slots (at most half
+    /// the total is reserved, so a small `max_peers` still accepts inbound peers).
+    pub fn max_inbound(&self) -> u32 {
+        self.max_peers - self.outbound_reserved.min(self.max_peers / 2)
+    }
+
     /// Checks that the limits are usable.
     pub fn validate(&self) -> Result<(), crate::P2pError> {
         let err = |m: &str| Err(crate::P2pError::Config(m.to_string()));
-        if self.max_block_size > MAX_ENCODED_SIZE || self.max_tx_size > self.max_block_size {
-            return err("need max_tx_size <= max_block_size <= MAX_ENCODED_SIZE");
+        if self.max_block_size > MAX_ENCODED_SIZE || self.max_block_size == 0 {
+            return err("need 0 < max_block_size <= MAX_ENCODED_SIZE");
+        }
+        if self.max_tx_size == 0 {
+            return err("max_tx_size must be positive");
         }
         if self.max_sync_response_size > MAX_ENCODED_SIZE {
             return err("max_sync_response_size above MAX_ENCODED_SIZE");
@@ -174,12 +216,17 @@ impl NetworkConfig {
         if self.blocks_per_request == 0 || self.blocks_per_request > MAX_BLOCKS_PER_REQUEST {
             return err("blocks_per_request must be in 1..=MAX_BLOCKS_PER_REQUEST");
         }
+        if self.request_bytes == 0 || self.request_bytes > self.max_sync_response_size {
+            return err("request_bytes must be in 1..=max_sync_response_size");
+        }
         if self.requests_in_flight_per_peer == 0 || self.block_window == 0 {
             return err("requests_in_flight_per_peer and block_window must be positive");
         }
         if self.command_queue == 0
             || self.event_queue == 0
             || self.serve_queue == 0
+            || self.serve_workers == 0
+            || self.serve_queue_per_peer == 0
             || self.sync_queue == 0
         {
             return err("queue lengths must be positive");
@@ -191,6 +238,12 @@ impl NetworkConfig {
             return err("request rate limits must be positive");
         }
         Ok(())
+    }
+
+    /// Largest gossiped transaction accepted: `max_tx_size`, or less on a chain whose blocks are
+    /// smaller (a transaction never exceeds its block).
+    pub fn gossip_tx_limit(&self) -> usize {
+        self.max_tx_size.min(self.max_block_size)
     }
 
     /// Gossip topic for transactions: `/cairn/1/<genesis hex>/tx`.
@@ -211,4 +264,35 @@ pub fn default_listen_addr() -> Multiaddr {
             std::net::Ipv4Addr::UNSPECIFIED,
         ))
         .with(libp2p::multiaddr::Protocol::Tcp(DEFAULT_P2P_PORT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain whose blocks are smaller than the default gossip transaction limit: the limits
+    /// follow the chain instead of refusing to start (a genesis may set 1,000 bytes).
+    #[test]
+    fn small_blocks_shrink_the_transaction_limit() {
+        let mut c = NetworkConfig::new(BlockHash::ZERO);
+        c.max_block_size = 100_000;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.gossip_tx_limit(), 100_000);
+        c.max_block_size = 1_000;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.gossip_tx_limit(), 1_000);
+        c.max_block_size = DEFAULT_MAX_BLOCK_SIZE;
+        assert_eq!(c.gossip_tx_limit(), DEFAULT_MAX_TX_SIZE);
+    }
+
+    #[test]
+    fn inbound_is_capped_below_the_total() {
+        let mut c = NetworkConfig::new(BlockHash::ZERO);
+        assert_eq!(
+            c.max_inbound(),
+            DEFAULT_MAX_PEERS - DEFAULT_OUTBOUND_RESERVED
+        );
+        c.max_peers = 8;
+        assert_eq!(c.max_inbound(), 4, "at most half reserved");
+    }
 }

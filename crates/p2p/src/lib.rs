@@ -2,7 +2,8 @@
 //! libp2p.
 //!
 //! **Owns**: the libp2p swarm (TCP + Noise + Yamux; identify, ping, connection limits,
-//! Kademlia, optional mDNS), the gossipsub topics `/cairn/1/<genesis hex>/tx` and
+//! Kademlia, optional mDNS, inbound slots: [`slots`]), the gossipsub topics
+//! `/cairn/1/<genesis hex>/tx` and
 //! `/cairn/1/<genesis hex>/block`, the request-response protocol `/cairn/sync/1`, the
 //! headers-first download driver, per-peer rate limits, misbehaviour scores and bans, and the
 //! persistent node key (`<datadir>/p2p_key`).
@@ -21,8 +22,11 @@ pub mod behaviour;
 pub mod codec;
 pub mod config;
 mod error;
+#[cfg(test)]
+mod hostile_tests;
 pub mod metrics;
 pub mod service;
+pub mod slots;
 pub mod sync;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
@@ -39,4 +43,4 @@ pub use service::{
     Acceptance, Direction, GossipKind, NetworkEvent, NetworkHandle, NetworkService, PeerInfo,
     load_or_create_node_key,
 };
-pub use sync::ChainAccess;
+pub use sync::{ChainAccess, Refusal};

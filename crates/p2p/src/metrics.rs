@@ -20,6 +20,9 @@ pub struct Metrics {
     pub(crate) dropped_events: AtomicU64,
     pub(crate) bans: AtomicU64,
     pub(crate) synced_blocks: AtomicU64,
+    pub(crate) stalled_peers: AtomicU64,
+    pub(crate) evicted_peers: AtomicU64,
+    pub(crate) refused_inbound: AtomicU64,
 }
 
 impl Metrics {
@@ -50,6 +53,9 @@ impl Metrics {
             dropped_events: g(&self.dropped_events),
             bans: g(&self.bans),
             synced_blocks: g(&self.synced_blocks),
+            stalled_peers: g(&self.stalled_peers),
+            evicted_peers: g(&self.evicted_peers),
+            refused_inbound: g(&self.refused_inbound),
         }
     }
 }
@@ -80,4 +86,10 @@ pub struct MetricsSnapshot {
     pub bans: u64,
     /// Blocks the sync driver handed to the node and the node accepted.
     pub synced_blocks: u64,
+    /// Sync peers dropped for answering with nothing `max_stalls` times in a row.
+    pub stalled_peers: u64,
+    /// Inbound peers disconnected to make room for a new inbound connection.
+    pub evicted_peers: u64,
+    /// Inbound connections refused (per-IP limit, or no inbound peer could be evicted).
+    pub refused_inbound: u64,
 }

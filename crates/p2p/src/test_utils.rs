@@ -11,7 +11,7 @@ use libp2p::PeerId;
 
 use crate::codec::{Status, work_from_u128};
 use crate::config::MAX_LOCATOR_LEN;
-use crate::sync::ChainAccess;
+use crate::sync::{ChainAccess, Refusal};
 
 /// An in-memory chain (headers, bodies, a best header chain and a best block chain).
 #[derive(Debug)]
@@ -112,6 +112,11 @@ impl MemoryChain {
     pub fn tip(&self) -> BlockHash {
         let inner = self.lock();
         inner.header_chain[inner.tip as usize]
+    }
+
+    /// Hash of the best header chain's block at `height`.
+    pub fn hash_at(&self, height: u64) -> Option<BlockHash> {
+        self.lock().header_chain.get(height as usize).copied()
     }
 
     pub fn contains_block(&self, hash: &BlockHash) -> bool {
@@ -263,12 +268,26 @@ impl ChainAccess for MemoryChain {
             .collect()
     }
 
-    fn blocks(&self, hashes: &[BlockHash]) -> Vec<Block> {
-        let inner = self.lock();
-        hashes
-            .iter()
-            .filter_map(|h| inner.bodies.get(h).cloned())
-            .collect()
+    fn block_bytes(&self, hashes: &[BlockHash], budget: usize) -> Vec<Vec<u8>> {
+        // Encoded outside the lock, so serving peers at once is not serialised here (the
+        // node's storage reads snapshots without any lock).
+        let blocks: Vec<Block> = {
+            let inner = self.lock();
+            hashes
+                .iter()
+                .filter_map(|h| inner.bodies.get(h).cloned())
+                .collect()
+        };
+        let mut out = Vec::new();
+        let mut total = 0;
+        for bytes in blocks.iter().map(cairn_primitives::encoding::encode) {
+            total += bytes.len();
+            if total > budget {
+                break;
+            }
+            out.push(bytes);
+        }
+        out
     }
 
     fn missing_blocks(&self, max: usize) -> Vec<BlockHash> {
@@ -281,20 +300,34 @@ impl ChainAccess for MemoryChain {
             .collect()
     }
 
-    async fn submit_headers(&self, _peer: PeerId, headers: Vec<BlockHeader>) -> Result<(), String> {
+    fn header_position(&self, hash: &BlockHash) -> Option<(u64, bool)> {
+        let inner = self.lock();
+        let &(_, height) = inner.headers.get(hash)?;
+        let on_best = inner.header_chain.get(height as usize) == Some(hash);
+        Some((height, on_best))
+    }
+
+    async fn submit_headers(
+        &self,
+        _peer: PeerId,
+        headers: Vec<BlockHeader>,
+    ) -> Result<(), Refusal> {
         let mut inner = self.lock();
         for header in headers {
-            inner.add_header(header)?;
+            inner.add_header(header).map_err(Refusal::Invalid)?;
         }
         Ok(())
     }
 
-    async fn submit_block(&self, _peer: PeerId, block: Block) -> Result<(), String> {
+    async fn submit_block(&self, _peer: PeerId, block: Block) -> Result<(), Refusal> {
         let mut inner = self.lock();
         if !inner.headers.contains_key(&block.hash()) {
-            return Err(format!("block {}: header unknown", block.hash()));
+            return Err(Refusal::Invalid(format!(
+                "block {}: header unknown",
+                block.hash()
+            )));
         }
-        inner.add_block(block)
+        inner.add_block(block).map_err(Refusal::Invalid)
     }
 }
 

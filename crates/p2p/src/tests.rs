@@ -12,23 +12,23 @@ use crate::{
     NetworkService, SyncRequest,
 };
 
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// What a test node's validator saw.
 #[derive(Debug)]
-enum Seen {
+pub(crate) enum Seen {
     Tx(Transaction, Instant),
     Block,
 }
 
-struct TestNode {
-    handle: NetworkHandle,
-    chain: Arc<MemoryChain>,
-    seen: mpsc::UnboundedReceiver<Seen>,
-    addr: Multiaddr,
+pub(crate) struct TestNode {
+    pub(crate) handle: NetworkHandle,
+    pub(crate) chain: Arc<MemoryChain>,
+    pub(crate) seen: mpsc::UnboundedReceiver<Seen>,
+    pub(crate) addr: Multiaddr,
 }
 
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -40,7 +40,7 @@ fn init_tracing() {
 
 /// Starts a node with a validator task that behaves like the real node: txs accepted, blocks
 /// added to the chain (unknown parent: Ignore + sync), invalid blocks rejected.
-async fn start_node(
+pub(crate) async fn start_node(
     chain: Arc<MemoryChain>,
     bootnodes: Vec<Multiaddr>,
     tweak: impl FnOnce(&mut NetworkConfig),
@@ -98,7 +98,7 @@ async fn start_node(
     }
 }
 
-async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, timeout: Duration, mut cond: F) {
+pub(crate) async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, timeout: Duration, mut cond: F) {
     let deadline = Instant::now() + timeout;
     while !cond().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -106,11 +106,11 @@ async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, timeout: Duration, mut co
     }
 }
 
-async fn wait_peers(node: &TestNode, n: usize) {
+pub(crate) async fn wait_peers(node: &TestNode, n: usize) {
     wait_for("peers", WAIT, async || node.handle.peers().await.len() >= n).await;
 }
 
-fn test_tx(n: u32) -> Transaction {
+pub(crate) fn test_tx(n: u32) -> Transaction {
     Transaction {
         version: Transaction::VERSION,
         inputs: Vec::new(),
@@ -123,14 +123,14 @@ fn test_tx(n: u32) -> Transaction {
 }
 
 /// Publishes until gossipsub knows a subscribed peer (subscriptions arrive just after connect).
-async fn publish_tx(node: &TestNode, tx: &Transaction) {
+pub(crate) async fn publish_tx(node: &TestNode, tx: &Transaction) {
     wait_for("publish tx", WAIT, async || {
         node.handle.publish_tx(tx).await.is_ok()
     })
     .await;
 }
 
-async fn next_tx(node: &mut TestNode, want: &Transaction) -> Instant {
+pub(crate) async fn next_tx(node: &mut TestNode, want: &Transaction) -> Instant {
     let deadline = Instant::now() + WAIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -484,20 +484,35 @@ fn node_key_persists_with_private_mode() {
 fn serving_respects_limits() {
     let chain = MemoryChain::new(1);
     chain.mine(10);
-    let r = crate::sync::answer(
-        &chain,
-        SyncRequest::GetHeaders {
-            locator: vec![chain.genesis()],
-            max: 100_000,
-        },
-        1 << 20,
-    );
+    let answer = |request| {
+        cairn_primitives::encoding::decode::<crate::SyncResponse>(&crate::sync::answer(
+            &chain,
+            request,
+            1 << 20,
+        ))
+        .expect("a canonical response")
+    };
+    let r = answer(SyncRequest::GetHeaders {
+        locator: vec![chain.genesis()],
+        max: 100_000,
+    });
     assert!(matches!(r, crate::SyncResponse::Headers(h) if h.len() == 10));
     let hashes: Vec<_> = (0..200).map(|_| chain.tip()).collect();
     assert!(matches!(
-        crate::sync::answer(&chain, SyncRequest::GetBlocks { hashes }, 1 << 20),
+        answer(SyncRequest::GetBlocks { hashes }),
         crate::SyncResponse::Error(_)
     ));
+    // Blocks are served within the byte budget, as stored.
+    let all: Vec<_> = (1..=10).map(|_| chain.tip()).collect();
+    let budget =
+        3 * cairn_primitives::encoding::encoded_len(&chain.block(&chain.tip()).expect("tip")) + 12;
+    let served = cairn_primitives::encoding::decode::<crate::SyncResponse>(&crate::sync::answer(
+        &chain,
+        SyncRequest::GetBlocks { hashes: all },
+        budget,
+    ))
+    .expect("a canonical response");
+    assert!(matches!(served, crate::SyncResponse::Blocks(b) if b.len() == 3));
     let status = chain.status();
     assert_eq!(status.best_height, 10);
 }

@@ -6,6 +6,9 @@ pub const DEFAULT_UTXO_CACHE_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_ORPHAN_MAX_BLOCKS: usize = 100;
 /// Default total bytes of the blocks the orphan pool holds.
 pub const DEFAULT_ORPHAN_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Most headers kept off the best header chain (side branches). A header with more work than
+/// the best one is always kept; beyond this limit other valid headers are not stored.
+pub const MAX_SIDE_BRANCH_HEADERS: usize = 10_000;
 /// Default RocksDB limit on open files.
 pub const DEFAULT_MAX_OPEN_FILES: i32 = 512;
 /// Default RocksDB memtable size per column family.

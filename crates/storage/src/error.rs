@@ -45,6 +45,10 @@ pub enum StorageError {
     /// A block whose header does not match the one claimed (e.g. merkle root mismatch).
     #[error("block {hash} does not match its header: {reason}")]
     MutatedBlock { hash: BlockHash, reason: String },
+    /// Valid as far as checked, but not kept: below the minimum chain work, beyond the
+    /// side-branch limits, or an unrequested block that cannot become the tip. Nobody's fault.
+    #[error("block {hash} not kept: {reason}")]
+    NotKept { hash: BlockHash, reason: String },
     /// Something asked for does not exist.
     #[error("not found: {0}")]
     NotFound(String),

@@ -29,7 +29,9 @@ mod store;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 
-pub use chain::{AcceptOutcome, AcceptStatus, ChainEvent, ChainState, ChainTip, HeaderOutcome};
+pub use chain::{
+    AcceptOutcome, AcceptStatus, BlockSource, ChainEvent, ChainState, ChainTip, HeaderOutcome,
+};
 pub use config::StorageConfig;
 pub use digest::{UtxoDigest, UtxoStats};
 pub use error::{StorageError, StorageResult};

@@ -24,6 +24,8 @@ use crate::store::cf;
 /// What is known about one header.
 /// The tip `(height, hash)` a batch of coins was read at, and the coins (input order).
 pub type CoinsAtTip = ((u64, BlockHash), Vec<Option<Coin>>);
+/// An address's unspent outputs and the tip `(height, hash)` they were read at.
+pub type AddressCoinsAtTip = ((u64, BlockHash), Vec<(OutPoint, Coin)>);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderInfo {
@@ -35,6 +37,9 @@ pub struct HeaderInfo {
     /// Empty unless the block is invalid.
     pub invalid_reason: String,
     pub is_on_main_chain: bool,
+    /// Main-chain blocks from this one to the tip, both included (0 off the main chain), read
+    /// in the same snapshot as the rest, so it can never underflow.
+    pub confirmations: u64,
 }
 
 /// A confirmed transaction and where it is.
@@ -45,6 +50,8 @@ pub struct TxInfo {
     pub height: u64,
     /// Position in the block (0: the coinbase).
     pub index: u32,
+    /// Main-chain blocks from its block to the tip, both included, from the same snapshot.
+    pub confirmations: u64,
 }
 
 /// What a miner needs to build the next block on the tip.
@@ -218,7 +225,13 @@ impl ChainReader {
             return Ok(None);
         };
         let is_on_main_chain = v.hash_at(CF_HEIGHT, r.height)? == Some(*hash);
+        let confirmations = if is_on_main_chain {
+            confirmations(v.tip()?.height, r.height)
+        } else {
+            0
+        };
         Ok(Some(HeaderInfo {
+            confirmations,
             hash: *hash,
             header: r.header,
             height: r.height,
@@ -275,6 +288,7 @@ impl ChainReader {
             block_hash: loc.block_hash,
             height: loc.height,
             index: loc.index,
+            confirmations: confirmations(v.tip()?.height, loc.height),
         }))
     }
 
@@ -311,10 +325,29 @@ impl ChainReader {
         ))
     }
 
+    /// [`ChainReader::address_utxos`] with the tip `(height, hash)` they were read at, from
+    /// one snapshot (so confirmations computed from them never underflow).
+    pub fn address_utxos_at_tip(
+        &self,
+        pubkey: &XOnlyPublicKey,
+    ) -> StorageResult<AddressCoinsAtTip> {
+        let v = self.view();
+        let tip = v.tip()?;
+        Ok(((tip.height, tip.hash), self.address_utxos_in(&v, pubkey)?))
+    }
+
     /// Unspent outputs paying `pubkey`, in outpoint order.
     pub fn address_utxos(&self, pubkey: &XOnlyPublicKey) -> StorageResult<Vec<(OutPoint, Coin)>> {
+        self.address_utxos_in(&self.view(), pubkey)
+    }
+
+    fn address_utxos_in(
+        &self,
+        view: &View<'_>,
+        pubkey: &XOnlyPublicKey,
+    ) -> StorageResult<Vec<(OutPoint, Coin)>> {
         let mut out = Vec::new();
-        self.view().prefix_scan(CF_ADDR_UTXO, &pubkey.0, |k, v| {
+        view.prefix_scan(CF_ADDR_UTXO, &pubkey.0, |k, v| {
             let op = decode_outpoint_key(&k[32..])?;
             out.push((op, decode_coin(&op, v)?));
             Ok(())
@@ -445,6 +478,20 @@ impl ChainReader {
         Ok(out)
     }
 
+    /// Height of a known, valid header and whether it is on the best header chain (`None`:
+    /// unknown or invalid), read from one snapshot.
+    pub fn header_position(&self, hash: &BlockHash) -> StorageResult<Option<(u64, bool)>> {
+        let v = self.view();
+        let Some(r) = v.header(hash)? else {
+            return Ok(None);
+        };
+        if r.status.is_invalid() {
+            return Ok(None);
+        }
+        let on_best = v.hash_at(CF_HEADER_CHAIN, r.height)? == Some(*hash);
+        Ok(Some((r.height, on_best)))
+    }
+
     /// Median time of the 11 blocks ending at `hash` (`None` if unknown).
     pub fn median_time_past(&self, hash: &BlockHash) -> StorageResult<Option<u64>> {
         self.view().median_time_past(hash)
@@ -492,4 +539,10 @@ impl UtxoView for ChainReader {
             }
         }
     }
+}
+
+/// Confirmations of a main-chain block at `height` when the tip is at `tip_height`, both read
+/// from one snapshot (so `height <= tip_height`; saturating all the same).
+fn confirmations(tip_height: u64, height: u64) -> u64 {
+    tip_height.saturating_sub(height) + 1
 }

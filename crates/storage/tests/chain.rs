@@ -10,7 +10,7 @@ use cairn_consensus::ChainParams;
 use cairn_primitives::BlockHash;
 use cairn_storage::test_utils::{TEST_NOW, TestChain};
 use cairn_storage::{
-    AcceptStatus, BlockStatus, ChainEvent, ChainState, StorageConfig, StorageError,
+    AcceptStatus, BlockSource, BlockStatus, ChainEvent, ChainState, StorageConfig, StorageError,
 };
 use common::{check_consistency, temp};
 
@@ -173,11 +173,23 @@ fn invalid_branch_is_marked_and_never_retried() {
         rest.push(chain.mine(1));
     }
     submit(&mut state, &b6);
+    // Gossiped (nobody asked for it), a side-branch block with less work than the tip is not
+    // stored: its bad signature would only be found when connecting it.
+    let out = state
+        .accept_block_from(b7.clone(), TEST_NOW, BlockSource::Unrequested)
+        .unwrap();
+    assert!(
+        matches!(out.status, AcceptStatus::NotStored { .. }),
+        "{:?}",
+        out.status
+    );
+    assert!(!state.has_block(&b7.hash()) && !state.has_header(&b7.hash()));
+    // Asked for (sync downloads bodies of validated headers), it is stored.
     let out = submit(&mut state, &b7);
     assert_eq!(
         out.status,
         AcceptStatus::New,
-        "stored, not yet worth connecting"
+        "requested: stored, not yet worth connecting"
     );
     for blk in &rest[..3] {
         submit(&mut state, blk);
@@ -581,4 +593,201 @@ fn failed_write_changes_nothing() {
         );
     }
     assert_eq!(state.tip().hash, blocks[4].hash());
+}
+
+/// A block whose body breaks a rule that needs no UTXO context (here: no coinbase) is refused
+/// before anything is stored, requested or not; a valid-looking child of genesis pushed by a
+/// peer to a node at height 30 is not stored either (less work than the tip).
+#[test]
+fn junk_and_low_work_blocks_are_not_stored() {
+    use cairn_consensus::ConsensusError;
+    use cairn_primitives::{OutPoint, Signature, Transaction, TxIn, TxOut, Txid};
+    use cairn_storage::test_utils::{BlockBuilder, grind};
+
+    let dir = temp();
+    let mut state = open(dir.path());
+    let params = ChainParams::devnet();
+    let mut chain = TestChain::new(params.clone());
+    for _ in 0..30 {
+        submit(&mut state, &chain.mine(0));
+    }
+    let genesis = params.genesis_block().header;
+    let junk_tx = |i: u32| Transaction {
+        version: Transaction::VERSION,
+        inputs: (0..100)
+            .map(|j| TxIn {
+                prevout: OutPoint::new(Txid([(i + j) as u8; 32]), j),
+                signature: Signature([0; 64]),
+            })
+            .collect(),
+        outputs: vec![TxOut {
+            value: cairn_primitives::Amount(1),
+            pubkey: cairn_storage::test_utils::test_key(1).public_key(),
+        }],
+        lock_time: 0,
+    };
+    let bytes_before = dir_size(dir.path());
+    for i in 0..5u32 {
+        // No coinbase: the first transaction spends made-up coins.
+        let mut junk = BlockBuilder::new(&params, &genesis, 0, genesis.time)
+            .time_offset(u64::from(i))
+            .build();
+        junk.transactions = vec![junk_tx(i)];
+        junk.header.merkle_root = junk.compute_merkle_root();
+        grind(&mut junk.header, &params);
+        for source in [BlockSource::Unrequested, BlockSource::Requested] {
+            match state.accept_block_from(junk.clone(), TEST_NOW, source) {
+                Err(StorageError::Consensus(ConsensusError::FirstTxNotCoinbase { .. })) => {}
+                other => panic!("{other:?}"),
+            }
+            assert!(!state.has_header(&junk.hash()), "nothing of it is kept");
+        }
+        // A valid-looking child of genesis (coinbase, junk spends) pushed by a peer.
+        let low = BlockBuilder::new(&params, &genesis, 0, genesis.time)
+            .time_offset(100 + u64::from(i))
+            .transaction(junk_tx(i))
+            .build();
+        let out = state
+            .accept_block_from(low.clone(), TEST_NOW, BlockSource::Unrequested)
+            .unwrap();
+        assert!(
+            matches!(out.status, AcceptStatus::NotStored { .. }),
+            "{:?}",
+            out.status
+        );
+        assert!(!state.has_header(&low.hash()) && !state.has_block(&low.hash()));
+    }
+    assert_eq!(state.tip().height, 30);
+    // A body that does not match its header is refused and nothing is cached.
+    let mut mutated = chain.mine(1);
+    mutated.transactions.pop();
+    assert!(matches!(
+        state.accept_block_from(mutated.clone(), TEST_NOW, BlockSource::Unrequested),
+        Err(StorageError::MutatedBlock { .. })
+    ));
+    assert!(!state.has_header(&mutated.hash()));
+    let grown = dir_size(dir.path()).saturating_sub(bytes_before);
+    assert!(grown < 1_000_000, "the data dir grew by {grown} bytes");
+    check_consistency(&state.reader(), &chain_without_last(&chain));
+}
+
+/// A known header whose body breaks a context-free rule is marked invalid for good.
+#[test]
+fn known_header_with_bad_body_is_marked_invalid() {
+    let dir = temp();
+    let mut state = open(dir.path());
+    let params = ChainParams::devnet();
+    let mut chain = TestChain::new(params.clone());
+    let good = chain.mine(0);
+    submit(&mut state, &good);
+    // A block with two coinbases: the header is valid and stored first (as by sync).
+    let mut bad = chain.builder().build();
+    let mut second = bad.transactions[0].clone();
+    second.lock_time += 1;
+    bad.transactions.push(second);
+    bad.header.merkle_root = bad.compute_merkle_root();
+    cairn_storage::test_utils::grind(&mut bad.header, &params);
+    state.accept_header(&bad.header, TEST_NOW).unwrap();
+    assert!(matches!(
+        state.accept_block(bad.clone(), TEST_NOW),
+        Err(StorageError::Consensus(_))
+    ));
+    assert!(state.invalid_reason(&bad.hash()).is_some());
+    assert!(matches!(
+        state.accept_block(bad, TEST_NOW),
+        Err(StorageError::KnownInvalid { .. })
+    ));
+    assert_eq!(state.tip().hash, good.hash());
+}
+
+/// Side-branch headers are bounded: beyond the limit a valid header that does not beat the
+/// best header is not kept (and nobody is at fault: `NotKept`).
+#[test]
+fn side_branch_headers_are_bounded() {
+    use cairn_storage::config::MAX_SIDE_BRANCH_HEADERS;
+    use cairn_storage::test_utils::BlockBuilder;
+
+    let dir = temp();
+    let mut state = open(dir.path());
+    let params = ChainParams::devnet();
+    let mut chain = TestChain::new(params.clone());
+    submit(&mut state, &chain.mine(0));
+    submit(&mut state, &chain.mine(0));
+    let genesis = params.genesis_block().header;
+    let mut kept = 0;
+    let mut refused = 0;
+    for i in 0..(MAX_SIDE_BRANCH_HEADERS as u64 + 5) {
+        let sibling = BlockBuilder::new(&params, &genesis, 0, genesis.time)
+            .time_offset(1_000 + i)
+            .build();
+        match state.accept_header(&sibling.header, TEST_NOW) {
+            Ok(_) => kept += 1,
+            Err(StorageError::NotKept { .. }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(kept, MAX_SIDE_BRANCH_HEADERS);
+    assert_eq!(refused, 5);
+    // A header with more work than the best one is always kept.
+    let next = chain.mine(0);
+    assert!(state.accept_header(&next.header, TEST_NOW).unwrap().is_new);
+}
+
+fn chain_without_last(chain: &TestChain) -> TestChain {
+    let mut c = chain.clone();
+    let tip = c.tip();
+    let parent = c.block(&tip).unwrap().header.prev_hash;
+    c.set_tip(parent);
+    c
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Confirmations come from the same snapshot as the header or transaction they describe, so a
+/// block connected in between can never make them underflow; off the main chain they are 0.
+#[test]
+fn confirmations_are_read_with_the_data() {
+    let dir = temp();
+    let mut state = open(dir.path());
+    let mut chain = TestChain::new(ChainParams::devnet());
+    let blocks: Vec<_> = (0..5).map(|_| chain.mine(1)).collect();
+    for b in &blocks {
+        submit(&mut state, b);
+    }
+    let r = state.reader();
+    let info = r.header_info(&blocks[4].hash()).unwrap().unwrap();
+    assert_eq!(info.confirmations, 1);
+    assert_eq!(
+        r.header_info(&blocks[0].hash())
+            .unwrap()
+            .unwrap()
+            .confirmations,
+        5
+    );
+    let txid = blocks[2].transactions[1].txid();
+    assert_eq!(r.transaction(&txid).unwrap().unwrap().confirmations, 3);
+    let pk = blocks[0].transactions[0].outputs[0].pubkey;
+    let ((tip_height, tip_hash), coins) = r.address_utxos_at_tip(&pk).unwrap();
+    assert_eq!((tip_height, tip_hash), (5, blocks[4].hash()));
+    assert!(coins.iter().all(|(_, c)| c.height <= tip_height));
+    // A competing branch takes over: the old tip is off the main chain, 0 confirmations.
+    chain.set_tip(blocks[3].hash());
+    submit(&mut state, &chain.mine_salted(0, 7));
+    submit(&mut state, &chain.mine(0));
+    let old = r.header_info(&blocks[4].hash()).unwrap().unwrap();
+    assert!(!old.is_on_main_chain);
+    assert_eq!(old.confirmations, 0);
 }

@@ -114,6 +114,19 @@ pub fn check_block(block: &Block, params: &ChainParams) -> Result<Vec<Txid>, Con
     size_within_limit(block, hash, params)?;
     coinbase_is_first_and_only(block, hash)?;
     merkle_root_matches(block, hash)?;
+    check_block_contents(block, hash, params)
+}
+
+/// The checks of [`check_block`] other than the merkle root, for a caller that checked the root
+/// first (storage does: a body that does not match its header says nothing about the header,
+/// while a matching body that breaks a rule makes the block invalid).
+pub fn check_block_contents(
+    block: &Block,
+    hash: BlockHash,
+    params: &ChainParams,
+) -> Result<Vec<Txid>, ConsensusError> {
+    size_within_limit(block, hash, params)?;
+    coinbase_is_first_and_only(block, hash)?;
     let txids: Vec<Txid> = block.transactions.iter().map(|t| t.txid()).collect();
     no_duplicate_transactions(&txids, hash)?;
     let coinbase = &block.transactions[0];

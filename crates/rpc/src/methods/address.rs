@@ -28,8 +28,8 @@ pub(super) fn getaddressbalance(ctx: &RpcContext, a: &Args) -> RpcResult<Value> 
 
 pub(super) fn getaddressutxos(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     let pk = a.address(0, &ctx.params.address_prefix)?;
-    let (tip_height, _) = tip(ctx)?;
-    let coins = ctx.reader.address_utxos(&pk).map_err(internal)?;
+    // The coins and the tip from one snapshot: confirmations never underflow.
+    let ((tip_height, _), coins) = ctx.reader.address_utxos_at_tip(&pk).map_err(internal)?;
     let view = address_view(&coins);
     let pool = mempool(ctx);
     let mut out = Vec::with_capacity(coins.len());
@@ -41,7 +41,7 @@ pub(super) fn getaddressutxos(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
             !coin.coinbase || tip_height + 1 >= coin.height + ctx.params.coinbase_maturity;
         out.push(json!({
             "txid": op.txid, "vout": op.vout, "value": coin.output.value.0, "height": coin.height,
-            "confirmations": tip_height - coin.height + 1, "coinbase": coin.coinbase, "spendable": spendable,
+            "confirmations": tip_height.saturating_sub(coin.height) + 1, "coinbase": coin.coinbase, "spendable": spendable,
         }));
     }
     for (op, o) in pool.address_activity(&pk, &view).received {

@@ -101,9 +101,9 @@ pub(super) fn header_value(
         .header_info(hash)
         .map_err(internal)?
         .ok_or_else(|| rpc_err(INVALID_ADDRESS_OR_KEY, format!("block not found: {hash}")))?;
-    let (tip_height, _) = tip(ctx)?;
+    // From the same snapshot as the header: never an underflow when a block connects between.
     let confirmations: i64 = if info.is_on_main_chain {
-        (tip_height - info.height + 1) as i64
+        info.confirmations as i64
     } else {
         -1
     };
@@ -175,16 +175,11 @@ pub(super) fn getblock(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
                 .collect::<Vec<_>>()
         )
     } else {
-        let (tip_height, _) = tip(ctx)?;
         let place = TxPlace {
             block_hash: hash,
             height: info.height,
             block_time: info.header.time,
-            confirmations: if info.is_on_main_chain {
-                tip_height - info.height + 1
-            } else {
-                0
-            },
+            confirmations: info.confirmations,
         };
         // Fees from the block's undo data (the coins it spent), one read for the whole block,
         // as Bitcoin Core does; a block without undo data (not on the main chain) shows none.
@@ -243,7 +238,8 @@ pub(super) fn gettxout(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     let vout = u32::try_from(n).map_err(|_| rpc_err(INVALID_PARAMETER, "n out of range"))?;
     let include_mempool = a.opt_bool(2)?.unwrap_or(true);
     let op = OutPoint::new(txid, vout);
-    let (tip_height, tip_hash) = tip(ctx)?;
+    // The coin and the tip from one snapshot: confirmations never underflow.
+    let ((tip_height, tip_hash), mut coins) = ctx.reader.coins_at_tip(&[op]).map_err(internal)?;
     let pool = mempool(ctx);
     if include_mempool && pool.spender_of(&op).is_some() {
         return Ok(Value::Null);
@@ -258,8 +254,8 @@ pub(super) fn gettxout(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
             "coinbase": coin.coinbase,
         })
     };
-    if let Some(coin) = ctx.reader.coin(&op).map_err(internal)? {
-        return Ok(coin_json(&coin, tip_height - coin.height + 1));
+    if let Some(coin) = coins.pop().flatten() {
+        return Ok(coin_json(&coin, tip_height.saturating_sub(coin.height) + 1));
     }
     if include_mempool && let Some(out) = pool.output(&op) {
         return Ok(coin_json(

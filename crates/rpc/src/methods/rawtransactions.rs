@@ -6,7 +6,6 @@ pub(super) fn getrawtransaction(ctx: &RpcContext, a: &Args) -> RpcResult<Value> 
     let txid: Txid = a.hash(0)?;
     let verbose = a.verbosity(1, 0)? > 0;
     let in_block: Option<BlockHash> = a.opt_hash(2)?;
-    let (tip_height, _) = tip(ctx)?;
     if in_block.is_none()
         && let Some(tx) = mempool(ctx).get(&txid)
     {
@@ -38,7 +37,7 @@ pub(super) fn getrawtransaction(ctx: &RpcContext, a: &Args) -> RpcResult<Value> 
             block_hash: info.block_hash,
             height: info.height,
             block_time: time,
-            confirmations: tip_height - info.height + 1,
+            confirmations: info.confirmations,
         };
         return Ok(tx_json(&info.tx, &ctx.params, Some(&place), None));
     }

@@ -1,532 +1,34 @@
-//! The swarm task and the handle the rest of the node holds.
-//!
-//! One task owns the [`libp2p::Swarm`] and runs
-//! `loop { select! { command = rx.recv() => .., event = swarm.select_next_some() => .. } }`.
-//! Everything else talks to it through a cloneable [`NetworkHandle`] that sends a [`Command`]
-//! over a bounded channel and, where there is an answer, awaits it on a oneshot channel.
+//! The swarm task: owns the libp2p `Swarm`, runs the event loop, applies commands, turns
+//! gossip and sync traffic into events for the node and the sync driver, and keeps peers,
+//! misbehaviour points and bans.
 
-use std::collections::HashMap;
-use std::fs;
-use std::io::Write;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use super::*;
 
-use cairn_primitives::encoding::{decode_with_limit, encode};
-use cairn_primitives::{Block, Transaction};
-use futures::StreamExt;
-use libp2p::core::ConnectedPoint;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, PublishError, TopicHash};
-use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{
-    self, InboundFailure, OutboundFailure, OutboundRequestId, ResponseChannel,
-};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, kad, mdns, noise, tcp, yamux};
-use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, trace, warn};
-
-use crate::P2pError;
-use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
-use crate::codec::{Frame, SYNC_PROTOCOL, Status, SyncRequest, SyncResponse, is_oversized};
-use crate::config::{
-    BAN_THRESHOLD, BOOTNODE_BACKOFF_MAX, BOOTNODE_BACKOFF_MIN, NODE_KEY_FILE, NetworkConfig,
-};
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::sync::{ChainAccess, ServeRequest, SyncDriver, SyncInput};
-
-/// Most peers remembered as banned; beyond it the ban closest to expiry is forgotten.
-pub const MAX_BANNED_PEERS: usize = 10_000;
-/// Misbehaviour points for an inbound request over the rate limit (answered `Error`, not
-/// served). Points decay at [`MISBEHAVIOUR_DECAY_PER_SEC`], so a peer a little over the limit
-/// for a moment survives and a flood is banned within a few dozen requests.
-pub const REQUEST_FLOOD_PENALTY: u32 = 5;
-/// Misbehaviour points for a gossip message the node rejected.
-pub const REJECTED_GOSSIP_PENALTY: u32 = 50;
-/// Misbehaviour points forgiven per second.
-pub const MISBEHAVIOUR_DECAY_PER_SEC: u32 = 1;
-/// How long `start` waits for the listeners to report their addresses.
-pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The node's verdict on a gossip message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Acceptance {
-    /// Valid: relay it.
-    Accept,
-    /// Invalid by consensus: drop it and penalise the sender. Never use it for a policy
-    /// refusal or a race (a double spend of a mempool tx, a block on a stale branch).
-    Reject,
-    /// Not relayed, nobody penalised (duplicate, policy, unknown parent, queue full ...).
-    Ignore,
-}
-
-impl From<Acceptance> for MessageAcceptance {
-    fn from(a: Acceptance) -> Self {
-        match a {
-            Acceptance::Accept => MessageAcceptance::Accept,
-            Acceptance::Reject => MessageAcceptance::Reject,
-            Acceptance::Ignore => MessageAcceptance::Ignore,
-        }
-    }
-}
-
-/// Who opened a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
-
-/// What the service knows about one connected peer.
-#[derive(Clone, Debug)]
-pub struct PeerInfo {
-    pub peer_id: PeerId,
-    /// Remote address of the first connection.
-    pub address: Multiaddr,
-    pub direction: Direction,
-    pub connected_since: SystemTime,
-    /// Last status the peer told us (handshake or periodic refresh).
-    pub status: Option<Status>,
-    /// Protocols the peer announced over identify.
-    pub protocols: Vec<String>,
-    pub agent_version: Option<String>,
-    /// `Some(false)` once the peer is known not to speak `/cairn/sync/1` (a gossip-only peer).
-    pub supports_sync: Option<bool>,
-}
-
-/// What the service tells the node.
-#[derive(Clone, Debug)]
-pub enum NetworkEvent {
-    /// A gossiped transaction, decoded. Answer with [`NetworkHandle::report_validation`].
-    Transaction {
-        tx: Transaction,
-        source: PeerId,
-        msg_id: MessageId,
-    },
-    /// A gossiped block, decoded. Answer with [`NetworkHandle::report_validation`]; if its parent
-    /// is unknown, answer `Ignore` and call [`NetworkHandle::sync_with`] with `source`.
-    Block {
-        block: Block,
-        source: PeerId,
-        msg_id: MessageId,
-    },
-    PeerConnected {
-        peer: PeerId,
-        address: Multiaddr,
-        direction: Direction,
-    },
-    PeerDisconnected {
-        peer: PeerId,
-    },
-}
-
-/// Which gossip topic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GossipKind {
-    Tx,
-    Block,
-}
-
-pub(crate) enum Command {
-    Publish {
-        kind: GossipKind,
-        payload: Vec<u8>,
-        reply: oneshot::Sender<Result<MessageId, P2pError>>,
-    },
-    ReportValidation {
-        msg_id: MessageId,
-        source: PeerId,
-        acceptance: Acceptance,
-    },
-    Peers(oneshot::Sender<Vec<PeerInfo>>),
-    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
-    Dial(Multiaddr, oneshot::Sender<Result<(), P2pError>>),
-    Ban {
-        peer: PeerId,
-        reason: String,
-    },
-    Disconnect(PeerId),
-    Request {
-        peer: PeerId,
-        frame: Vec<u8>,
-        reply: oneshot::Sender<Result<SyncResponse, P2pError>>,
-    },
-    Respond {
-        channel: ResponseChannel<Frame>,
-        frame: Vec<u8>,
-    },
-    SyncWith(PeerId),
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// A cloneable handle on the network service. Every method fails with
-/// [`P2pError::ServiceStopped`] (or returns an empty answer) once the service is gone.
-#[derive(Clone, Debug)]
-pub struct NetworkHandle {
-    commands: mpsc::Sender<Command>,
-    local_peer_id: PeerId,
-    metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Command")
-    }
-}
-
-impl NetworkHandle {
-    async fn send(&self, c: Command) -> Result<(), P2pError> {
-        self.commands
-            .send(c)
-            .await
-            .map_err(|_| P2pError::ServiceStopped)
-    }
-
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, P2pError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(make(tx)).await?;
-        rx.await.map_err(|_| P2pError::ServiceStopped)
-    }
-
-    /// Gossips a transaction (payload = its canonical encoding). Returns its message id.
-    pub async fn publish_tx(&self, tx: &Transaction) -> Result<MessageId, P2pError> {
-        self.publish_raw(GossipKind::Tx, encode(tx)).await
-    }
-
-    /// Gossips a block (payload = its canonical encoding). Returns its message id.
-    pub async fn publish_block(&self, block: &Block) -> Result<MessageId, P2pError> {
-        self.publish_raw(GossipKind::Block, encode(block)).await
-    }
-
-    /// Publishes arbitrary bytes on a topic: for tests and tools (a node publishes typed values).
-    #[cfg(any(test, feature = "test-utils"))]
-    pub async fn publish_bytes(
-        &self,
-        kind: GossipKind,
-        payload: Vec<u8>,
-    ) -> Result<MessageId, P2pError> {
-        self.publish_raw(kind, payload).await
-    }
-
-    async fn publish_raw(&self, kind: GossipKind, payload: Vec<u8>) -> Result<MessageId, P2pError> {
-        self.ask(|reply| Command::Publish {
-            kind,
-            payload,
-            reply,
-        })
-        .await?
-    }
-
-    /// The node's verdict on a gossip message; relays it on `Accept`. Must be called once per
-    /// [`NetworkEvent::Transaction`] / [`NetworkEvent::Block`]; a verdict that comes after
-    /// gossipsub's message cache dropped the message (a few heartbeats) is ignored.
-    pub async fn report_validation(
-        &self,
-        msg_id: MessageId,
-        source: PeerId,
-        acceptance: Acceptance,
-    ) -> Result<(), P2pError> {
-        self.send(Command::ReportValidation {
-            msg_id,
-            source,
-            acceptance,
-        })
-        .await
-    }
-
-    /// Connected peers.
-    pub async fn peers(&self) -> Vec<PeerInfo> {
-        self.ask(Command::Peers).await.unwrap_or_default()
-    }
-
-    pub fn local_peer_id(&self) -> PeerId {
-        self.local_peer_id
-    }
-
-    /// Bound listen addresses, each ending in `/p2p/<local peer id>`.
-    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.ask(Command::ListenAddrs).await.unwrap_or_default()
-    }
-
-    /// Dials an address (with or without `/p2p/<peer id>`).
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), P2pError> {
-        self.ask(|reply| Command::Dial(addr, reply)).await?
-    }
-
-    /// Disconnects and refuses the peer for the configured ban duration.
-    pub async fn ban(&self, peer: PeerId, reason: impl Into<String>) -> Result<(), P2pError> {
-        self.send(Command::Ban {
-            peer,
-            reason: reason.into(),
-        })
-        .await
-    }
-
-    /// Closes every connection to the peer without banning it.
-    pub async fn disconnect(&self, peer: PeerId) -> Result<(), P2pError> {
-        self.send(Command::Disconnect(peer)).await
-    }
-
-    /// Asks the sync driver to compare chains with `peer` now and download what it has more.
-    pub async fn sync_with(&self, peer: PeerId) -> Result<(), P2pError> {
-        self.send(Command::SyncWith(peer)).await
-    }
-
-    /// Sends one sync request and waits for the decoded response (bounded by the request
-    /// timeout).
-    pub async fn request(
-        &self,
-        peer: PeerId,
-        request: &SyncRequest,
-    ) -> Result<SyncResponse, P2pError> {
-        let frame = encode(request);
-        self.ask(|reply| Command::Request { peer, frame, reply })
-            .await?
-    }
-
-    /// Sends raw bytes as a sync request: for tests of abuse handling.
-    #[cfg(any(test, feature = "test-utils"))]
-    pub async fn request_bytes(
-        &self,
-        peer: PeerId,
-        frame: Vec<u8>,
-    ) -> Result<SyncResponse, P2pError> {
-        self.ask(|reply| Command::Request { peer, frame, reply })
-            .await?
-    }
-
-    pub(crate) async fn respond(&self, channel: ResponseChannel<Frame>, frame: Vec<u8>) {
-        let _ = self.send(Command::Respond { channel, frame }).await;
-    }
-
-    /// Counters.
-    pub fn metrics(&self) -> MetricsSnapshot {
-        self.metrics.snapshot()
-    }
-
-    pub(crate) fn metrics_ref(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// Stops the service (closing every connection) and waits until it has stopped.
-    pub async fn shutdown(&self) {
-        let _ = self.ask(Command::Shutdown).await;
-    }
-}
-
-/// Entry point: builds the swarm and spawns the swarm task, the sync driver and the request
-/// server on the current tokio runtime.
-pub struct NetworkService;
-
-impl NetworkService {
-    /// Starts the network. Returns once every listener is bound (so `listen_addrs` reports
-    /// real ports). The event receiver is bounded (`config.event_queue`): when the node does not
-    /// keep up, gossip messages are answered `Ignore` and dropped.
-    pub async fn start<C: ChainAccess>(
-        config: NetworkConfig,
-        chain: Arc<C>,
-    ) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), P2pError> {
-        config.validate()?;
-        let key = match &config.data_dir {
-            Some(dir) => load_or_create_node_key(dir)?,
-            None => identity::Keypair::generate_ed25519(),
-        };
-        let local_peer_id = key.public().to_peer_id();
-        let behaviour = Behaviour::new(&key, &config)?;
-        let idle = config.idle_connection_timeout;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| P2pError::Transport(e.to_string()))?
-            .with_behaviour(|_| behaviour)
-            .map_err(|e| P2pError::Transport(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-            .build();
-        for addr in &config.listen_addrs {
-            swarm
-                .listen_on(addr.clone())
-                .map_err(|e| P2pError::Listen {
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
-                })?;
-        }
-
-        let metrics = Arc::new(Metrics::default());
-        let (cmd_tx, cmd_rx) = mpsc::channel(config.command_queue);
-        let (event_tx, event_rx) = mpsc::channel(config.event_queue);
-        let (sync_tx, sync_rx) = mpsc::channel(config.sync_queue);
-        let (serve_tx, serve_rx) = mpsc::channel(config.serve_queue);
-        let handle = NetworkHandle {
-            commands: cmd_tx,
-            local_peer_id,
-            metrics: metrics.clone(),
-        };
-
-        let bootnodes = config
-            .bootnodes
-            .iter()
-            .map(|addr| Bootnode {
-                addr: addr.clone(),
-                peer: peer_id_of(addr),
-                next_attempt: Instant::now(),
-                backoff: BOOTNODE_BACKOFF_MIN,
-            })
-            .collect();
-        let mut service = Service {
-            tx_topic: IdentTopic::new(config.tx_topic()).hash(),
-            block_topic: IdentTopic::new(config.block_topic()).hash(),
-            swarm,
-            commands: cmd_rx,
-            events: event_tx,
-            sync: sync_tx,
-            serve: serve_tx,
-            metrics,
-            peers: HashMap::new(),
-            bans: HashMap::new(),
-            pending: HashMap::new(),
-            listen_addrs: Vec::new(),
-            bootnodes,
-            last_discovery: None,
-            config: config.clone(),
-        };
-        for b in &service.bootnodes {
-            if let Some(peer) = b.peer {
-                service
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, without_p2p(&b.addr));
-            }
-        }
-        service.wait_listening(config.listen_addrs.len()).await?;
-        info!(peer_id = %local_peer_id, addrs = ?service.listen_addrs, "p2p listening");
-
-        tokio::spawn(service.run());
-        tokio::spawn(crate::sync::serve(
-            chain.clone(),
-            serve_rx,
-            handle.clone(),
-            config.max_sync_response_size,
-        ));
-        tokio::spawn(SyncDriver::new(chain, handle.clone(), &config, sync_rx).run());
-        Ok((handle, event_rx))
-    }
-}
-
-/// Loads the node key from `<dir>/p2p_key` (32 raw bytes of an ed25519 secret key), creating it
-/// with mode 0600 if absent, so the peer id survives restarts.
-pub fn load_or_create_node_key(dir: &Path) -> Result<identity::Keypair, P2pError> {
-    let path = dir.join(NODE_KEY_FILE);
-    let err = |reason: String| P2pError::NodeKey {
-        path: path.display().to_string(),
-        reason,
-    };
-    if path.exists() {
-        let mut bytes = fs::read(&path).map_err(|e| err(e.to_string()))?;
-        let secret = identity::ed25519::SecretKey::try_from_bytes(&mut bytes)
-            .map_err(|e| err(e.to_string()))?;
-        return Ok(identity::ed25519::Keypair::from(secret).into());
-    }
-    fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let keypair = identity::ed25519::Keypair::generate();
-    let tmp = dir.join(format!("{NODE_KEY_FILE}.tmp"));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp).map_err(|e| err(e.to_string()))?;
-    file.write_all(keypair.secret().as_ref())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| err(e.to_string()))?;
-    fs::rename(&tmp, &path).map_err(|e| err(e.to_string()))?;
-    info!(path = %path.display(), "created p2p node key");
-    Ok(keypair.into())
-}
-
-fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(id) => Some(id),
-        _ => None,
-    })
-}
-
-fn without_p2p(addr: &Multiaddr) -> Multiaddr {
-    addr.iter()
-        .filter(|p| !matches!(p, Protocol::P2p(_)))
-        .collect()
-}
-
-struct Bootnode {
-    addr: Multiaddr,
-    peer: Option<PeerId>,
-    next_attempt: Instant,
-    backoff: Duration,
-}
-
-/// Token bucket for inbound requests.
-pub(crate) struct RateLimit {
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    pub(crate) fn full(burst: u32) -> Self {
-        Self {
-            tokens: f64::from(burst),
-            last: Instant::now(),
-        }
-    }
-
-    pub(crate) fn allow(&mut self, rate: u32, burst: u32) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * f64::from(rate);
-        self.tokens = (self.tokens + refill).min(f64::from(burst));
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-struct PeerState {
-    info: PeerInfo,
-    rate: RateLimit,
-    misbehaviour: u32,
-}
-
-struct Service {
-    swarm: Swarm<Behaviour>,
-    config: NetworkConfig,
-    commands: mpsc::Receiver<Command>,
-    events: mpsc::Sender<NetworkEvent>,
-    sync: mpsc::Sender<SyncInput>,
-    serve: mpsc::Sender<ServeRequest>,
-    metrics: Arc<Metrics>,
-    peers: HashMap<PeerId, PeerState>,
-    bans: HashMap<PeerId, Instant>,
-    pending: HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<SyncResponse, P2pError>>)>,
-    listen_addrs: Vec<Multiaddr>,
-    bootnodes: Vec<Bootnode>,
-    last_discovery: Option<Instant>,
-    tx_topic: TopicHash,
-    block_topic: TopicHash,
+pub(super) struct Service {
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) config: NetworkConfig,
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) events: mpsc::Sender<NetworkEvent>,
+    pub(super) sync: mpsc::Sender<SyncInput>,
+    pub(super) serve: mpsc::Sender<ServeRequest>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) peers: HashMap<PeerId, PeerState>,
+    pub(super) bans: HashMap<PeerId, Instant>,
+    pub(super) pending:
+        HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<SyncResponse, P2pError>>)>,
+    pub(super) listen_addrs: Vec<Multiaddr>,
+    pub(super) bootnodes: Vec<Bootnode>,
+    pub(super) last_discovery: Option<Instant>,
+    pub(super) tx_topic: TopicHash,
+    pub(super) block_topic: TopicHash,
+    /// Gossip handed to the node and not yet judged, with its kind (the penalty of a reject
+    /// depends on it). Bounded: cleared when it reaches twice the event queue (messages the
+    /// node never judged), at worst costing a block reject the transaction penalty.
+    pub(super) awaiting_validation: HashMap<MessageId, GossipKind>,
 }
 
 impl Service {
-    async fn wait_listening(&mut self, listeners: usize) -> Result<(), P2pError> {
+    pub(super) async fn wait_listening(&mut self, listeners: usize) -> Result<(), P2pError> {
         let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
         while self.listen_addrs.len() < listeners {
             match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
@@ -548,7 +50,7 @@ impl Service {
         Ok(())
     }
 
-    async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -659,13 +161,17 @@ impl Service {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&msg_id, &source, acceptance.into());
+                let kind = self.awaiting_validation.remove(&msg_id);
                 if acceptance == Acceptance::Reject {
                     Metrics::inc(&self.metrics.invalid_messages);
-                    self.penalise(
-                        source,
-                        REJECTED_GOSSIP_PENALTY,
-                        "gossip rejected by the node",
-                    );
+                    let (points, reason) = match kind {
+                        Some(GossipKind::Block) => (
+                            REJECTED_BLOCK_PENALTY,
+                            "gossiped block rejected by the node",
+                        ),
+                        _ => (REJECTED_GOSSIP_PENALTY, "gossip rejected by the node"),
+                    };
+                    self.penalise(source, points, reason);
                 }
             }
             Command::Peers(reply) => {
@@ -889,6 +395,14 @@ impl Service {
                     }
                 }
             }
+            BehaviourEvent::Slots(crate::slots::SlotEvent::Evicted(peer)) => {
+                Metrics::inc(&self.metrics.evicted_peers);
+                debug!(%peer, "inbound peer evicted to make room");
+            }
+            BehaviourEvent::Slots(crate::slots::SlotEvent::Refused(reason)) => {
+                Metrics::inc(&self.metrics.refused_inbound);
+                trace!(%reason, "inbound connection refused");
+            }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
                 self.maybe_dial(peer);
             }
@@ -917,13 +431,13 @@ impl Service {
         Metrics::add(&self.metrics.gossip_bytes_in, len);
         let event = if message.topic == self.tx_topic {
             Metrics::inc(&self.metrics.tx_in);
-            decode_with_limit::<Transaction>(&message.data, self.config.max_tx_size).map(|tx| {
-                NetworkEvent::Transaction {
+            decode_with_limit::<Transaction>(&message.data, self.config.gossip_tx_limit()).map(
+                |tx| NetworkEvent::Transaction {
                     tx,
                     source,
                     msg_id: msg_id.clone(),
-                }
-            })
+                },
+            )
         } else if message.topic == self.block_topic {
             Metrics::inc(&self.metrics.blocks_in);
             decode_with_limit::<Block>(&message.data, self.config.max_block_size).map(|block| {
@@ -939,7 +453,16 @@ impl Service {
         };
         match event {
             Ok(event) => {
-                if self.events.try_send(event).is_err() {
+                let kind = match &event {
+                    NetworkEvent::Block { .. } => GossipKind::Block,
+                    _ => GossipKind::Tx,
+                };
+                if self.events.try_send(event).is_ok() {
+                    if self.awaiting_validation.len() >= 2 * self.config.event_queue {
+                        self.awaiting_validation.clear();
+                    }
+                    self.awaiting_validation.insert(msg_id.clone(), kind);
+                } else {
                     Metrics::inc(&self.metrics.dropped_events);
                     self.validation(&msg_id, &source, MessageAcceptance::Ignore);
                 }
