@@ -356,3 +356,42 @@ fn too_many_small_coins_are_consolidated_and_history_pages() {
     let h = |p: &serde_json::Value, i: usize| p[i]["height"].as_u64().unwrap_or(u64::MAX);
     assert!(h(&page1, 4) >= h(&page2, 0));
 }
+
+/// What an operator needs to read in the log: an unreachable bootnode with its retry time, a
+/// peer of another chain refused with both genesis hashes, a finished sync that is not called a
+/// chain switch, and one progress format.
+#[test]
+fn logs_say_what_happened_where_it_happened() {
+    let dead = free_port();
+    let a = TestNode::run(&["--bootnode", &format!("/ip4/127.0.0.1/tcp/{dead}")]).unwrap();
+    let addr = cairn_primitives::Address::new(cairn_tests::faucet_key().public_key())
+        .encode("cdev")
+        .unwrap();
+    a.rpc("generatetoaddress", json!([20, addr])).unwrap();
+    cairn_tests::wait_until(Duration::from_secs(20), "bootnode warning", || {
+        let log = a.log_text();
+        (log.contains("bootnode unreachable") && log.contains("retry_in_secs")).then_some(())
+    })
+    .unwrap();
+
+    // A node of the same chain syncs from `a`: progress, but no "switching".
+    let b = TestNode::run(&["--bootnode", &a.p2p_addr().unwrap()]).unwrap();
+    b.wait_height(20, Duration::from_secs(30)).unwrap();
+    let log = b.log_text();
+    assert!(!log.contains("switching to the chain"), "{log}");
+
+    // A node of another chain: both sides say why they refused each other.
+    let g = testnet_genesis();
+    let c = TestNode::run(&[
+        "--genesis",
+        &g.to_string_lossy(),
+        "--bootnode",
+        &a.p2p_addr().unwrap(),
+    ])
+    .unwrap();
+    cairn_tests::wait_until(Duration::from_secs(20), "genesis refusal logged", || {
+        let (la, lc) = (a.log_text(), c.log_text());
+        (la.contains("on another chain") || lc.contains("on another chain")).then_some(())
+    })
+    .unwrap();
+}

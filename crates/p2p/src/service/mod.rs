@@ -200,6 +200,7 @@ impl NetworkService {
                 peer: peer_id_of(addr),
                 next_attempt: Instant::now(),
                 backoff: BOOTNODE_BACKOFF_MIN,
+                dialling: None,
             })
             .collect();
         let mut service = Service {
@@ -264,6 +265,8 @@ struct Bootnode {
     peer: Option<PeerId>,
     next_attempt: Instant,
     backoff: Duration,
+    /// The dial in flight, so a failure is reported as this bootnode's, with the retry time.
+    dialling: Option<libp2p::swarm::ConnectionId>,
 }
 
 /// Token bucket for inbound requests.

@@ -102,10 +102,14 @@ impl Service {
                 }
                 let addr = b.addr.clone();
                 debug!(%addr, "dialling bootnode");
-                if let Err(e) = self.swarm.dial(addr.clone()) {
-                    debug!(%addr, error = %e, "bootnode dial failed");
+                let opts = libp2p::swarm::dial_opts::DialOpts::from(addr.clone());
+                let id = opts.connection_id();
+                let retry = b.backoff;
+                if let Err(e) = self.swarm.dial(opts) {
+                    warn!(%addr, error = %e, retry_in_secs = retry.as_secs(), "cannot dial bootnode");
                 }
                 let b = &mut self.bootnodes[i];
+                b.dialling = Some(id);
                 b.next_attempt = now + b.backoff;
                 b.backoff = (b.backoff * 2).min(BOOTNODE_BACKOFF_MAX);
             }
@@ -288,8 +292,26 @@ impl Service {
                 cause,
                 ..
             } => self.on_disconnected(peer_id, cause.map(|c| c.to_string())),
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                trace!(?peer_id, %error, "outgoing connection failed");
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                error,
+                connection_id,
+            } => {
+                // A bootnode that cannot be reached is the operator's business: say so, and
+                // when the next attempt comes. Other failed dials (discovery) are routine.
+                let now = Instant::now();
+                match self
+                    .bootnodes
+                    .iter_mut()
+                    .find(|b| b.dialling == Some(connection_id))
+                {
+                    Some(b) => {
+                        b.dialling = None;
+                        let retry = b.next_attempt.saturating_duration_since(now);
+                        warn!(addr = %b.addr, %error, retry_in_secs = retry.as_secs(), "bootnode unreachable");
+                    }
+                    None => trace!(?peer_id, %error, "outgoing connection failed"),
+                }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -330,6 +352,7 @@ impl Service {
                     }
                     b.peer = Some(peer);
                     b.backoff = BOOTNODE_BACKOFF_MIN;
+                    b.dialling = None;
                 }
             }
         }
@@ -503,7 +526,11 @@ impl Service {
                         Ok(SyncResponse::Status(status))
                             if status.genesis != self.config.genesis =>
                         {
-                            self.ban(peer, "different genesis");
+                            let reason = format!(
+                                "on another chain: genesis {}, ours {}",
+                                status.genesis, self.config.genesis
+                            );
+                            self.ban(peer, &reason);
                             Err(P2pError::Request {
                                 peer,
                                 reason: "different genesis".into(),
@@ -616,7 +643,11 @@ impl Service {
             };
         if let SyncRequest::Status(status) = &request {
             if status.genesis != self.config.genesis {
-                self.ban(peer, "different genesis");
+                let reason = format!(
+                    "on another chain: genesis {}, ours {}",
+                    status.genesis, self.config.genesis
+                );
+                self.ban(peer, &reason);
                 return;
             }
             if let Some(state) = self.peers.get_mut(&peer) {

@@ -241,7 +241,7 @@ impl<C: ChainAccess> SyncDriver<C> {
                 } else {
                     0.0
                 };
-                info!(
+                debug!(
                     height = status.best_height,
                     blocks_per_sec = format!("{rate:.0}"),
                     eta_secs = format!("{eta:.0}"),

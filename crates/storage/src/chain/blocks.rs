@@ -276,7 +276,8 @@ impl ChainState {
             }
             path.reverse();
             let fork_height = self.index.get(&cur).map_or(0, |e| e.height);
-            if path.len() > 1 || self.tip().height != fork_height {
+            // Extending the tip (a finished sync) is not a switch; disconnecting blocks is.
+            if self.tip().height != fork_height {
                 tracing::info!(from = %tip.hash, to = %best, fork_height, depth = tip.height - fork_height, "switching to the chain with more work");
             }
             while self.tip().height > fork_height {
