@@ -284,6 +284,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     let mut rpc_config = RpcConfig::new(config.rpc_addr);
     rpc_config.credentials = credentials;
+    rpc_config.explorer = config.explorer;
     let render = {
         let (chain, net, m) = (chain.clone(), net.clone(), Arc::clone(&node_metrics));
         Arc::new(move || gauges_text(&chain, &net, &m)) as Arc<dyn Fn() -> String + Send + Sync>

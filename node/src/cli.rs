@@ -40,6 +40,10 @@ pub struct CommonArgs {
     /// JSON-RPC listen address (default 127.0.0.1:8645).
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub rpc_addr: Option<SocketAddr>,
+
+    /// Do not serve the block explorer on the RPC port.
+    #[arg(long, global = true)]
+    pub no_explorer: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -108,6 +108,8 @@ struct Shared {
     protect_all: bool,
     metrics: Arc<RpcMetrics>,
     node_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// Serve the built-in explorer's static files (see [`explorer_response`]).
+    explorer: bool,
 }
 
 impl CairnHttpLayer {
@@ -125,6 +127,7 @@ impl CairnHttpLayer {
                 expected_auth,
                 metrics,
                 node_metrics,
+                explorer: config.explorer,
             }),
         }
     }
@@ -305,6 +308,12 @@ where
                 );
                 Ok(r)
             };
+            if let Some(page) = explorer_response(&shared, &req) {
+                if shared.protect_all && !authorised {
+                    return unauthorised();
+                }
+                return Ok(page);
+            }
             if req.method() == Method::GET && req.uri().path() == "/metrics" {
                 if shared.protect_all && !authorised {
                     return unauthorised();
@@ -382,6 +391,15 @@ where
             Ok(resp)
         })
     }
+}
+
+/// The explorer hook: a plain `GET` of one of the explorer's paths gets its static file (with its
+/// Content-Security-Policy); anything else, WebSocket upgrades included, goes on as before.
+fn explorer_response<B>(shared: &Shared, req: &HttpRequest<B>) -> Option<HttpResponse> {
+    if !shared.explorer {
+        return None;
+    }
+    crate::explorer::response(req.method(), req.uri().path(), req.headers())
 }
 
 /// Rewrites the responses to legacy calls. Batch responses are matched to calls by `id`

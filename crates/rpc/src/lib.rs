@@ -13,6 +13,7 @@
 
 mod batch;
 pub mod error;
+mod explorer;
 mod http;
 mod methods;
 mod params;
@@ -66,6 +67,8 @@ pub struct RpcConfig {
     /// When set: privileged calls (`stop`, mining, `submitblock`) need them; if the server is
     /// not on a loopback address, every call needs them.
     pub credentials: Option<Credentials>,
+    /// Serve the built-in explorer on `GET /` (and its page routes).
+    pub explorer: bool,
 }
 
 impl RpcConfig {
@@ -78,6 +81,7 @@ impl RpcConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS,
             credentials: None,
+            explorer: true,
         }
     }
 }
