@@ -48,6 +48,12 @@ pub fn response(method: &Method, path: &str, headers: &HeaderMap) -> Option<Http
     if path.len() > MAX_PATH_LEN {
         return None;
     }
+    if path == "/favicon.ico" {
+        // Browsers ask for it on every page; an empty answer keeps their consoles clean.
+        let mut r = file("", "image/x-icon");
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        return Some(r);
+    }
     if let Some((_, body, ty)) = STATIC_FILES.iter().find(|f| f.0 == path) {
         return Some(file(body, ty));
     }
