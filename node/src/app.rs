@@ -346,6 +346,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     rpc_config.credentials = Some(credentials);
     rpc_config.allowed_hosts = config.rpc_allowed_hosts.clone();
     rpc_config.allowed_origins = config.rpc_allowed_origins.clone();
+    rpc_config.explorer = config.explorer;
     let render = {
         let (chain, net, m) = (chain.clone(), net.clone(), Arc::clone(&node_metrics));
         let started = Instant::now();

@@ -44,6 +44,10 @@ pub struct CommonArgs {
     /// /ip4/127.0.0.1/tcp/9645).
     #[arg(long = "p2p-listen", global = true, value_name = "MULTIADDR")]
     pub p2p_listen: Vec<String>,
+
+    /// Do not serve the block explorer on the RPC port.
+    #[arg(long, global = true)]
+    pub no_explorer: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

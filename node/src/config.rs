@@ -47,6 +47,7 @@ pub struct ConfigFile {
     pub max_peers: Option<u32>,
     pub mempool_max_bytes: Option<usize>,
     pub dbcache_bytes: Option<usize>,
+    pub explorer: Option<bool>,
 }
 
 /// The resolved configuration the node runs with.
@@ -73,6 +74,8 @@ pub struct NodeConfig {
     pub max_peers: u32,
     pub mempool_max_bytes: usize,
     pub dbcache_bytes: usize,
+    /// Serve the block explorer on the RPC port.
+    pub explorer: bool,
 }
 
 fn default_dev_datadir() -> PathBuf {
@@ -201,6 +204,7 @@ impl NodeConfig {
             max_peers,
             mempool_max_bytes,
             dbcache_bytes,
+            explorer: !cli.common.no_explorer && file.explorer.unwrap_or(true),
             datadir,
         })
     }

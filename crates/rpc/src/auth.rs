@@ -53,6 +53,21 @@ pub const OPEN_METHODS: &[&str] = &[
     "unsubscribe_newblocks",
     "subscribe_newtransactions",
     "unsubscribe_newtransactions",
+    "decoderawtransaction",
+    "getblockstats",
+    "getchaintips",
+    "getdifficulty",
+    "getindexinfo",
+    "getnettotals",
+    "getnetworkhashps",
+    "help",
+    "uptime",
+    "validateaddress",
+    "gettxspendingprevout",
+    "getmempoolancestors",
+    "getmempooldescendants",
+    "estimatesmartfee",
+    "getchaintxstats",
 ];
 
 /// Methods that change node state beyond relaying a transaction, or stop it: they always need

@@ -121,6 +121,8 @@ struct Shared {
     throttle: FailedAuthThrottle,
     metrics: Arc<RpcMetrics>,
     node_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// Serve the built-in explorer's static files (see [`explorer_response`]).
+    explorer: bool,
 }
 
 impl CairnHttpLayer {
@@ -145,6 +147,7 @@ impl CairnHttpLayer {
                 throttle: FailedAuthThrottle::default(),
                 metrics,
                 node_metrics,
+                explorer: config.explorer,
             }),
         }
     }
@@ -344,6 +347,9 @@ where
             if shared.protect_all && !authenticated {
                 return unauthorised(&shared);
             }
+            if let Some(page) = explorer_response(&shared, &req) {
+                return Ok(page);
+            }
             if req.method() == Method::GET && req.uri().path() == "/metrics" {
                 let text = format!("{}{}", (shared.node_metrics)(), shared.metrics.render());
                 let mut r = HttpResponse::new(HttpBody::from(text));
@@ -452,6 +458,15 @@ fn unauthorised(shared: &Shared) -> Result<HttpResponse, BoxError> {
         HeaderValue::from_static("Basic realm=\"cairnd\""),
     );
     Ok(r)
+}
+
+/// The explorer hook: a plain `GET` of one of the explorer's paths gets its static file (with its
+/// Content-Security-Policy); anything else, WebSocket upgrades included, goes on as before.
+fn explorer_response<B>(shared: &Shared, req: &HttpRequest<B>) -> Option<HttpResponse> {
+    if !shared.explorer {
+        return None;
+    }
+    crate::explorer::response(req.method(), req.uri().path(), req.headers())
 }
 
 /// Rewrites the responses to legacy calls. Batch responses are matched to calls by `id`

@@ -16,6 +16,7 @@ pub mod auth;
 mod batch;
 mod call_metrics;
 pub mod error;
+mod explorer;
 pub mod guard;
 mod http;
 mod methods;
@@ -76,6 +77,8 @@ pub struct RpcConfig {
     pub allowed_hosts: Vec<String>,
     /// Web origins whose pages may call the RPC (`rpc_allowed_origins`); the node's own is implied.
     pub allowed_origins: Vec<String>,
+    /// Serve the built-in explorer on `GET /` (and its page routes).
+    pub explorer: bool,
 }
 
 impl RpcConfig {
@@ -90,6 +93,7 @@ impl RpcConfig {
             credentials: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            explorer: true,
         }
     }
 }

@@ -139,6 +139,39 @@ impl Args {
         }
     }
 
+    pub fn opt_str(&self, i: usize) -> RpcResult<Option<&str>> {
+        match self.get(i) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.wrong(i, "a string")),
+        }
+    }
+
+    /// A signed integer (Bitcoin Core uses -1 for "the tip" in a few places).
+    pub fn opt_i64(&self, i: usize) -> RpcResult<Option<i64>> {
+        match self.get(i) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| self.wrong(i, "an integer")),
+        }
+    }
+
+    /// An options object (`{"limit": .., "after": ..}`), absent or null as `None`.
+    pub fn opt_object(&self, i: usize) -> RpcResult<Option<&serde_json::Map<String, Value>>> {
+        match self.get(i) {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(_) => Err(self.wrong(i, "an object")),
+        }
+    }
+
+    /// The raw value at `i` (null when absent), for parameters of several accepted types.
+    pub fn raw(&self, i: usize) -> Option<&Value> {
+        self.get(i)
+    }
+
     pub fn array(&self, i: usize) -> RpcResult<&Vec<Value>> {
         match self.get(i) {
             None => Err(self.missing(i)),

@@ -107,3 +107,32 @@ pub fn header_json(
     }
     v
 }
+
+/// The output an input spends, as Bitcoin Core's `prevout` (`getblock` verbosity 3,
+/// `getrawtransaction` verbosity 2): `height` is `null` for an output still in the mempool.
+pub fn prevout_json(coin: &cairn_consensus::Coin, confirmed: bool, params: &ChainParams) -> Value {
+    json!({
+        "generated": coin.coinbase,
+        "height": if confirmed { json!(coin.height) } else { Value::Null },
+        "value": coin.output.value.0,
+        "address": address_of(&coin.output.pubkey, params),
+        "pubkey": coin.output.pubkey.to_hex(),
+    })
+}
+
+/// Adds `prevout` to each input of a `tx_json` value and, when every spent output is known and
+/// the transaction is not a coinbase, its `fee`.
+pub fn add_prevouts(v: &mut Value, tx: &Transaction, prevouts: &[Option<Value>], fee: Option<u64>) {
+    if let Some(vin) = v.get_mut("vin").and_then(Value::as_array_mut) {
+        for (i, p) in vin.iter_mut().zip(prevouts) {
+            if let Some(p) = p {
+                i["prevout"] = p.clone();
+            }
+        }
+    }
+    if !tx.is_coinbase()
+        && let Some(fee) = fee
+    {
+        v["fee"] = json!(fee);
+    }
+}

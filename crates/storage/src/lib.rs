@@ -16,6 +16,8 @@
 //!   implements [`cairn_consensus::UtxoView`].
 //! - [`StorageConfig`], [`StorageError`], [`UtxoStats`].
 //!
+//! Explorer indexes (spender, chain transaction count) and paged reads: [`explorer_index`].
+//!
 //! Layout on disk: see [`schema`].
 
 pub mod cache;
@@ -23,6 +25,7 @@ pub mod chain;
 pub mod config;
 pub mod digest;
 mod error;
+pub mod explorer_index;
 pub mod reader;
 pub mod schema;
 mod store;
@@ -35,5 +38,8 @@ pub use chain::{
 pub use config::StorageConfig;
 pub use digest::{UtxoDigest, UtxoStats};
 pub use error::{StorageError, StorageResult};
+pub use explorer_index::{
+    AddressTx, ChainTipInfo, HistoryPosition, MAX_PAGE_ENTRIES, Page, Spender, TipStatus,
+};
 pub use reader::{BlockTemplateContext, ChainReader, HeaderInfo, TxInfo};
 pub use schema::BlockStatus;

@@ -177,6 +177,11 @@ impl ChainReader {
         &self.params
     }
 
+    /// The database, for the read functions of other modules (`explorer_index`).
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
     /// Height and hash of the main-chain tip.
     pub fn tip(&self) -> StorageResult<(u64, BlockHash)> {
         let t = self.view().tip()?;

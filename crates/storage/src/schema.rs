@@ -15,6 +15,8 @@
 //! | `addr_tx`      | pubkey, height BE, tx index BE, txid     | empty                         |
 //! | `addr_utxo`    | pubkey, encoded outpoint                 | encoded [`Coin`]              |
 //! | `addr_balance` | pubkey                                   | u64                           |
+//! | `spent_by`     | encoded outpoint (36 B)                  | [`crate::explorer_index::Spender`] |
+//! | `chain_tx`     | main-chain height (u64 BE)               | u64: transactions in blocks 1..=height |
 //! | `meta`         | `schema_version`, `genesis`, `tip`, `utxo_stats`, `best_header` | see [`MetaKey`] |
 
 use cairn_consensus::{ChainWork, Coin};
@@ -25,7 +27,9 @@ use crate::error::{StorageError, StorageResult};
 
 /// Version of this layout. Bump on any incompatible change; older or newer data directories are
 /// refused at open, never misread.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2 added `spent_by` and `chain_tx` (explorer indexes).
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub const CF_HEADERS: &str = "headers";
 pub const CF_BLOCKS: &str = "blocks";
@@ -38,9 +42,11 @@ pub const CF_ADDR_TX: &str = "addr_tx";
 pub const CF_ADDR_UTXO: &str = "addr_utxo";
 pub const CF_ADDR_BALANCE: &str = "addr_balance";
 pub const CF_META: &str = "meta";
+pub const CF_SPENT_BY: &str = "spent_by";
+pub const CF_CHAIN_TX: &str = "chain_tx";
 
 /// All column families (RocksDB's `default` is created implicitly and unused).
-pub const COLUMN_FAMILIES: [&str; 11] = [
+pub const COLUMN_FAMILIES: [&str; 13] = [
     CF_HEADERS,
     CF_BLOCKS,
     CF_UNDO,
@@ -52,6 +58,8 @@ pub const COLUMN_FAMILIES: [&str; 11] = [
     CF_ADDR_UTXO,
     CF_ADDR_BALANCE,
     CF_META,
+    CF_SPENT_BY,
+    CF_CHAIN_TX,
 ];
 
 /// Keys of the `meta` column family.

@@ -405,7 +405,7 @@ fn schema_version_mismatch_is_refused() {
         db.put_cf(
             db.cf_handle("meta").unwrap(),
             b"schema_version",
-            2u32.to_le_bytes(),
+            (cairn_storage::schema::SCHEMA_VERSION + 1).to_le_bytes(),
         )
         .unwrap();
     }
@@ -414,7 +414,13 @@ fn schema_version_mismatch_is_refused() {
     assert!(matches!(err, StorageError::SchemaMismatch { .. }), "{err}");
     let msg = err.to_string();
     assert!(
-        msg.contains("schema version 2") && msg.contains("reads version 1"),
+        msg.contains(&format!(
+            "schema version {}",
+            cairn_storage::schema::SCHEMA_VERSION + 1
+        )) && msg.contains(&format!(
+            "reads version {}",
+            cairn_storage::schema::SCHEMA_VERSION
+        )),
         "{msg}"
     );
 

@@ -4,6 +4,11 @@ use std::sync::Arc;
 
 use super::prelude::*;
 
+/// Most transactions `getmempoolancestors` / `getmempooldescendants` report.
+pub const MAX_RELATIVES: usize = 10_000;
+/// Most buckets of `getmempoolinfo`'s fee-rate histogram.
+pub const MAX_FEE_HISTOGRAM_BUCKETS: usize = 64;
+
 /// JSON-RPC error for a refused transaction: consensus failures are -25, policy -26.
 pub(super) fn mempool_error(e: &MempoolError) -> jsonrpsee::types::ErrorObjectOwned {
     let code = if e.is_policy() {
@@ -64,9 +69,11 @@ pub(super) fn testmempoolaccept(ctx: &RpcContext, a: &Args) -> RpcResult<Value> 
     Ok(Value::Array(out))
 }
 
-pub(super) fn getmempoolinfo(ctx: &RpcContext, _: &Args) -> RpcResult<Value> {
-    let i = mempool(ctx).info();
-    Ok(json!({
+pub(super) fn getmempoolinfo(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
+    let bounds = fee_histogram_bounds(a)?;
+    let pool = mempool(ctx);
+    let i = pool.info();
+    let mut v = json!({
         "loaded": true,
         "size": i.size,
         "bytes": i.bytes,
@@ -75,7 +82,68 @@ pub(super) fn getmempoolinfo(ctx: &RpcContext, _: &Args) -> RpcResult<Value> {
         "mempoolminfee": i.min_fee_rate,
         "minrelaytxfee": i.min_relay_fee_rate,
         "dustthreshold": i.dust_threshold.0,
-    }))
+    });
+    if let Some(bounds) = bounds {
+        let mut buckets: Vec<(u64, u64, u64)> = vec![(0, 0, 0); bounds.len()];
+        for t in pool.txids() {
+            let Some(e) = pool.entry(&t) else {
+                continue;
+            };
+            // The bucket of the highest lower bound not above the rate; rates below the first
+            // bound count in the first bucket.
+            let k = bounds
+                .partition_point(|b| *b <= e.fee_rate)
+                .saturating_sub(1);
+            buckets[k].0 += 1;
+            buckets[k].1 += e.size as u64;
+            buckets[k].2 += e.fee.0;
+        }
+        v["fee_histogram"] = Value::Array(
+            bounds
+                .iter()
+                .enumerate()
+                .map(|(k, from)| {
+                    json!({
+                        "from": from,
+                        "to": bounds.get(k + 1),
+                        "count": buckets[k].0,
+                        "size": buckets[k].1,
+                        "fees": buckets[k].2,
+                    })
+                })
+                .collect(),
+        );
+    }
+    Ok(v)
+}
+
+/// The optional `fee_histogram` argument of `getmempoolinfo`: ascending fee-rate lower bounds
+/// (base units per byte), at most [`MAX_FEE_HISTOGRAM_BUCKETS`].
+fn fee_histogram_bounds(a: &Args) -> RpcResult<Option<Vec<u64>>> {
+    let Some(raw) = a.raw(0) else {
+        return Ok(None);
+    };
+    let bad = || {
+        rpc_err(
+            INVALID_PARAMETER,
+            format!(
+                "fee_histogram must be 1 to {MAX_FEE_HISTOGRAM_BUCKETS} ascending non-negative integers"
+            ),
+        )
+    };
+    let list = raw.as_array().ok_or_else(bad)?;
+    if list.is_empty() || list.len() > MAX_FEE_HISTOGRAM_BUCKETS {
+        return Err(bad());
+    }
+    let bounds: Vec<u64> = list
+        .iter()
+        .map(Value::as_u64)
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    if bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(bad());
+    }
+    Ok(Some(bounds))
 }
 
 pub(super) fn entry_json(e: &cairn_mempool::EntryInfo) -> Value {
@@ -93,7 +161,67 @@ pub(super) fn entry_json(e: &cairn_mempool::EntryInfo) -> Value {
         "descendantcount": e.descendant_count,
         "descendantsize": e.descendant_size,
         "descendantfees": e.descendant_fees.0,
+        "vsize": e.size,
+        "fees": {
+            "base": e.fee.0,
+            "modified": e.fee.0,
+            "ancestor": e.ancestor_fees.0,
+            "descendant": e.descendant_fees.0,
+        },
     })
+}
+
+/// Pooled ancestors (`up`) or descendants of `txid`, walking `depends` / `spentby`, at most
+/// [`MAX_RELATIVES`] (the pool's package limits keep real answers far below it).
+fn relatives(pool: &cairn_mempool::Mempool, txid: &Txid, up: bool) -> Vec<Txid> {
+    let mut seen: std::collections::HashSet<Txid> = std::collections::HashSet::new();
+    let mut stack = vec![*txid];
+    let mut out = Vec::new();
+    while let Some(t) = stack.pop() {
+        let Some(e) = pool.entry(&t) else { continue };
+        let next = if up { e.depends } else { e.spent_by };
+        for n in next {
+            if out.len() >= MAX_RELATIVES {
+                return out;
+            }
+            if seen.insert(n) {
+                out.push(n);
+                stack.push(n);
+            }
+        }
+    }
+    out
+}
+
+fn mempool_relatives(ctx: &RpcContext, a: &Args, up: bool) -> RpcResult<Value> {
+    let txid: Txid = a.hash(0)?;
+    let verbose = a.opt_bool(1)?.unwrap_or(false);
+    let pool = mempool(ctx);
+    if !pool.contains(&txid) {
+        return Err(rpc_err(
+            INVALID_ADDRESS_OR_KEY,
+            format!("transaction not in mempool: {txid}"),
+        ));
+    }
+    let found = relatives(&pool, &txid, up);
+    if !verbose {
+        return Ok(json!(found));
+    }
+    let mut map = serde_json::Map::new();
+    for t in found {
+        if let Some(e) = pool.entry(&t) {
+            map.insert(t.to_hex(), entry_json(&e));
+        }
+    }
+    Ok(Value::Object(map))
+}
+
+pub(super) fn getmempoolancestors(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
+    mempool_relatives(ctx, a, true)
+}
+
+pub(super) fn getmempooldescendants(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
+    mempool_relatives(ctx, a, false)
 }
 
 pub(super) fn getrawmempool(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {

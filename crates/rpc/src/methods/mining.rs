@@ -27,10 +27,20 @@ pub(super) fn network_hashps(
     height: u64,
     tip: &cairn_storage::HeaderInfo,
 ) -> RpcResult<f64> {
+    network_hashps_over(ctx, height, tip, HASHPS_WINDOW)
+}
+
+/// Work done over the `window` blocks ending at `tip` (at `height`) divided by their time.
+fn network_hashps_over(
+    ctx: &RpcContext,
+    height: u64,
+    tip: &cairn_storage::HeaderInfo,
+    window: u64,
+) -> RpcResult<f64> {
     if height == 0 {
         return Ok(0.0);
     }
-    let start_height = height.saturating_sub(HASHPS_WINDOW);
+    let start_height = height.saturating_sub(window);
     let Some(start_hash) = ctx.reader.block_hash(start_height).map_err(internal)? else {
         return Ok(0.0);
     };
@@ -41,6 +51,40 @@ pub(super) fn network_hashps(
     let work = tip.chain_work.0.saturating_sub(start.chain_work.0);
     let work_f: f64 = work.to_string().parse().unwrap_or(0.0);
     Ok(work_f / secs as f64)
+}
+
+/// `getnetworkhashps ( nblocks height )`: `nblocks` <= 0 means [`HASHPS_WINDOW`] (difficulty
+/// changes every block, so Bitcoin Core's "since the last change" has no meaning here); `height`
+/// -1 (the default) is the tip.
+pub(super) fn getnetworkhashps(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
+    let window = match a.opt_i64(0)? {
+        Some(n) if n > 0 => n as u64,
+        _ => HASHPS_WINDOW,
+    };
+    let (tip_height, tip_hash) = tip(ctx)?;
+    let (height, hash) = match a.opt_i64(1)? {
+        None | Some(-1) => (tip_height, tip_hash),
+        Some(h) if h >= 0 && (h as u64) <= tip_height => {
+            let hash = ctx
+                .reader
+                .block_hash(h as u64)
+                .map_err(internal)?
+                .ok_or_else(|| internal("main-chain block missing"))?;
+            (h as u64, hash)
+        }
+        Some(h) => {
+            return Err(rpc_err(
+                INVALID_PARAMETER,
+                format!("height {h} is neither -1 nor a main-chain height (tip {tip_height})"),
+            ));
+        }
+    };
+    let info = ctx
+        .reader
+        .header_info(&hash)
+        .map_err(internal)?
+        .ok_or_else(|| internal("main-chain header missing"))?;
+    Ok(json!(network_hashps_over(ctx, height, &info, window)?))
 }
 
 pub(super) fn generatetoaddress(ctx: Ctx, a: Args) -> BoxFuture<'static, RpcResult<Value>> {

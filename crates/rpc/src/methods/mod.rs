@@ -7,11 +7,13 @@ mod address;
 mod blockchain;
 mod control;
 mod fees;
+mod help;
 mod mempool;
 mod mining;
 mod network;
 mod rawtransactions;
 mod subscriptions;
+mod util;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -47,11 +49,13 @@ mod prelude {
     };
     pub(super) use super::{
         address::*, blockchain::*, control::*, fees::*, mempool::*, mining::*, network::*,
-        rawtransactions::*,
+        rawtransactions::*, util::*,
     };
     pub(super) use crate::error::*;
     pub(super) use crate::params::Args;
-    pub(super) use crate::shapes::{TxPlace, address_of, header_json, tx_json};
+    pub(super) use crate::shapes::{
+        TxPlace, add_prevouts, address_of, header_json, prevout_json, tx_json,
+    };
     pub(super) use crate::{BlockSubmission, RpcContext};
 }
 
@@ -78,57 +82,96 @@ pub(crate) fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Read methods: name, parameter names, handler (run on the blocking pool).
+const READS: &[(&str, &[&str], Sync)] = &[
+    ("getblockchaininfo", &[], getblockchaininfo),
+    ("getblockcount", &[], getblockcount),
+    ("getbestblockhash", &[], getbestblockhash),
+    ("getblockhash", &["height"], getblockhash),
+    ("getblockheader", &["blockhash", "verbose"], getblockheader),
+    ("getblock", &["blockhash", "verbosity"], getblock),
+    (
+        "getrawtransaction",
+        &["txid", "verbose", "blockhash"],
+        getrawtransaction,
+    ),
+    ("gettxout", &["txid", "n", "include_mempool"], gettxout),
+    ("gettxoutsetinfo", &[], gettxoutsetinfo),
+    ("testmempoolaccept", &["rawtxs"], testmempoolaccept),
+    ("getmempoolinfo", &["fee_histogram"], getmempoolinfo),
+    ("getrawmempool", &["verbose"], getrawmempool),
+    (
+        "getmempoolancestors",
+        &["txid", "verbose"],
+        getmempoolancestors,
+    ),
+    (
+        "getmempooldescendants",
+        &["txid", "verbose"],
+        getmempooldescendants,
+    ),
+    ("decoderawtransaction", &["hexstring"], decoderawtransaction),
+    (
+        "gettxspendingprevout",
+        &["outputs", "options"],
+        gettxspendingprevout,
+    ),
+    ("getblockstats", &["hash_or_height", "stats"], getblockstats),
+    ("getchaintips", &[], getchaintips),
+    (
+        "getchaintxstats",
+        &["nblocks", "blockhash"],
+        getchaintxstats,
+    ),
+    ("getdifficulty", &[], getdifficulty),
+    ("getnetworkhashps", &["nblocks", "height"], getnetworkhashps),
+    (
+        "estimatesmartfee",
+        &["conf_target", "estimate_mode"],
+        estimatesmartfee,
+    ),
+    ("validateaddress", &["address"], validateaddress),
+    ("getindexinfo", &["index_name"], getindexinfo),
+    ("uptime", &[], uptime),
+    ("help", &["command"], help),
+    ("getmempoolentry", &["txid"], getmempoolentry),
+    ("estimatefee", &["conf_target"], estimatefee),
+    ("getaddressbalance", &["address"], getaddressbalance),
+    ("getaddressutxos", &["address", "options"], getaddressutxos),
+    ("getaddresstxids", &["address", "options"], getaddresstxids),
+    ("getmininginfo", &[], getmininginfo),
+];
+
+/// Methods that await the node or the network: name, parameter names, handler.
+const ASYNCS: &[(&str, &[&str], Async)] = &[
+    (
+        "sendrawtransaction",
+        &["hexstring", "maxfeerate"],
+        sendrawtransaction,
+    ),
+    ("submitblock", &["hexdata"], submitblock),
+    (
+        "generatetoaddress",
+        &["nblocks", "address", "maxtries"],
+        generatetoaddress,
+    ),
+    ("getpeerinfo", &[], getpeerinfo),
+    ("getnetworkinfo", &[], getnetworkinfo),
+    ("getconnectioncount", &[], getconnectioncount),
+    ("getnettotals", &[], getnettotals),
+    ("stop", &[], stop),
+];
+
 pub fn module(ctx: Ctx) -> Result<RpcModule<RpcContext>, RegisterError> {
     let mut m = RpcModule::from_arc(ctx);
-    let reads: &[(&'static str, &'static [&'static str], Sync)] = &[
-        ("getblockchaininfo", &[], getblockchaininfo),
-        ("getblockcount", &[], getblockcount),
-        ("getbestblockhash", &[], getbestblockhash),
-        ("getblockhash", &["height"], getblockhash),
-        ("getblockheader", &["blockhash", "verbose"], getblockheader),
-        ("getblock", &["blockhash", "verbosity"], getblock),
-        (
-            "getrawtransaction",
-            &["txid", "verbose", "blockhash"],
-            getrawtransaction,
-        ),
-        ("gettxout", &["txid", "n", "include_mempool"], gettxout),
-        ("gettxoutsetinfo", &[], gettxoutsetinfo),
-        ("testmempoolaccept", &["rawtxs"], testmempoolaccept),
-        ("getmempoolinfo", &[], getmempoolinfo),
-        ("getrawmempool", &["verbose"], getrawmempool),
-        ("getmempoolentry", &["txid"], getmempoolentry),
-        ("estimatefee", &["conf_target"], estimatefee),
-        ("getaddressbalance", &["address"], getaddressbalance),
-        ("getaddressutxos", &["address"], getaddressutxos),
-        ("getaddresstxids", &["address"], getaddresstxids),
-        ("getmininginfo", &[], getmininginfo),
-    ];
-    for (name, names, f) in reads {
+    for (name, names, f) in READS {
         let (names, f) = (*names, *f);
         m.register_blocking_method(name, move |params: Params<'_>, ctx: Ctx, _: Extensions| {
             let args = Args::parse(&params, names)?;
             f(&ctx, &args)
         })?;
     }
-    let writes: &[(&'static str, &'static [&'static str], Async)] = &[
-        (
-            "sendrawtransaction",
-            &["hexstring", "maxfeerate"],
-            sendrawtransaction,
-        ),
-        ("submitblock", &["hexdata"], submitblock),
-        (
-            "generatetoaddress",
-            &["nblocks", "address", "maxtries"],
-            generatetoaddress,
-        ),
-        ("getpeerinfo", &[], getpeerinfo),
-        ("getnetworkinfo", &[], getnetworkinfo),
-        ("getconnectioncount", &[], getconnectioncount),
-        ("stop", &[], stop),
-    ];
-    for (name, names, f) in writes {
+    for (name, names, f) in ASYNCS {
         let (names, f) = (*names, *f);
         m.register_async_method(
             name,
@@ -152,4 +195,30 @@ pub(crate) fn mempool(ctx: &RpcContext) -> std::sync::RwLockReadGuard<'_, Mempoo
 
 pub(crate) fn tip(ctx: &RpcContext) -> RpcResult<(u64, BlockHash)> {
     ctx.reader.tip().map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::help::{METHODS, SUBSCRIPTIONS, text};
+
+    /// Every method the server registers is in `help`, and `help` lists nothing else.
+    #[test]
+    fn help_lists_exactly_the_registered_methods() {
+        let mut registered: Vec<&str> = super::READS
+            .iter()
+            .map(|r| r.0)
+            .chain(super::ASYNCS.iter().map(|r| r.0))
+            .collect();
+        registered.sort_unstable();
+        let n = registered.len();
+        registered.dedup();
+        assert_eq!(registered.len(), n, "a method is registered twice");
+        let mut listed: Vec<&str> = METHODS.iter().map(|m| m.1).collect();
+        listed.sort_unstable();
+        assert_eq!(registered, listed);
+        assert!(text(None).contains("== Blockchain ==\ngetbestblockhash\n"));
+        assert!(text(Some("getblock")).starts_with("getblock \"blockhash\" ( verbosity )\n\n"));
+        assert_eq!(text(Some("nope")), "help: unknown command: nope");
+        assert!(SUBSCRIPTIONS.iter().all(|s| text(None).contains(s.0)));
+    }
 }

@@ -69,3 +69,24 @@ pub(super) fn getconnectioncount(ctx: Ctx, _: Args) -> BoxFuture<'static, RpcRes
         Ok(json!(n))
     })
 }
+
+/// `getnettotals`: bytes of gossip and sync payloads received and sent (application payloads:
+/// transport framing and encryption are not counted).
+pub(super) fn getnettotals(ctx: Ctx, _: Args) -> BoxFuture<'static, RpcResult<Value>> {
+    Box::pin(async move {
+        let m = ctx
+            .network
+            .as_ref()
+            .map(|n| n.metrics())
+            .unwrap_or_default();
+        let millis = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Ok(json!({
+            "totalbytesrecv": m.gossip_bytes_in + m.sync_bytes_in,
+            "totalbytessent": m.gossip_bytes_out + m.sync_bytes_out,
+            "timemillis": millis,
+        }))
+    })
+}

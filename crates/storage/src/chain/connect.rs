@@ -147,6 +147,7 @@ impl ChainState {
             |op| prior_coins.get(op).copied(),
             true,
         )?;
+        crate::explorer_index::write_explorer_indexes(db, batch, block, txids, height, true)?;
         batch.put_cf(cf(db, CF_UNDO)?, hash.0, encode_value(delta));
         batch.put_cf(cf(db, CF_HEIGHT)?, height_key(height), hash.0);
         batch.put_cf(
@@ -324,6 +325,9 @@ impl ChainState {
             height: tip.height - 1,
             hash: entry.header.prev_hash,
         };
+        crate::explorer_index::write_explorer_indexes(
+            &db, &mut batch, &block, &txids, tip.height, false,
+        )?;
         batch.delete_cf(cf(&db, CF_HEIGHT)?, height_key(tip.height));
         batch.put_cf(cf(&db, CF_META)?, MetaKey::Tip.key(), encode_value(&parent));
         batch.put_cf(
