@@ -378,19 +378,24 @@ async fn attack_is_banned_while_honest_traffic_flows(attack: Attack) {
                 .await;
         }
         Attack::RequestFlood => {
-            let mut tasks = Vec::new();
-            for _ in 0..400 {
-                let h = attacker.handle.clone();
-                tasks.push(tokio::spawn(async move {
-                    let req = SyncRequest::GetHeaders {
-                        locator: vec![],
-                        max: 1,
-                    };
-                    let _ = h.request(victim_id, &req).await;
-                }));
-            }
-            for t in tasks {
-                let _ = t.await;
+            // The attacker's own side bounds requests in flight, so not every request of a
+            // burst leaves it: keep flooding, a burst at a time, until the victim bans it.
+            let deadline = Instant::now() + WAIT;
+            while victim.handle.metrics().bans == 0 && Instant::now() < deadline {
+                let mut tasks = Vec::new();
+                for _ in 0..100 {
+                    let h = attacker.handle.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let req = SyncRequest::GetHeaders {
+                            locator: vec![],
+                            max: 1,
+                        };
+                        let _ = h.request(victim_id, &req).await;
+                    }));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
             }
         }
     }
