@@ -306,7 +306,7 @@ impl TestNode {
                     self.log_tail(30)
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

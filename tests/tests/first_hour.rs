@@ -257,10 +257,33 @@ fn logs_have_no_escape_codes_and_dev_stops_fast_while_mining() {
         !log.contains("libp2p_kad"),
         "Kademlia noise on a lone dev node"
     );
+    // The node's own account, from its log (RFC 3339 timestamps): SIGTERM to "stopped". The
+    // wall clock around it also counts the test's polling and, under a loaded CI, scheduling.
+    let stamp = |needle: &str| -> f64 {
+        let line = log
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in the log"));
+        let time = line.split_whitespace().next().unwrap();
+        let hms = time.split('T').nth(1).unwrap().trim_end_matches('Z');
+        let mut parts = hms.split(':');
+        let (h, m, sec): (f64, f64, f64) = (
+            parts.next().unwrap().parse().unwrap(),
+            parts.next().unwrap().parse().unwrap(),
+            parts.next().unwrap().parse().unwrap(),
+        );
+        h * 3600.0 + m * 60.0 + sec
+    };
+    let own = stamp("SIGTERM received");
+    let stopped = stamp("cairnd::app: stopped");
+    let own_ms = (stopped - own) * 1000.0;
     assert!(
-        stop_time < Duration::from_millis(200),
-        "--dev took {:?} to stop after SIGTERM while mining",
-        stop_time
+        own_ms < 200.0,
+        "--dev took {own_ms:.0} ms from SIGTERM to stopped while mining"
+    );
+    assert!(
+        stop_time < Duration::from_secs(1),
+        "--dev process took {stop_time:?} to exit after SIGTERM"
     );
 }
 
