@@ -141,14 +141,7 @@ pub struct Authorize<S> {
 
 impl<S> RpcServiceT for Authorize<S>
 where
-    S: RpcServiceT<
-            MethodResponse = MethodResponse,
-            BatchResponse = MethodResponse,
-            NotificationResponse = MethodResponse,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: crate::RpcService,
 {
     type MethodResponse = MethodResponse;
     type NotificationResponse = MethodResponse;

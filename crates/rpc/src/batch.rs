@@ -25,14 +25,7 @@ type Answer<'a> = Pin<Box<dyn Future<Output = Option<MethodResponse>> + Send + '
 
 impl<S> RpcServiceT for ConcurrentBatch<S>
 where
-    S: RpcServiceT<
-            MethodResponse = MethodResponse,
-            BatchResponse = MethodResponse,
-            NotificationResponse = MethodResponse,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: crate::RpcService,
 {
     type MethodResponse = MethodResponse;
     type NotificationResponse = MethodResponse;

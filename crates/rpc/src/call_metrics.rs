@@ -99,14 +99,7 @@ pub struct CountCalls<S> {
 
 impl<S> RpcServiceT for CountCalls<S>
 where
-    S: RpcServiceT<
-            MethodResponse = MethodResponse,
-            BatchResponse = MethodResponse,
-            NotificationResponse = MethodResponse,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: crate::RpcService,
 {
     type MethodResponse = MethodResponse;
     type NotificationResponse = MethodResponse;

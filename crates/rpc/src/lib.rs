@@ -40,6 +40,32 @@ use tokio::sync::broadcast;
 pub use error::RpcError;
 pub use http::RpcMetrics;
 
+/// The service every RPC middleware here wraps: jsonrpsee's, answering with `MethodResponse`.
+/// One name for the bound the middlewares (`auth`, `batch`, `call_metrics`) share.
+pub(crate) trait RpcService:
+    jsonrpsee::core::middleware::RpcServiceT<
+        MethodResponse = jsonrpsee::MethodResponse,
+        BatchResponse = jsonrpsee::MethodResponse,
+        NotificationResponse = jsonrpsee::MethodResponse,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> RpcService for T where
+    T: jsonrpsee::core::middleware::RpcServiceT<
+            MethodResponse = jsonrpsee::MethodResponse,
+            BatchResponse = jsonrpsee::MethodResponse,
+            NotificationResponse = jsonrpsee::MethodResponse,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Largest request body accepted, in bytes (a full block in hex is 2 MB for a 1 MB block).
 pub const DEFAULT_MAX_BODY_BYTES: u32 = 16 * 1024 * 1024;
 /// Largest response body, in bytes.
