@@ -318,6 +318,18 @@ impl TestNode {
         }
     }
 
+    /// Mines one block paying `address`, then enough blocks (to the faucet) for its coinbase to
+    /// mature, so `address` holds one spendable coinbase. Returns the faucet address.
+    pub fn fund_by_mining(&self, address: &str) -> Result<String> {
+        let maturity = self.rpc("getblockchaininfo", json!([]))?["coinbasematurity"]
+            .as_u64()
+            .context("coinbasematurity")?;
+        self.rpc("generatetoaddress", json!([1, address]))?;
+        let faucet = faucet_address();
+        self.rpc("generatetoaddress", json!([maturity, faucet]))?;
+        Ok(faucet)
+    }
+
     /// Keeps the data dir alive past this node (for restart tests).
     pub fn into_datadir(mut self) -> (tempfile::TempDir, PathBuf) {
         self.kill();
@@ -359,6 +371,13 @@ impl Drop for TestNode {
         }
         self.kill();
     }
+}
+
+/// The devnet address of [`faucet_key`]: where tests send mining rewards they do not need.
+pub fn faucet_address() -> String {
+    cairn_primitives::Address::new(faucet_key().public_key())
+        .encode("cdev")
+        .expect("the devnet prefix encodes")
 }
 
 /// POSTs a JSON body and parses the JSON answer, whatever the HTTP status.

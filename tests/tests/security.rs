@@ -274,15 +274,7 @@ fn wallet_refuses_a_node_that_lies_about_input_values_and_caps_the_fee() {
         String::from_utf8_lossy(&out.stderr)
     );
     let addr = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let maturity = node.rpc("getblockchaininfo", json!([])).unwrap()["coinbasematurity"]
-        .as_u64()
-        .unwrap();
-    node.rpc("generatetoaddress", json!([1, addr])).unwrap();
-    let filler = Address::new(cairn_tests::faucet_key().public_key())
-        .encode("cdev")
-        .unwrap();
-    node.rpc("generatetoaddress", json!([maturity, filler]))
-        .unwrap();
+    let filler = node.fund_by_mining(&addr).unwrap();
 
     // Through the lying proxy: the send stops before signing; nothing reaches the mempool.
     let (proxy, proxy_thread) = lying_proxy(node.rpc_url.clone());

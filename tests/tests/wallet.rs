@@ -103,16 +103,7 @@ fn wallet_end_to_end() {
     let before = std::fs::read(&alice).unwrap();
 
     // Fund Alice: one block to her, then enough blocks for the coinbase to mature.
-    let maturity = node.rpc("getblockchaininfo", json!([])).unwrap()["coinbasematurity"]
-        .as_u64()
-        .unwrap();
-    node.rpc("generatetoaddress", json!([1, alice_addr]))
-        .unwrap();
-    let filler = Address::new(cairn_tests::faucet_key().public_key())
-        .encode("cdev")
-        .unwrap();
-    node.rpc("generatetoaddress", json!([maturity, filler]))
-        .unwrap();
+    node.fund_by_mining(&alice_addr).unwrap();
     let b = balance(&node, &alice);
     let funded = b["spendable"].as_u64().unwrap();
     assert!(funded > 0, "{b}");
@@ -293,18 +284,8 @@ fn mempool_refusal_is_reported_with_the_reason() {
     let alice = dir.path().join("alice.json");
     let env = [("CAIRN_WALLET_PASSPHRASE", PASS)];
     let addr = ok(&node.wallet(&alice, &["new"], &env).unwrap());
-    let maturity = node.rpc("getblockchaininfo", json!([])).unwrap()["coinbasematurity"]
-        .as_u64()
-        .unwrap();
-    node.rpc("generatetoaddress", json!([1, addr])).unwrap();
-    let filler = Address::new(cairn_tests::faucet_key().public_key())
-        .encode("cdev")
-        .unwrap();
-    node.rpc("generatetoaddress", json!([maturity, filler]))
-        .unwrap();
-    let pay_to = Address::new(cairn_tests::faucet_key().public_key())
-        .encode("cdev")
-        .unwrap();
+    node.fund_by_mining(&addr).unwrap();
+    let pay_to = cairn_tests::faucet_address();
     let amount = Amount(100_000).to_coin_string();
     for i in 0..40 {
         let out = node
