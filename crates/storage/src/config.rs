@@ -21,6 +21,16 @@ pub const MAX_HEADERS_PER_REQUEST: usize = 2_000;
 pub const MAX_MISSING_BLOCKS_PER_REQUEST: usize = 1_024;
 /// Most best-header-chain entries [`crate::ChainReader::missing_blocks`] scans per call.
 pub const MAX_MISSING_BLOCKS_SCAN: u64 = 100_000;
+/// A block connected more than this many blocks below the best header is part of a sync: its
+/// index entries are left to the background indexer instead of its own batch.
+pub const INLINE_INDEX_MAX_BEHIND: u64 = 24;
+/// Most blocks the background indexer writes in one batch.
+pub const MAX_INDEX_BATCH_BLOCKS: u64 = 64;
+/// Most transactions the background indexer writes in one batch (bounds the batch's memory).
+pub const MAX_INDEX_BATCH_TXS: usize = 20_000;
+/// How long a read that needs the indexes waits for them to reach the tip before it reports
+/// that they are behind.
+pub const INDEX_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Number of most recent hashes a block locator lists one by one before spacing them out.
 pub const LOCATOR_DENSE_ENTRIES: usize = 10;
 

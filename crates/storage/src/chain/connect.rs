@@ -1,7 +1,12 @@
 //! Connecting and disconnecting blocks: UTXO changes, undo data, indexes and stats, one
 //! atomic batch per block.
 
+use std::time::Instant;
+
 use super::*;
+use crate::config::INLINE_INDEX_MAX_BEHIND;
+use crate::index::IndexWriter;
+use crate::timings::Stage;
 
 impl ChainState {
     pub(super) fn load_block(&self, hash: &BlockHash) -> StorageResult<Block> {
@@ -37,7 +42,9 @@ impl ChainState {
         Ok(view)
     }
 
-    /// Connects the block `hash` (whose parent is the tip) in one atomic batch.
+    /// Connects the block `hash` (whose parent is the tip) in one atomic batch. Its index
+    /// entries go in the same batch when the indexes are at its parent and it is near the best
+    /// header; otherwise the background indexer writes them later.
     pub(super) fn connect(
         &mut self,
         hash: BlockHash,
@@ -54,25 +61,22 @@ impl ChainState {
             Some(b) => b.clone(),
             None => Arc::new(self.load_block(&hash)?),
         };
+        let shared = self.indexes.clone();
+        let timings = &shared.timings;
+        let started = Instant::now();
         let view = self.prefetch_inputs(&block)?;
+        let fetched = Instant::now();
+        timings.add(Stage::FetchInputs, fetched - started);
         let delta = connect_block(&block, entry.height, &view, &self.params)
             .map_err(|e| ConnectFailure::Invalid(e.to_string()))?;
+        let verified = Instant::now();
+        timings.add(Stage::Verify, verified - fetched);
         let txids: Vec<Txid> = block.transactions.iter().map(Transaction::txid).collect();
 
         let db = self.db.clone();
         let mut batch = WriteBatch::default();
         let mut stats = self.stats;
-        self.apply_connect_to_batch(
-            &db,
-            &mut batch,
-            &block,
-            &txids,
-            hash,
-            entry.height,
-            &delta,
-            &mut stats,
-            &view.coins,
-        )?;
+        self.write_chain_connect(&db, &mut batch, hash, entry.height, &delta, &mut stats)?;
         let mut new_entry = entry.clone();
         new_entry.status = BlockStatus::ConnectedValid;
         batch.put_cf(
@@ -80,7 +84,32 @@ impl ChainState {
             hash.0,
             encode_value(&new_entry.record()),
         );
+        let applied = Instant::now();
+        timings.add(Stage::Apply, applied - verified);
+
+        let new_tip = TipRecord {
+            height: entry.height,
+            hash,
+        };
+        let mut ix = shared.lock();
+        let inline =
+            ix.index_tip.hash == entry.header.prev_hash && self.indexes_inline(entry.height);
+        if inline {
+            let mut writer = IndexWriter::new(&db);
+            writer.connect(&mut batch, &block, &txids, hash, entry.height, &delta)?;
+            writer.finish(&mut batch, new_tip)?;
+        }
+        let indexed = Instant::now();
+        timings.add(Stage::Index, indexed - applied);
         self.write(batch)?;
+        timings.add(Stage::Write, indexed.elapsed());
+        timings.block_connected(block.transactions.len());
+        ix.chain_tip = new_tip;
+        if inline {
+            ix.index_tip = new_tip;
+        }
+        drop(ix);
+        shared.notify();
 
         // Committed: now the in-memory state follows.
         self.stats = stats;
@@ -101,53 +130,36 @@ impl ChainState {
         Ok(())
     }
 
-    /// Writes into `batch` everything connecting `block` changes: UTXOs, undo data, tx and
-    /// address indexes, height index, tip and UTXO stats.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn apply_connect_to_batch(
+    /// Whether a block connected at `height` gets its index entries in its own batch: only
+    /// near the best header (a syncing node leaves them to the background indexer).
+    fn indexes_inline(&self, height: u64) -> bool {
+        self.best_header().height.saturating_sub(height) <= INLINE_INDEX_MAX_BEHIND
+    }
+
+    /// Writes into `batch` what validation needs after connecting a block: UTXO changes, undo
+    /// data, height index, tip and UTXO stats (the indexes are written separately).
+    pub(super) fn write_chain_connect(
         &self,
         db: &DB,
         batch: &mut WriteBatch,
-        block: &Block,
-        txids: &[Txid],
         hash: BlockHash,
         height: u64,
         delta: &BlockConnect,
         stats: &mut UtxoDigest,
-        prior_coins: &HashMap<OutPoint, Coin>,
     ) -> StorageResult<()> {
         let utxo = cf(db, CF_UTXO)?;
-        let addr_utxo = cf(db, CF_ADDR_UTXO)?;
-        let mut deltas = BalanceDeltas::new();
         for (op, coin) in &delta.spent {
             batch.delete_cf(utxo, outpoint_key(op));
-            batch.delete_cf(addr_utxo, addr_utxo_key(&coin.output.pubkey, op));
             stats
                 .remove(op, coin)
                 .ok_or_else(|| StorageError::corrupt("utxo stats", hash, "underflow spending"))?;
-            *deltas.entry(coin.output.pubkey).or_default() -= i128::from(coin.output.value.0);
         }
         for (op, coin) in &delta.created {
-            let value = encode_value(coin);
-            batch.put_cf(utxo, outpoint_key(op), &value);
-            batch.put_cf(addr_utxo, addr_utxo_key(&coin.output.pubkey, op), &value);
+            batch.put_cf(utxo, outpoint_key(op), encode_value(coin));
             stats
                 .add(op, coin)
                 .ok_or_else(|| StorageError::corrupt("utxo stats", hash, "overflow"))?;
-            *deltas.entry(coin.output.pubkey).or_default() += i128::from(coin.output.value.0);
         }
-        self.write_balances(db, batch, &deltas, hash)?;
-        self.write_tx_indexes(
-            db,
-            batch,
-            block,
-            txids,
-            hash,
-            height,
-            |op| prior_coins.get(op).copied(),
-            true,
-        )?;
-        crate::explorer_index::write_explorer_indexes(db, batch, block, txids, height, true)?;
         batch.put_cf(cf(db, CF_UNDO)?, hash.0, encode_value(delta));
         batch.put_cf(cf(db, CF_HEIGHT)?, height_key(height), hash.0);
         batch.put_cf(
@@ -160,107 +172,6 @@ impl ChainState {
             MetaKey::UtxoStats.key(),
             encode_value(&stats.to_record()),
         );
-        Ok(())
-    }
-
-    /// Adds (`connect`) or removes the tx-index and address-history entries of `block`.
-    /// `prior_coin` finds the coin an input spends when it predates the block.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn write_tx_indexes(
-        &self,
-        db: &DB,
-        batch: &mut WriteBatch,
-        block: &Block,
-        txids: &[Txid],
-        hash: BlockHash,
-        height: u64,
-        prior_coin: impl Fn(&OutPoint) -> Option<Coin>,
-        connect: bool,
-    ) -> StorageResult<()> {
-        let tx_cf = cf(db, CF_TX)?;
-        let addr_tx = cf(db, CF_ADDR_TX)?;
-        let position: HashMap<Txid, usize> =
-            txids.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-        let mut keys: Vec<XOnlyPublicKey> = Vec::new();
-        for (i, (tx, txid)) in block.transactions.iter().zip(txids).enumerate() {
-            if connect {
-                let loc = TxLocation {
-                    block_hash: hash,
-                    height,
-                    index: i as u32,
-                };
-                batch.put_cf(tx_cf, txid.0, encode_value(&loc));
-            } else {
-                batch.delete_cf(tx_cf, txid.0);
-            }
-            keys.clear();
-            keys.extend(tx.outputs.iter().map(|o| o.pubkey));
-            for input in &tx.inputs {
-                let pubkey = match prior_coin(&input.prevout) {
-                    Some(c) => c.output.pubkey,
-                    None => position
-                        .get(&input.prevout.txid)
-                        .and_then(|j| {
-                            block.transactions[*j]
-                                .outputs
-                                .get(input.prevout.vout as usize)
-                        })
-                        .map(|o| o.pubkey)
-                        .ok_or_else(|| {
-                            StorageError::corrupt(
-                                "spent coin",
-                                input.prevout,
-                                "neither in the undo data nor in the block",
-                            )
-                        })?,
-                };
-                keys.push(pubkey);
-            }
-            keys.sort_unstable();
-            keys.dedup();
-            for k in &keys {
-                let key = addr_tx_key(k, height, i as u32, txid);
-                if connect {
-                    batch.put_cf(addr_tx, key, []);
-                } else {
-                    batch.delete_cf(addr_tx, key);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads the balances `deltas` touch (the database is current: this task is the only
-    /// writer) and writes the new ones; a zero balance is deleted.
-    pub(super) fn write_balances(
-        &self,
-        db: &DB,
-        batch: &mut WriteBatch,
-        deltas: &BalanceDeltas,
-        hash: BlockHash,
-    ) -> StorageResult<()> {
-        let bal = cf(db, CF_ADDR_BALANCE)?;
-        let keys: Vec<(&XOnlyPublicKey, &i128)> = deltas.iter().filter(|(_, d)| **d != 0).collect();
-        let current = db.multi_get_cf(keys.iter().map(|(k, _)| (bal, k.0)));
-        for ((pubkey, d), cur) in keys.iter().zip(current) {
-            let old = match cur? {
-                Some(b) => decode_balance(pubkey, &b)?,
-                None => 0,
-            };
-            let new = i128::from(old) + **d;
-            let new = u64::try_from(new).map_err(|_| {
-                StorageError::corrupt(
-                    "address balance",
-                    pubkey.to_hex(),
-                    format!("{old} + {d} out of range at block {hash}"),
-                )
-            })?;
-            if new == 0 {
-                batch.delete_cf(bal, pubkey.0);
-            } else {
-                batch.put_cf(bal, pubkey.0, new.to_le_bytes());
-            }
-        }
         Ok(())
     }
 
@@ -290,44 +201,22 @@ impl ChainState {
         let mut batch = WriteBatch::default();
         let mut stats = self.stats;
         let utxo = cf(&db, CF_UTXO)?;
-        let addr_utxo = cf(&db, CF_ADDR_UTXO)?;
-        let mut deltas = BalanceDeltas::new();
         for (op, coin) in &delta.created {
             batch.delete_cf(utxo, outpoint_key(op));
-            batch.delete_cf(addr_utxo, addr_utxo_key(&coin.output.pubkey, op));
             stats
                 .remove(op, coin)
                 .ok_or_else(|| StorageError::corrupt("utxo stats", tip.hash, "underflow"))?;
-            *deltas.entry(coin.output.pubkey).or_default() -= i128::from(coin.output.value.0);
         }
         for (op, coin) in &delta.spent {
-            let value = encode_value(coin);
-            batch.put_cf(utxo, outpoint_key(op), &value);
-            batch.put_cf(addr_utxo, addr_utxo_key(&coin.output.pubkey, op), &value);
+            batch.put_cf(utxo, outpoint_key(op), encode_value(coin));
             stats
                 .add(op, coin)
                 .ok_or_else(|| StorageError::corrupt("utxo stats", tip.hash, "overflow"))?;
-            *deltas.entry(coin.output.pubkey).or_default() += i128::from(coin.output.value.0);
         }
-        self.write_balances(&db, &mut batch, &deltas, tip.hash)?;
-        let spent: HashMap<OutPoint, Coin> = delta.spent.iter().copied().collect();
-        self.write_tx_indexes(
-            &db,
-            &mut batch,
-            &block,
-            &txids,
-            tip.hash,
-            tip.height,
-            |op| spent.get(op).copied(),
-            false,
-        )?;
         let parent = TipRecord {
             height: tip.height - 1,
             hash: entry.header.prev_hash,
         };
-        crate::explorer_index::write_explorer_indexes(
-            &db, &mut batch, &block, &txids, tip.height, false,
-        )?;
         batch.delete_cf(cf(&db, CF_HEIGHT)?, height_key(tip.height));
         batch.put_cf(cf(&db, CF_META)?, MetaKey::Tip.key(), encode_value(&parent));
         batch.put_cf(
@@ -335,7 +224,23 @@ impl ChainState {
             MetaKey::UtxoStats.key(),
             encode_value(&stats.to_record()),
         );
+        // The indexes cover this block only if they are at the tip; below it, the block was
+        // never indexed and nothing needs undoing.
+        let shared = self.indexes.clone();
+        let mut ix = shared.lock();
+        let inline = ix.index_tip.hash == tip.hash;
+        if inline {
+            let mut writer = IndexWriter::new(&db);
+            writer.disconnect(&mut batch, &block, &txids, tip.hash, tip.height, &delta)?;
+            writer.finish(&mut batch, parent)?;
+        }
         self.write(batch)?;
+        ix.chain_tip = parent;
+        if inline {
+            ix.index_tip = parent;
+        }
+        drop(ix);
+        shared.notify();
 
         self.stats = stats;
         self.main_chain.pop();

@@ -15,18 +15,18 @@ use cairn_consensus::{
     BlockConnect, ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, MemoryUtxoSet, Target,
     connect_block,
 };
-use cairn_primitives::{
-    Block, BlockHash, BlockHeader, OutPoint, Transaction, Txid, XOnlyPublicKey,
-};
+use cairn_primitives::{Block, BlockHash, BlockHeader, OutPoint, Transaction, Txid};
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use crate::cache::UtxoCache;
 use crate::config::{MAX_SIDE_BRANCH_HEADERS, StorageConfig};
 use crate::digest::{UtxoDigest, UtxoStats};
 use crate::error::{StorageError, StorageResult};
+use crate::index::{self, IndexProgress, IndexShared, IndexWriter};
 use crate::reader::ChainReader;
 use crate::schema::*;
 use crate::store::{cf, open_db};
+use crate::timings::ConnectTimingsSnapshot;
 
 mod blocks;
 mod connect;
@@ -202,9 +202,24 @@ pub struct ChainState {
     cache: UtxoCache,
     orphans: OrphanPool,
     next_seq: u64,
+    /// The index tip, the lock ordering index and chain commits, and connect timings.
+    indexes: Arc<IndexShared>,
+    /// The background indexer thread (joined on drop).
+    indexer: Option<std::thread::JoinHandle<()>>,
     /// Failure injection for tests (see [`ChainState::fail_writes_after`]); always `None`
     /// otherwise.
     fail_writes_after: std::cell::Cell<Option<u64>>,
+}
+
+impl Drop for ChainState {
+    fn drop(&mut self) {
+        self.indexes.lock().stop = true;
+        self.indexes.notify();
+        if let Some(t) = self.indexer.take() {
+            // The indexer finishes its current batch (or drops it) and exits.
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for ChainState {
@@ -216,9 +231,6 @@ impl std::fmt::Debug for ChainState {
             .finish_non_exhaustive()
     }
 }
-
-/// Per-pubkey balance changes of one batch.
-type BalanceDeltas = HashMap<XOnlyPublicKey, i128>;
 
 impl ChainState {
     /// Opens the chain in `dir` (creating it with `params`' genesis if empty). Refuses a data
@@ -232,6 +244,11 @@ impl ChainState {
         let (db, fresh) = open_db(&dir, &config)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
+        // Replaced by the stored tips in `load`, before anything reads them.
+        let placeholder = TipRecord {
+            height: 0,
+            hash: BlockHash::ZERO,
+        };
         let mut state = ChainState {
             fail_writes_after: std::cell::Cell::new(None),
             db: Arc::new(db),
@@ -247,17 +264,33 @@ impl ChainState {
             cache: UtxoCache::new(config.utxo_cache_bytes),
             orphans: OrphanPool::new(config.orphan_max_blocks, config.orphan_max_bytes),
             next_seq: 0,
+            indexes: Arc::new(IndexShared::new(placeholder, placeholder)),
+            indexer: None,
         };
         if fresh {
             state.write_genesis()?;
         }
         state.load()?;
+        state.indexer = Some(
+            index::indexer::spawn(state.db.clone(), state.indexes.clone())
+                .map_err(|e| StorageError::corrupt("indexer thread", "spawn", e.to_string()))?,
+        );
         Ok(state)
     }
 
     /// A cheap cloneable reader for other threads.
     pub fn reader(&self) -> ChainReader {
-        ChainReader::new(self.db.clone(), self.params.clone())
+        ChainReader::new(self.db.clone(), self.params.clone(), self.indexes.clone())
+    }
+
+    /// How far the transaction and address indexes are.
+    pub fn index_progress(&self) -> IndexProgress {
+        self.indexes.progress()
+    }
+
+    /// Where block-connect time went since the chain was opened.
+    pub fn connect_timings(&self) -> ConnectTimingsSnapshot {
+        self.indexes.timings.snapshot()
     }
 
     pub fn params(&self) -> &ChainParams {
@@ -352,6 +385,14 @@ impl ChainState {
         Ok(())
     }
 
+    /// Test hook: holds the background indexer (`true`) or lets it run, to observe a node
+    /// whose indexes lag its tip.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn pause_indexer(&self, paused: bool) {
+        self.indexes.lock().paused = paused;
+        self.indexes.notify();
+    }
+
     /// Test hook: after `n` more successful writes every write fails, as on a full disk
     /// (`None` restores normal writes).
     #[cfg(any(test, feature = "test-utils"))]
@@ -413,17 +454,10 @@ impl ChainState {
             fees: cairn_primitives::Amount::ZERO,
         };
         let mut stats = UtxoDigest::default();
-        self.apply_connect_to_batch(
-            &db,
-            &mut batch,
-            &genesis,
-            &[txid],
-            hash,
-            0,
-            &delta,
-            &mut stats,
-            &HashMap::new(),
-        )?;
+        self.write_chain_connect(&db, &mut batch, hash, 0, &delta, &mut stats)?;
+        let mut writer = IndexWriter::new(&db);
+        writer.connect(&mut batch, &genesis, &[txid], hash, 0, &delta)?;
+        writer.finish(&mut batch, TipRecord { height: 0, hash })?;
         self.write(batch)?;
         tracing::info!(%hash, dir = %self.dir.display(), "created a new chain database");
         Ok(())
@@ -542,6 +576,31 @@ impl ChainState {
                 .ok_or_else(|| StorageError::corrupt("utxo stats", "meta", "missing"))?,
         )?;
         self.stats = UtxoDigest::from_record(stats);
+        let index_tip: TipRecord = decode_value(
+            "index tip",
+            "meta",
+            &db.get_cf(meta, MetaKey::IndexTip.key())?
+                .ok_or_else(|| StorageError::corrupt("index tip", "meta", "missing"))?,
+        )?;
+        if self.block_hash(index_tip.height) != Some(index_tip.hash) {
+            return Err(StorageError::corrupt(
+                "index tip",
+                "meta",
+                "not on the main chain",
+            ));
+        }
+        {
+            let mut ix = self.indexes.lock();
+            ix.index_tip = index_tip;
+            ix.chain_tip = tip;
+        }
+        if index_tip != tip {
+            tracing::info!(
+                indexed = index_tip.height,
+                tip = tip.height,
+                "the transaction and address indexes are behind the tip; catching up in the background"
+            );
+        }
         tracing::info!(height = tip.height, hash = %tip.hash, headers = self.index.len(), "chain state loaded");
         // A crash can leave a stored block that should have been connected: finish the job.
         let mut events = Vec::new();
