@@ -9,7 +9,9 @@
 //! atomic batch per block, so a crash at any instant leaves a consistent database.
 //!
 //! It never validates anything itself beyond calling `cairn-consensus` (header rules,
-//! `connect_block`), never does networking, and never reads a clock (`now` is a parameter).
+//! `connect_block`), never does networking, and never reads the wall clock (`now` is a
+//! parameter); the monotonic clock is read only for timings and for when the background
+//! indexer runs.
 //!
 //! Main types:
 //! - [`ChainState`]: owned by one task; `accept_header`, `accept_block` (`&mut self`).

@@ -2,7 +2,7 @@
 //! chain task: each call reads one RocksDB snapshot, so it sees the state between two batches,
 //! never half of one.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use cairn_consensus::rules::header::median_time_past;
 use cairn_consensus::{ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, UtxoView};
@@ -11,7 +11,9 @@ use cairn_primitives::{
 };
 use rocksdb::{DB, Direction, IteratorMode, ReadOptions, Snapshot};
 
+use crate::cache::{Lookup, UtxoCache};
 use crate::chain::ChainTip;
+use crate::chain::read_lock;
 use crate::config::INDEX_READ_WAIT;
 use crate::config::{
     LOCATOR_DENSE_ENTRIES, MAX_HEADERS_PER_REQUEST, MAX_MISSING_BLOCKS_PER_REQUEST,
@@ -81,6 +83,8 @@ pub struct ChainReader {
     db: Arc<DB>,
     params: Arc<ChainParams>,
     indexes: Arc<IndexShared>,
+    /// The chain's UTXO cache: coins changed since the last flush are only there.
+    cache: Arc<RwLock<UtxoCache>>,
 }
 
 impl std::fmt::Debug for ChainReader {
@@ -177,11 +181,17 @@ impl View<'_> {
 }
 
 impl ChainReader {
-    pub(crate) fn new(db: Arc<DB>, params: Arc<ChainParams>, indexes: Arc<IndexShared>) -> Self {
+    pub(crate) fn new(
+        db: Arc<DB>,
+        params: Arc<ChainParams>,
+        indexes: Arc<IndexShared>,
+        cache: Arc<RwLock<UtxoCache>>,
+    ) -> Self {
         Self {
             db,
             params,
             indexes,
+            cache,
         }
     }
 
@@ -382,23 +392,36 @@ impl ChainReader {
 
     /// The unspent output at `outpoint` (main chain tip).
     pub fn coin(&self, outpoint: &OutPoint) -> StorageResult<Option<Coin>> {
-        // A single get reads one consistent version; no snapshot needed.
-        self.db
-            .get_cf(cf(&self.db, CF_UTXO)?, outpoint_key(outpoint))?
-            .map(|b| decode_coin(outpoint, &b))
-            .transpose()
+        let ((_, _), mut coins) = self.coins_at_tip(std::slice::from_ref(outpoint))?;
+        Ok(coins.pop().flatten())
     }
 
     /// Several coins and the tip they are read at, from one snapshot (for the mempool).
+    /// The cache first (coins changed since the last flush), then the database; the chain task
+    /// commits a block and updates the cache under the cache's write lock, so holding the read
+    /// lock while taking the snapshot makes both agree on the tip.
     pub fn coins_at_tip(&self, outpoints: &[OutPoint]) -> StorageResult<CoinsAtTip> {
+        let cache = read_lock(&self.cache);
         let v = self.view();
         let tip = v.tip()?;
-        let utxo = cf(&self.db, CF_UTXO)?;
-        let keys: Vec<[u8; 36]> = outpoints.iter().map(outpoint_key).collect();
-        let results = v.snap.multi_get_cf(keys.iter().map(|k| (utxo, k)));
-        let mut coins = Vec::with_capacity(outpoints.len());
-        for (op, r) in outpoints.iter().zip(results) {
-            coins.push(r?.map(|b| decode_coin(op, &b)).transpose()?);
+        let mut coins: Vec<Option<Coin>> = Vec::with_capacity(outpoints.len());
+        let mut missing: Vec<(usize, [u8; 36])> = Vec::new();
+        for (i, op) in outpoints.iter().enumerate() {
+            match cache.lookup(op) {
+                Lookup::Unspent(c) => coins.push(Some(c)),
+                Lookup::Spent => coins.push(None),
+                Lookup::Unknown => {
+                    coins.push(None);
+                    missing.push((i, outpoint_key(op)));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let utxo = cf(&self.db, CF_UTXO)?;
+            let results = v.snap.multi_get_cf(missing.iter().map(|(_, k)| (utxo, k)));
+            for ((i, _), r) in missing.iter().zip(results) {
+                coins[*i] = r?.map(|b| decode_coin(&outpoints[*i], &b)).transpose()?;
+            }
         }
         Ok(((tip.height, tip.hash), coins))
     }

@@ -17,7 +17,7 @@
 //! | `addr_balance` | pubkey                                   | u64                           |
 //! | `spent_by`     | encoded outpoint (36 B)                  | [`crate::explorer_index::Spender`] |
 //! | `chain_tx`     | main-chain height (u64 BE)               | u64: transactions in blocks 1..=height |
-//! | `meta`         | `schema_version`, `genesis`, `tip`, `utxo_stats`, `best_header`, `index_tip` | see [`MetaKey`] |
+//! | `meta`         | `schema_version`, `genesis`, `tip`, `utxo_stats`, `best_header`, `index_tip`, `utxo_tip` | see [`MetaKey`] |
 
 use cairn_consensus::{ChainWork, Coin};
 use cairn_primitives::encoding::{decode, encode};
@@ -29,8 +29,8 @@ use crate::error::{StorageError, StorageResult};
 /// refused at open, never misread.
 ///
 /// Version 2 added `spent_by` and `chain_tx` (explorer indexes). Version 3 added
-/// `meta/index_tip` (the indexes may lag the tip); a version 2 directory is upgraded in place
-/// (its indexes are complete, so its index tip is its tip).
+/// `meta/index_tip` (the indexes may lag the tip) and `meta/utxo_tip` (the UTXO set may lag it,
+/// in the cache); a version 2 directory is upgraded in place (both are then its tip).
 pub const SCHEMA_VERSION: u32 = 3;
 /// The older version [`SCHEMA_VERSION`] upgrades in place at open.
 pub const UPGRADABLE_SCHEMA_VERSION: u32 = 2;
@@ -92,6 +92,9 @@ pub enum MetaKey {
     BestHeader,
     /// [`TipRecord`] of the last main-chain block the tx, address and explorer indexes cover.
     IndexTip,
+    /// [`TipRecord`] of the block the `utxo` column family reflects (the last UTXO cache
+    /// flush; the blocks after it are replayed from undo data at open).
+    UtxoTip,
 }
 
 impl MetaKey {
@@ -103,6 +106,7 @@ impl MetaKey {
             MetaKey::UtxoStats => b"utxo_stats",
             MetaKey::BestHeader => b"best_header",
             MetaKey::IndexTip => b"index_tip",
+            MetaKey::UtxoTip => b"utxo_tip",
         }
     }
 }

@@ -140,7 +140,8 @@ fn upgrade_from_v2(db: &DB) -> StorageResult<()> {
         .get_cf(meta, MetaKey::Tip.key())?
         .ok_or_else(|| StorageError::corrupt("tip", "meta", "missing"))?;
     let mut batch = rocksdb::WriteBatch::default();
-    batch.put_cf(meta, MetaKey::IndexTip.key(), tip);
+    batch.put_cf(meta, MetaKey::IndexTip.key(), &tip);
+    batch.put_cf(meta, MetaKey::UtxoTip.key(), &tip);
     batch.put_cf(
         meta,
         MetaKey::SchemaVersion.key(),

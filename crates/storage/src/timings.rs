@@ -4,9 +4,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Stages of connecting one block, in order.
+/// Stages of accepting and connecting one block, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
+    /// Before connecting: header, merkle root, context-free rules, storing the body.
+    Store,
     /// Reading the coins the block spends (UTXO cache, then one RocksDB `multi_get`).
     FetchInputs,
     /// `connect_block`: every consensus rule, signatures included.
@@ -19,26 +21,33 @@ pub enum Stage {
     Write,
     /// Index entries written later by the background indexer (while syncing).
     BackgroundIndex,
+    /// Writing the UTXO cache's changes (when full, every few thousand blocks, before a
+    /// disconnect and at shutdown).
+    Flush,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 8] = [
+        Stage::Store,
         Stage::FetchInputs,
         Stage::Verify,
         Stage::Apply,
         Stage::Index,
         Stage::Write,
         Stage::BackgroundIndex,
+        Stage::Flush,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Store => "store",
             Stage::FetchInputs => "fetch_inputs",
             Stage::Verify => "verify",
             Stage::Apply => "apply",
             Stage::Index => "index",
             Stage::Write => "write",
             Stage::BackgroundIndex => "background_index",
+            Stage::Flush => "flush",
         }
     }
 }
@@ -46,7 +55,7 @@ impl Stage {
 /// Summed nanoseconds per stage and counts, updated by the chain task and the indexer.
 #[derive(Debug, Default)]
 pub struct ConnectTimings {
-    nanos: [AtomicU64; 6],
+    nanos: [AtomicU64; 8],
     blocks: AtomicU64,
     txs: AtomicU64,
     background_blocks: AtomicU64,
@@ -56,7 +65,7 @@ pub struct ConnectTimings {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnectTimingsSnapshot {
     /// Nanoseconds per stage, in [`Stage::ALL`] order.
-    pub nanos: [u64; 6],
+    pub nanos: [u64; 8],
     /// Blocks connected (by this process).
     pub blocks: u64,
     /// Transactions in them, coinbases included.

@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use super::*;
-use crate::config::INLINE_INDEX_MAX_BEHIND;
+use crate::cache::Lookup;
+use crate::config::{INLINE_INDEX_MAX_BEHIND, UTXO_FLUSH_MAX_BLOCKS};
 use crate::index::IndexWriter;
 use crate::timings::Stage;
 
@@ -18,28 +19,132 @@ impl ChainState {
     }
 
     /// Prefetches the coins `block` spends (cache, then one `multi_get`) into a memory view.
+    /// Coins spent since the last flush are absent from the view even if the database still
+    /// holds them.
     pub(super) fn prefetch_inputs(&mut self, block: &Block) -> StorageResult<MemoryUtxoSet> {
         let mut view = MemoryUtxoSet::new();
         let mut missing: Vec<OutPoint> = Vec::new();
-        for tx in block.transactions.iter().skip(1) {
-            for input in &tx.inputs {
-                match self.cache.get(&input.prevout) {
-                    Some(c) => view.insert(input.prevout, c),
-                    None => missing.push(input.prevout),
+        {
+            let cache = read_lock(&self.cache);
+            for tx in block.transactions.iter().skip(1) {
+                for input in &tx.inputs {
+                    match cache.lookup(&input.prevout) {
+                        Lookup::Unspent(c) => view.insert(input.prevout, c),
+                        Lookup::Spent => {}
+                        Lookup::Unknown => missing.push(input.prevout),
+                    }
                 }
             }
         }
         if !missing.is_empty() {
+            // Only this task writes the UTXO column family (at flushes), so no lock is needed.
             let utxo = cf(&self.db, CF_UTXO)?;
             let keys: Vec<[u8; 36]> = missing.iter().map(outpoint_key).collect();
             let results = self.db.multi_get_cf(keys.iter().map(|k| (utxo, k)));
+            let mut cache = write_lock(&self.cache);
             for (op, r) in missing.iter().zip(results) {
                 if let Some(bytes) = r? {
-                    view.insert(*op, decode_coin(op, &bytes)?);
+                    let coin = decode_coin(op, &bytes)?;
+                    view.insert(*op, coin);
+                    cache.add_clean(*op, coin);
                 }
             }
         }
         Ok(view)
+    }
+
+    /// Writes every UTXO change held in the cache and `meta/utxo_tip` = the tip, in one batch
+    /// (see [`crate::cache`]), and empties the cache.
+    pub(super) fn flush_utxos(&mut self) -> StorageResult<()> {
+        let tip = self.tip();
+        let tip = TipRecord {
+            height: tip.height,
+            hash: tip.hash,
+        };
+        let db = self.db.clone();
+        let mut cache = write_lock(&self.cache);
+        if self.utxo_tip == tip && !cache.is_dirty() {
+            cache.flushed();
+            return Ok(());
+        }
+        let started = Instant::now();
+        let utxo = cf(&db, CF_UTXO)?;
+        let mut batch = WriteBatch::default();
+        let mut entries = 0usize;
+        for (op, coin) in cache.dirty_entries() {
+            match coin {
+                Some(c) => batch.put_cf(utxo, outpoint_key(op), encode_value(c)),
+                None => batch.delete_cf(utxo, outpoint_key(op)),
+            }
+            entries += 1;
+        }
+        batch.put_cf(
+            cf(&db, CF_META)?,
+            MetaKey::UtxoTip.key(),
+            encode_value(&tip),
+        );
+        self.write(batch)?;
+        cache.flushed();
+        drop(cache);
+        self.utxo_tip = tip;
+        self.blocks_since_flush = 0;
+        self.indexes.timings.add(Stage::Flush, started.elapsed());
+        tracing::debug!(height = tip.height, entries, "UTXO cache flushed");
+        Ok(())
+    }
+
+    /// Applies the blocks after `meta/utxo_tip` to the cache again from their undo data (after
+    /// a crash, or a stop without a flush): the UTXO column family is as of `utxo_tip`.
+    pub(super) fn replay_unflushed(&mut self) -> StorageResult<()> {
+        let tip = self.tip();
+        if self.block_hash(self.utxo_tip.height) != Some(self.utxo_tip.hash) {
+            return Err(StorageError::corrupt(
+                "utxo tip",
+                "meta",
+                "not on the main chain",
+            ));
+        }
+        let from = self.utxo_tip.height;
+        let mut cache = write_lock(&self.cache);
+        for height in from + 1..=tip.height {
+            let hash = self.block_hash(height).ok_or_else(|| {
+                StorageError::corrupt("height index", height, "main chain shorter than its tip")
+            })?;
+            let undo: BlockConnect = decode_value(
+                "undo data",
+                hash,
+                &self
+                    .db
+                    .get_cf(cf(&self.db, CF_UNDO)?, hash.0)?
+                    .ok_or_else(|| StorageError::corrupt("undo data", hash, "missing"))?,
+            )?;
+            for (op, _) in &undo.spent {
+                cache.spend(*op);
+            }
+            for (op, coin) in &undo.created {
+                cache.create(*op, *coin);
+            }
+        }
+        drop(cache);
+        if tip.height > from {
+            self.blocks_since_flush = tip.height - from;
+            tracing::info!(
+                from,
+                to = tip.height,
+                "UTXO changes of the blocks since the last flush applied again from undo data"
+            );
+        }
+        Ok(())
+    }
+
+    /// Flushes if the cache is over its budget or has gone [`UTXO_FLUSH_MAX_BLOCKS`] blocks
+    /// without a flush (which bounds the replay after a crash).
+    fn maybe_flush(&mut self) -> StorageResult<()> {
+        let full = read_lock(&self.cache).needs_flush();
+        if full || self.blocks_since_flush >= UTXO_FLUSH_MAX_BLOCKS {
+            self.flush_utxos()?;
+        }
+        Ok(())
     }
 
     /// Connects the block `hash` (whose parent is the tip) in one atomic batch. Its index
@@ -76,7 +181,15 @@ impl ChainState {
         let db = self.db.clone();
         let mut batch = WriteBatch::default();
         let mut stats = self.stats;
-        self.write_chain_connect(&db, &mut batch, hash, entry.height, &delta, &mut stats)?;
+        self.write_chain_connect(
+            &db,
+            &mut batch,
+            hash,
+            entry.height,
+            &delta,
+            &mut stats,
+            false,
+        )?;
         let mut new_entry = entry.clone();
         new_entry.status = BlockStatus::ConnectedValid;
         batch.put_cf(
@@ -91,9 +204,12 @@ impl ChainState {
             height: entry.height,
             hash,
         };
+        // Never waits behind the indexer's batch: while one is being written, this block is
+        // left to the indexer.
+        let near_best_header = self.indexes_inline(entry.height);
         let mut ix = shared.lock();
         let inline =
-            ix.index_tip.hash == entry.header.prev_hash && self.indexes_inline(entry.height);
+            !ix.committing && ix.index_tip.hash == entry.header.prev_hash && near_best_header;
         if inline {
             let mut writer = IndexWriter::new(&db);
             writer.connect(&mut batch, &block, &txids, hash, entry.height, &delta)?;
@@ -101,13 +217,24 @@ impl ChainState {
         }
         let indexed = Instant::now();
         timings.add(Stage::Index, indexed - applied);
-        self.write(batch)?;
+        {
+            // Readers see the new tip and the cache that goes with it together.
+            let mut cache = write_lock(&self.cache);
+            self.write(batch)?;
+            for (op, _) in &delta.spent {
+                cache.spend(*op);
+            }
+            for (op, coin) in &delta.created {
+                cache.create(*op, *coin);
+            }
+        }
         timings.add(Stage::Write, indexed.elapsed());
         timings.block_connected(block.transactions.len());
         ix.chain_tip = new_tip;
         if inline {
             ix.index_tip = new_tip;
         }
+        ix.last_sync_connect = (!near_best_header).then(Instant::now);
         drop(ix);
         shared.notify();
 
@@ -115,12 +242,8 @@ impl ChainState {
         self.stats = stats;
         self.main_chain.push(hash);
         self.index.insert(hash, new_entry);
-        for (op, _) in &delta.spent {
-            self.cache.remove(op);
-        }
-        for (op, coin) in &delta.created {
-            self.cache.insert(*op, *coin);
-        }
+        self.blocks_since_flush += 1;
+        self.maybe_flush()?;
         tracing::debug!(height = entry.height, %hash, txs = block.transactions.len(), "block connected");
         events.push(ChainEvent::BlockConnected {
             hash,
@@ -136,8 +259,10 @@ impl ChainState {
         self.best_header().height.saturating_sub(height) <= INLINE_INDEX_MAX_BEHIND
     }
 
-    /// Writes into `batch` what validation needs after connecting a block: UTXO changes, undo
-    /// data, height index, tip and UTXO stats (the indexes are written separately).
+    /// Writes into `batch` what validation needs after connecting a block: undo data, height
+    /// index, tip and UTXO stats, and, with `utxo_write_through`, the UTXO changes themselves
+    /// (otherwise they go to the cache; the indexes are written separately).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn write_chain_connect(
         &self,
         db: &DB,
@@ -146,19 +271,31 @@ impl ChainState {
         height: u64,
         delta: &BlockConnect,
         stats: &mut UtxoDigest,
+        utxo_write_through: bool,
     ) -> StorageResult<()> {
         let utxo = cf(db, CF_UTXO)?;
         for (op, coin) in &delta.spent {
-            batch.delete_cf(utxo, outpoint_key(op));
+            if utxo_write_through {
+                batch.delete_cf(utxo, outpoint_key(op));
+            }
             stats
                 .remove(op, coin)
                 .ok_or_else(|| StorageError::corrupt("utxo stats", hash, "underflow spending"))?;
         }
         for (op, coin) in &delta.created {
-            batch.put_cf(utxo, outpoint_key(op), encode_value(coin));
+            if utxo_write_through {
+                batch.put_cf(utxo, outpoint_key(op), encode_value(coin));
+            }
             stats
                 .add(op, coin)
                 .ok_or_else(|| StorageError::corrupt("utxo stats", hash, "overflow"))?;
+        }
+        if utxo_write_through {
+            batch.put_cf(
+                cf(db, CF_META)?,
+                MetaKey::UtxoTip.key(),
+                encode_value(&TipRecord { height, hash }),
+            );
         }
         batch.put_cf(cf(db, CF_UNDO)?, hash.0, encode_value(delta));
         batch.put_cf(cf(db, CF_HEIGHT)?, height_key(height), hash.0);
@@ -191,6 +328,9 @@ impl ChainState {
             .get(&tip.hash)
             .cloned()
             .ok_or_else(|| StorageError::corrupt("header", tip.hash, "missing"))?;
+        // Disconnects write the UTXO set directly, after a flush: `utxo_tip` then always stays
+        // on the main chain, so a restart only ever replays forward.
+        self.flush_utxos()?;
         let block = self.load_block(&tip.hash)?;
         let undo_bytes = db
             .get_cf(cf(&db, CF_UNDO)?, tip.hash.0)?
@@ -221,13 +361,18 @@ impl ChainState {
         batch.put_cf(cf(&db, CF_META)?, MetaKey::Tip.key(), encode_value(&parent));
         batch.put_cf(
             cf(&db, CF_META)?,
+            MetaKey::UtxoTip.key(),
+            encode_value(&parent),
+        );
+        batch.put_cf(
+            cf(&db, CF_META)?,
             MetaKey::UtxoStats.key(),
             encode_value(&stats.to_record()),
         );
         // The indexes cover this block only if they are at the tip; below it, the block was
         // never indexed and nothing needs undoing.
         let shared = self.indexes.clone();
-        let mut ix = shared.lock();
+        let mut ix = shared.lock_no_commit();
         let inline = ix.index_tip.hash == tip.hash;
         if inline {
             let mut writer = IndexWriter::new(&db);
@@ -244,11 +389,12 @@ impl ChainState {
 
         self.stats = stats;
         self.main_chain.pop();
-        for (op, _) in &delta.created {
-            self.cache.remove(op);
-        }
-        for (op, coin) in &delta.spent {
-            self.cache.insert(*op, *coin);
+        self.utxo_tip = parent;
+        {
+            let mut cache = write_lock(&self.cache);
+            for (op, _) in delta.created.iter().chain(&delta.spent) {
+                cache.forget(op);
+            }
         }
         tracing::debug!(height = tip.height, hash = %tip.hash, "block disconnected");
         events.push(ChainEvent::BlockDisconnected {

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use cairn_consensus::rules::block::{check_block_contents, coinbase_commits_to_height};
 use cairn_consensus::rules::header::{HeaderContext, check_header, pow_is_valid};
@@ -199,7 +199,12 @@ pub struct ChainState {
     /// Available blocks without an available child: where the best chain can end.
     candidates: HashSet<BlockHash>,
     stats: UtxoDigest,
-    cache: UtxoCache,
+    /// The UTXO working set (shared with readers; see [`crate::cache`]).
+    cache: Arc<RwLock<UtxoCache>>,
+    /// The block the UTXO column family reflects (`meta/utxo_tip`).
+    utxo_tip: TipRecord,
+    /// Blocks connected since the last UTXO flush.
+    blocks_since_flush: u64,
     orphans: OrphanPool,
     next_seq: u64,
     /// The index tip, the lock ordering index and chain commits, and connect timings.
@@ -213,6 +218,11 @@ pub struct ChainState {
 
 impl Drop for ChainState {
     fn drop(&mut self) {
+        // Nothing is lost without it (the next open replays from undo data); it only saves
+        // that work.
+        if let Err(e) = self.flush_utxos() {
+            tracing::warn!(error = %e, "could not flush the UTXO cache at shutdown");
+        }
         self.indexes.lock().stop = true;
         self.indexes.notify();
         if let Some(t) = self.indexer.take() {
@@ -261,7 +271,9 @@ impl ChainState {
             header_chain: Vec::new(),
             candidates: HashSet::new(),
             stats: UtxoDigest::default(),
-            cache: UtxoCache::new(config.utxo_cache_bytes),
+            cache: Arc::new(RwLock::new(UtxoCache::new(config.utxo_cache_bytes))),
+            utxo_tip: placeholder,
+            blocks_since_flush: 0,
             orphans: OrphanPool::new(config.orphan_max_blocks, config.orphan_max_bytes),
             next_seq: 0,
             indexes: Arc::new(IndexShared::new(placeholder, placeholder)),
@@ -280,7 +292,12 @@ impl ChainState {
 
     /// A cheap cloneable reader for other threads.
     pub fn reader(&self) -> ChainReader {
-        ChainReader::new(self.db.clone(), self.params.clone(), self.indexes.clone())
+        ChainReader::new(
+            self.db.clone(),
+            self.params.clone(),
+            self.indexes.clone(),
+            self.cache.clone(),
+        )
     }
 
     /// How far the transaction and address indexes are.
@@ -348,8 +365,9 @@ impl ChainState {
 
     /// (hits, misses, entries) of the UTXO cache.
     pub fn cache_stats(&self) -> (u64, u64, usize) {
-        let (h, m) = self.cache.hit_stats();
-        (h, m, self.cache.len())
+        let cache = read_lock(&self.cache);
+        let (h, m) = cache.hit_stats();
+        (h, m, cache.len())
     }
 
     /// Whether a block (header) is known and invalid, with the cached reason.
@@ -454,7 +472,7 @@ impl ChainState {
             fees: cairn_primitives::Amount::ZERO,
         };
         let mut stats = UtxoDigest::default();
-        self.write_chain_connect(&db, &mut batch, hash, 0, &delta, &mut stats)?;
+        self.write_chain_connect(&db, &mut batch, hash, 0, &delta, &mut stats, true)?;
         let mut writer = IndexWriter::new(&db);
         writer.connect(&mut batch, &genesis, &[txid], hash, 0, &delta)?;
         writer.finish(&mut batch, TipRecord { height: 0, hash })?;
@@ -594,6 +612,13 @@ impl ChainState {
             ix.index_tip = index_tip;
             ix.chain_tip = tip;
         }
+        self.utxo_tip = decode_value(
+            "utxo tip",
+            "meta",
+            &db.get_cf(meta, MetaKey::UtxoTip.key())?
+                .ok_or_else(|| StorageError::corrupt("utxo tip", "meta", "missing"))?,
+        )?;
+        self.replay_unflushed()?;
         if index_tip != tip {
             tracing::info!(
                 indexed = index_tip.height,
@@ -607,6 +632,16 @@ impl ChainState {
         self.activate_best_chain(&mut events, &HashMap::new())?;
         Ok(())
     }
+}
+
+/// The cache lock for reading. A poisoned lock means a writer panicked (a broken invariant);
+/// the cache is then still a subset of what a replay would rebuild, so reads go on.
+pub(crate) fn read_lock(c: &RwLock<UtxoCache>) -> RwLockReadGuard<'_, UtxoCache> {
+    c.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn write_lock(c: &RwLock<UtxoCache>) -> RwLockWriteGuard<'_, UtxoCache> {
+    c.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Loads a height -> hash column family as a contiguous vector.

@@ -107,10 +107,18 @@ fn step(db: &DB, shared: &IndexShared, from: TipRecord, target: TipRecord) -> St
         if state.index_tip != from || !on_main_chain(db, &new_tip)? {
             return Ok(false);
         }
-        db.write(batch)?;
-        state.index_tip = new_tip;
+        state.committing = true;
+    }
+    let written = db.write(batch);
+    {
+        let mut state = shared.lock();
+        state.committing = false;
+        if written.is_ok() {
+            state.index_tip = new_tip;
+        }
     }
     shared.notify();
+    written?;
     shared
         .timings
         .add(Stage::BackgroundIndex, started.elapsed());

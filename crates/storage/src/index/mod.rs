@@ -13,10 +13,14 @@
 //!   blocks, at low CPU priority, while the node syncs (the chain task then writes only what
 //!   validation needs: UTXOs, undo data, the height index).
 //!
-//! One mutex ([`IndexShared`]) orders the two: every main-chain commit and every index commit
-//! happens while holding it, so `index_tip` is always on the main chain, and the indexer only
-//! ever moves forward (a disconnect of the block at `index_tip` is un-indexed by the chain task
-//! in the disconnect's batch).
+//! One mutex ([`IndexShared`]) orders the two, so `index_tip` is always on the main chain and
+//! the indexer only ever moves forward (a disconnect of the block at `index_tip` is un-indexed
+//! by the chain task in the disconnect's batch). Every main-chain commit holds it. The indexer
+//! holds it only to check and to publish: it checks that its blocks are still on the main
+//! chain and marks a commit in flight, writes without the lock, then publishes the new index
+//! tip. A connect meanwhile simply leaves its block to the indexer (a connect cannot take a
+//! block off the main chain); a disconnect waits for the write in flight. So a syncing chain
+//! task never waits behind a large index batch.
 //!
 //! Readers that answer from the indexes use a snapshot in which `index_tip == tip`; otherwise
 //! they wait a bounded time for the indexer and then report how far it is
@@ -30,6 +34,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use writer::IndexWriter;
 
+use crate::config::SYNC_IDLE_GRACE;
 use crate::schema::TipRecord;
 use crate::timings::ConnectTimings;
 
@@ -56,6 +61,11 @@ pub(crate) struct IndexState {
     pub(crate) failed: Option<String>,
     /// Test hook: the indexer waits (see `ChainState::pause_indexer`).
     pub(crate) paused: bool,
+    /// The indexer is writing a batch it checked (see the module docs).
+    pub(crate) committing: bool,
+    /// When the chain task last connected a block far below the best header (a sync in
+    /// progress); `None` once it connects near the best header.
+    pub(crate) last_sync_connect: Option<Instant>,
 }
 
 /// How far the indexes are, for `getindexinfo` and the RPC errors.
@@ -80,6 +90,8 @@ impl IndexShared {
                 stop: false,
                 failed: None,
                 paused: false,
+                committing: false,
+                last_sync_connect: None,
             }),
             changed: Condvar::new(),
             timings: ConnectTimings::default(),
@@ -133,11 +145,41 @@ impl IndexShared {
         }
     }
 
+    /// The lock, once no index batch is being written (for disconnects, which may remove
+    /// what that batch indexes).
+    pub(crate) fn lock_no_commit(&self) -> MutexGuard<'_, IndexState> {
+        let mut s = self.lock();
+        while s.committing {
+            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s
+    }
+
     /// Blocks the indexer until there is work (or shutdown); returns a copy of the state.
+    /// While a sync is connecting blocks, the indexer waits: it would take CPU and RocksDB's
+    /// write queue from block validation, and the indexes are not needed to validate. It starts
+    /// once the sync reaches the best header, or pauses for [`SYNC_IDLE_GRACE`] (a stalled
+    /// sync must not leave the indexes behind forever).
     fn wait_for_work(&self) -> IndexState {
         let mut s = self.lock();
-        while !s.stop && (s.paused || s.index_tip == s.chain_tip) {
-            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+        loop {
+            if s.stop {
+                break;
+            }
+            if s.paused || s.index_tip == s.chain_tip {
+                s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            match s.last_sync_connect.map(|t| t.elapsed()) {
+                Some(idle) if idle < SYNC_IDLE_GRACE => {
+                    s = self
+                        .changed
+                        .wait_timeout(s, SYNC_IDLE_GRACE - idle)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+                _ => break,
+            }
         }
         s.clone()
     }
