@@ -13,7 +13,7 @@ use cairn_consensus::rules::block::{check_block_contents, coinbase_commits_to_he
 use cairn_consensus::rules::header::{HeaderContext, check_header, pow_is_valid};
 use cairn_consensus::{
     BlockConnect, ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, MemoryUtxoSet, Target,
-    connect_block,
+    connect_checked_block,
 };
 use cairn_primitives::{Block, BlockHash, BlockHeader, OutPoint, Transaction, Txid};
 use rocksdb::{DB, WriteBatch, WriteOptions};
