@@ -205,6 +205,9 @@ pub struct ChainState {
     utxo_tip: TipRecord,
     /// Blocks connected since the last UTXO flush.
     blocks_since_flush: u64,
+    /// `open` finished: the in-memory state (tips, cache) matches the database. A state that
+    /// failed to load is never flushed (it could record a wrong `utxo_tip`).
+    loaded: bool,
     orphans: OrphanPool,
     next_seq: u64,
     /// The index tip, the lock ordering index and chain commits, and connect timings.
@@ -220,7 +223,9 @@ impl Drop for ChainState {
     fn drop(&mut self) {
         // Nothing is lost without it (the next open replays from undo data); it only saves
         // that work.
-        if let Err(e) = self.flush_utxos() {
+        if self.loaded
+            && let Err(e) = self.flush_utxos()
+        {
             tracing::warn!(error = %e, "could not flush the UTXO cache at shutdown");
         }
         self.indexes.lock().stop = true;
@@ -274,6 +279,7 @@ impl ChainState {
             cache: Arc::new(RwLock::new(UtxoCache::new(config.utxo_cache_bytes))),
             utxo_tip: placeholder,
             blocks_since_flush: 0,
+            loaded: false,
             orphans: OrphanPool::new(config.orphan_max_blocks, config.orphan_max_bytes),
             next_seq: 0,
             indexes: Arc::new(IndexShared::new(placeholder, placeholder)),
@@ -283,6 +289,7 @@ impl ChainState {
             state.write_genesis()?;
         }
         state.load()?;
+        state.loaded = true;
         state.indexer = Some(
             index::indexer::spawn(state.db.clone(), state.indexes.clone())
                 .map_err(|e| StorageError::corrupt("indexer thread", "spawn", e.to_string()))?,
