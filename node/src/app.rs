@@ -254,8 +254,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         ..StorageConfig::default()
     };
     let chain_dir = datadir.join(CHAIN_DIR);
-    let state = ChainState::open(&chain_dir, params.clone(), storage_config)
+    let mut state = ChainState::open(&chain_dir, params.clone(), storage_config)
         .with_context(|| format!("cannot open the chain database in {}", chain_dir.display()))?;
+    let sig_cache = Arc::new(cairn_consensus::SigCache::new());
+    state.set_sig_cache(Arc::clone(&sig_cache));
+    let precheck = crate::precheck::Prechecker::spawn(state.reader(), Arc::clone(&sig_cache))
+        .context("cannot start the signature pre-checker")?;
     let tip = state.tip();
     info!(height = tip.height, hash = %tip.hash, "chain loaded");
 
@@ -283,6 +287,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     net_config.max_block_size = params.max_block_size;
     let node_chain = Arc::new(network::NodeChain {
         chain: chain.clone(),
+        precheck,
     });
     let (net, net_events) = NetworkService::start(net_config, node_chain)
         .await
@@ -350,7 +355,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let render = {
         let (chain, net, m) = (chain.clone(), net.clone(), Arc::clone(&node_metrics));
         let started = Instant::now();
-        Arc::new(move || gauges_text(&chain, &net, &m, started))
+        Arc::new(move || gauges_text(&chain, &net, &m, &sig_cache, started))
             as Arc<dyn Fn() -> String + Send + Sync>
     };
     let rpc = cairn_rpc::start_on(
@@ -457,6 +462,7 @@ fn gauges_text(
     chain: &ChainHandle,
     net: &NetworkHandle,
     m: &NodeMetrics,
+    sig_cache: &cairn_consensus::SigCache,
     started: Instant,
 ) -> String {
     let (height, headers) = (
@@ -492,6 +498,7 @@ fn gauges_text(
             storage: metrics::StorageGauges {
                 connect: chain.reader.connect_timings(),
                 index: chain.reader.index_progress(),
+                sig_cache: sig_cache.stats(),
             },
         },
     )

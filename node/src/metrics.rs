@@ -41,6 +41,8 @@ pub struct Gauges {
 pub struct StorageGauges {
     pub connect: ConnectTimingsSnapshot,
     pub index: IndexProgress,
+    /// (signatures pre-checked into the cache, signatures connects found there).
+    pub sig_cache: (u64, u64),
 }
 
 /// Resident memory and CPU time of this process, from `/proc/self` (Linux); `None` elsewhere.
@@ -275,6 +277,18 @@ fn render_storage(out: &mut String, s: &StorageGauges) {
         "counter",
         "Blocks indexed by the background indexer (while syncing).",
         s.connect.background_blocks,
+    );
+    metric(
+        "cairn_sigcache_inserted_total",
+        "counter",
+        "Signatures verified ahead of their block's connect (sync pre-checker).",
+        s.sig_cache.0,
+    );
+    metric(
+        "cairn_sigcache_hits_total",
+        "counter",
+        "Signatures a block connect did not have to verify again.",
+        s.sig_cache.1,
     );
     metric(
         "cairn_index_height",

@@ -14,6 +14,8 @@ use cairn_primitives::{Block, BlockHash, BlockHeader};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
+use crate::precheck::Prechecker;
+
 use crate::chain::{BlockFate, ChainHandle, HeadersRefused, Origin, Relay};
 
 /// Gossiped transactions checked at once (each takes a blocking-pool thread for its
@@ -25,6 +27,8 @@ const PEER_HEIGHT_INTERVAL: Duration = Duration::from_secs(5);
 /// Sync access to the chain for the p2p service.
 pub struct NodeChain {
     pub chain: ChainHandle,
+    /// Checks the signatures of received sync blocks ahead of their connect.
+    pub precheck: Prechecker,
 }
 
 fn logged<T: Default>(what: &str, r: Result<T, cairn_storage::StorageError>) -> T {
@@ -107,6 +111,10 @@ impl ChainAccess for NodeChain {
                 HeadersRefused::Invalid(reason) => Refusal::Invalid(reason),
                 HeadersRefused::Later(reason) => Refusal::Later(reason),
             })
+    }
+
+    fn block_received(&self, block: &Block) {
+        self.precheck.submit(block);
     }
 
     async fn submit_block(&self, _peer: PeerId, block: Block) -> Result<(), Refusal> {

@@ -279,6 +279,12 @@ fn full_chain(n_blocks: usize, txs_per_block: usize, dbcache_mib: u64) {
         sig_cpu * 1e3 / n_blocks as f64,
         100.0 * sig_cpu / cpu
     );
+    println!(
+        "  signatures pre-checked while the previous block connected: {:.0} of {} ({:.0} found in the cache by the connect)",
+        metric(&metrics_text, "cairn_sigcache_inserted_total"),
+        txs - n_blocks,
+        metric(&metrics_text, "cairn_sigcache_hits_total")
+    );
     match rss {
         Some(r) => println!(
             "  peak RSS of the syncing node: {:.0} MiB = its UTXO cache limit (--dbcache {dbcache_mib} MiB) + {:.0} MiB",

@@ -8,6 +8,7 @@ use cairn_primitives::{Amount, Block, OutPoint, Txid};
 use rayon::prelude::*;
 
 use crate::rules::{block as block_rules, tx as tx_rules};
+use crate::sigcache::SigCache;
 use crate::subsidy::block_subsidy;
 use crate::view::{Coin, UtxoView};
 use crate::{ChainParams, ConsensusError};
@@ -69,6 +70,19 @@ pub fn connect_checked_block(
     height: u64,
     view: &impl UtxoView,
     params: &ChainParams,
+) -> Result<BlockConnect, ConsensusError> {
+    connect_checked_block_cached(block, txids, height, view, params, None)
+}
+
+/// [`connect_checked_block`] skipping the signatures `sigs` holds (checked before; each entry
+/// is consumed).
+pub fn connect_checked_block_cached(
+    block: &Block,
+    txids: &[Txid],
+    height: u64,
+    view: &impl UtxoView,
+    params: &ChainParams,
+    sigs: Option<&SigCache>,
 ) -> Result<BlockConnect, ConsensusError> {
     let hash = block.hash();
     if txids.len() != block.transactions.len() || block.transactions.is_empty() {
@@ -148,7 +162,7 @@ pub fn connect_checked_block(
         );
     }
 
-    signatures_in_parallel(block, txids, &checks, params)?;
+    signatures_in_parallel(block, txids, &checks, params, sigs)?;
 
     // Deterministic order for storage and tests: by transaction, then output index.
     let mut created: Vec<(OutPoint, Coin)> = overlay.created.into_iter().collect();
@@ -169,6 +183,7 @@ fn signatures_in_parallel(
     txids: &[cairn_primitives::Txid],
     checks: &[(usize, usize, Coin)],
     params: &ChainParams,
+    sigs: Option<&SigCache>,
 ) -> Result<(), ConsensusError> {
     let genesis = params.genesis_hash();
     let messages: Vec<[u8; 32]> = txids.iter().map(|t| sighash(&genesis, t)).collect();
@@ -176,11 +191,10 @@ fn signatures_in_parallel(
         .par_iter()
         .enumerate()
         .filter(|(_, (i, j, coin))| {
-            !verify(
-                &coin.output.pubkey,
-                &messages[*i],
-                &block.transactions[*i].inputs[*j].signature,
-            )
+            let (pubkey, msg) = (&coin.output.pubkey, &messages[*i]);
+            let sig = &block.transactions[*i].inputs[*j].signature;
+            let known_valid = sigs.is_some_and(|c| c.take(pubkey, msg, sig));
+            !known_valid && !verify(pubkey, msg, sig)
         })
         .map(|(k, _)| k)
         .min();

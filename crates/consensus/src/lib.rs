@@ -19,9 +19,14 @@ pub mod params;
 pub mod pow;
 pub mod rules;
 pub mod subsidy;
+pub mod sigcache;
 pub mod view;
 
-pub use connect::{BlockConnect, connect_block, connect_checked_block, disconnect_block};
+pub use connect::{
+    BlockConnect, connect_block, connect_checked_block, connect_checked_block_cached,
+    disconnect_block,
+};
+pub use sigcache::SigCache;
 pub use error::ConsensusError;
 pub use params::{ChainParams, DifficultyAlgorithm};
 pub use pow::{ChainWork, Target};

@@ -359,6 +359,7 @@ impl<C: ChainAccess> SyncDriver<C> {
                     if let Some(slot) = self.slots.get_mut(&hash)
                         && matches!(slot, Slot::InFlight { peer: p, .. } if *p == peer)
                     {
+                        self.chain.block_received(&block);
                         *slot = Slot::Received {
                             peer,
                             block: Box::new(block),

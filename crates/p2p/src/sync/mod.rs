@@ -105,6 +105,11 @@ pub trait ChainAccess: Send + Sync + 'static {
         headers: Vec<BlockHeader>,
     ) -> impl Future<Output = Result<(), Refusal>> + Send;
 
+    /// A block body just arrived and waits for its turn to be submitted (its parents first):
+    /// the chain may start checking what it can (signatures) on an idle core. Must return at
+    /// once; doing nothing is correct.
+    fn block_received(&self, _block: &Block) {}
+
     /// A block body from `peer`, in the order of [`ChainAccess::missing_blocks`] (parents
     /// first). An already known block must be accepted (`Ok`). [`Refusal::Invalid`] (the
     /// header is unknown or the block breaks a rule) gets the peer banned.

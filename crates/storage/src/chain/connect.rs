@@ -175,8 +175,15 @@ impl ChainState {
         // The body passed the contents and coinbase-height rules before it was stored; only
         // what needs the UTXO set is left (and the txids, computed once for it and the indexes).
         let txids: Vec<Txid> = block.transactions.iter().map(Transaction::txid).collect();
-        let delta = connect_checked_block(&block, &txids, entry.height, &view, &self.params)
-            .map_err(|e| ConnectFailure::Invalid(e.to_string()))?;
+        let delta = connect_checked_block_cached(
+            &block,
+            &txids,
+            entry.height,
+            &view,
+            &self.params,
+            self.sig_cache.as_deref(),
+        )
+        .map_err(|e| ConnectFailure::Invalid(e.to_string()))?;
         let verified = Instant::now();
         timings.add(Stage::Verify, verified - fetched);
 

@@ -13,7 +13,7 @@ use cairn_consensus::rules::block::{check_block_contents, coinbase_commits_to_he
 use cairn_consensus::rules::header::{HeaderContext, check_header, pow_is_valid};
 use cairn_consensus::{
     BlockConnect, ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, MemoryUtxoSet, Target,
-    connect_checked_block,
+    SigCache, connect_checked_block_cached,
 };
 use cairn_primitives::{Block, BlockHash, BlockHeader, OutPoint, Transaction, Txid};
 use rocksdb::{DB, WriteBatch, WriteOptions};
@@ -208,6 +208,8 @@ pub struct ChainState {
     /// `open` finished: the in-memory state (tips, cache) matches the database. A state that
     /// failed to load is never flushed (it could record a wrong `utxo_tip`).
     loaded: bool,
+    /// Signatures checked ahead of the connect (see [`cairn_consensus::SigCache`]).
+    sig_cache: Option<Arc<SigCache>>,
     orphans: OrphanPool,
     next_seq: u64,
     /// The index tip, the lock ordering index and chain commits, and connect timings.
@@ -280,6 +282,7 @@ impl ChainState {
             utxo_tip: placeholder,
             blocks_since_flush: 0,
             loaded: false,
+            sig_cache: None,
             orphans: OrphanPool::new(config.orphan_max_blocks, config.orphan_max_bytes),
             next_seq: 0,
             indexes: Arc::new(IndexShared::new(placeholder, placeholder)),
@@ -305,6 +308,11 @@ impl ChainState {
             self.indexes.clone(),
             self.cache.clone(),
         )
+    }
+
+    /// Connects skip the signatures `cache` holds (filled by a pre-checker ahead of them).
+    pub fn set_sig_cache(&mut self, cache: Arc<SigCache>) {
+        self.sig_cache = Some(cache);
     }
 
     /// How far the transaction and address indexes are.
