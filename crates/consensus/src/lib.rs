@@ -18,18 +18,18 @@ mod error;
 pub mod params;
 pub mod pow;
 pub mod rules;
-pub mod subsidy;
 pub mod sigcache;
+pub mod subsidy;
 pub mod view;
 
 pub use connect::{
     BlockConnect, connect_block, connect_checked_block, connect_checked_block_cached,
     disconnect_block,
 };
-pub use sigcache::SigCache;
 pub use error::ConsensusError;
 pub use params::{ChainParams, DifficultyAlgorithm};
 pub use pow::{ChainWork, Target};
+pub use sigcache::SigCache;
 pub use view::{Coin, MemoryUtxoSet, UtxoView};
 
 /// Maximum seconds a block's time may be ahead of the validating node's clock (2 hours).

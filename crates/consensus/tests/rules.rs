@@ -288,6 +288,55 @@ fn valid_block_connects_with_fees_and_undo() {
 }
 
 #[test]
+fn signature_cache_only_holds_verified_triples_and_connect_uses_them_once() {
+    let p = params();
+    let (utxos, op, value) = genesis_utxos(&p);
+    let tx = spend(&p, &[op], &[value.0 - 500], &faucet(), &bob());
+    let b = next_block(&p, vec![tx], 500);
+    let txids: Vec<Txid> = b.transactions.iter().map(|t| t.txid()).collect();
+    let cache = cairn_consensus::SigCache::new();
+    // A forged signature is never cached.
+    let mut forged = b.clone();
+    forged.transactions[1].inputs[0].signature = Signature([7; 64]);
+    let genesis = p.genesis_hash();
+    assert_eq!(
+        cache.precheck_block(&forged, &genesis, |o| cairn_consensus::UtxoView::coin(
+            &utxos, o
+        )),
+        0
+    );
+    assert!(cache.is_empty());
+    // The real one is; the connect consumes it and agrees with a full check.
+    assert_eq!(
+        cache.precheck_block(&b, &genesis, |o| cairn_consensus::UtxoView::coin(&utxos, o)),
+        1
+    );
+    let cached =
+        cairn_consensus::connect_checked_block_cached(&b, &txids, 1, &utxos, &p, Some(&cache))
+            .unwrap();
+    assert_eq!(cached, connect_block(&b, 1, &utxos, &p).unwrap());
+    assert_eq!(cache.stats(), (1, 1));
+    assert!(cache.is_empty());
+    // A cached entry cannot vouch for a different signature on the same input.
+    assert_eq!(
+        cache.precheck_block(&b, &genesis, |o| cairn_consensus::UtxoView::coin(&utxos, o)),
+        1
+    );
+    let forged_txids: Vec<Txid> = forged.transactions.iter().map(|t| t.txid()).collect();
+    assert!(matches!(
+        cairn_consensus::connect_checked_block_cached(
+            &forged,
+            &forged_txids,
+            1,
+            &utxos,
+            &p,
+            Some(&cache)
+        ),
+        Err(E::InvalidSignature { .. })
+    ));
+}
+
+#[test]
 fn checked_connect_agrees_with_full_connect_and_refuses_wrong_txids() {
     let p = params();
     let (utxos, op, value) = genesis_utxos(&p);

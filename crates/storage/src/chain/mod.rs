@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use cairn_consensus::rules::block::{check_block_contents, coinbase_commits_to_height};
 use cairn_consensus::rules::header::{HeaderContext, check_header, pow_is_valid};
 use cairn_consensus::{
-    BlockConnect, ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, MemoryUtxoSet, Target,
-    SigCache, connect_checked_block_cached,
+    BlockConnect, ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, MemoryUtxoSet, SigCache, Target,
+    connect_checked_block_cached,
 };
 use cairn_primitives::{Block, BlockHash, BlockHeader, OutPoint, Transaction, Txid};
 use rocksdb::{DB, WriteBatch, WriteOptions};
