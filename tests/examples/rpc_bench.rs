@@ -10,10 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_primitives::encoding::encode_hex;
-use cairn_primitives::keys::{sighash, sign_transaction, verify};
-use cairn_primitives::{
-    Address, Amount, BlockHash, OutPoint, Signature, Transaction, TxIn, TxOut, Txid,
-};
+use cairn_primitives::keys::sign_transaction;
+use cairn_primitives::{Address, Amount, BlockHash, OutPoint, Signature, Transaction, TxIn, TxOut};
 use cairn_tests::{TestNode, faucet_key, post_json};
 use serde_json::{Value, json};
 
@@ -238,28 +236,9 @@ fn main() {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let samples: Vec<([u8; 32], Signature)> = (0..VERIFY_SAMPLES as u32)
-        .map(|i| {
-            let mut t = [0u8; 32];
-            t[..4].copy_from_slice(&i.to_le_bytes());
-            let msg = sighash(&genesis, &Txid(t));
-            (msg, key.sign(&msg))
-        })
-        .collect();
-    let pk = key.public_key();
     // Best of several rounds: the machine's speed wanders, and the rate is the capacity the
     // ingestion figure is compared with, so the highest observed is the honest divisor.
-    let verify_all = (0..VERIFY_ROUNDS)
-        .map(|_| {
-            let t = Instant::now();
-            std::thread::scope(|s| {
-                for chunk in samples.chunks(VERIFY_SAMPLES.div_ceil(threads)) {
-                    s.spawn(move || assert!(chunk.iter().all(|(m, sig)| verify(&pk, m, sig))));
-                }
-            });
-            VERIFY_SAMPLES as f64 / t.elapsed().as_secs_f64()
-        })
-        .fold(0.0, f64::max);
+    let verify_all = cairn_tests::verify_rate(threads, VERIFY_SAMPLES, VERIFY_ROUNDS);
 
     let (single_rate, single_lat) = run(&node, singles, clients, 1, &best);
     let (batch_rate, batch_lat) = run(&node, batched, clients, batch, &best);

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use cairn_consensus::ChainParams;
 use cairn_primitives::encoding::encode_hex;
-use cairn_primitives::keys::{sighash, verify};
-use cairn_primitives::{Address, Block, Signature, Txid};
+use cairn_primitives::{Address, Block};
 use cairn_storage::test_utils::TestChain;
 use cairn_tests::{TestNode, faucet_key};
 use serde_json::json;
@@ -82,31 +81,8 @@ fn threads() -> usize {
         .unwrap_or(1)
 }
 
-/// The BIP340 verify rate on `threads` threads, best of [`VERIFY_ROUNDS`] (the machine's
-/// speed wanders; the highest observed is the honest divisor).
 fn verify_rate(threads: usize) -> f64 {
-    let key = faucet_key();
-    let genesis = ChainParams::devnet().genesis_hash();
-    let samples: Vec<([u8; 32], Signature)> = (0..VERIFY_SAMPLES as u32)
-        .map(|i| {
-            let mut t = [0u8; 32];
-            t[..4].copy_from_slice(&i.to_le_bytes());
-            let msg = sighash(&genesis, &Txid(t));
-            (msg, key.sign(&msg))
-        })
-        .collect();
-    let pk = key.public_key();
-    (0..VERIFY_ROUNDS)
-        .map(|_| {
-            let t = Instant::now();
-            std::thread::scope(|s| {
-                for chunk in samples.chunks(VERIFY_SAMPLES.div_ceil(threads)) {
-                    s.spawn(move || assert!(chunk.iter().all(|(m, sig)| verify(&pk, m, sig))));
-                }
-            });
-            VERIFY_SAMPLES as f64 / t.elapsed().as_secs_f64()
-        })
-        .fold(0.0, f64::max)
+    cairn_tests::verify_rate(threads, VERIFY_SAMPLES, VERIFY_ROUNDS)
 }
 
 /// Starts a fresh node syncing from `source` (with `extra` flags); returns it and the seconds

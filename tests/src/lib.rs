@@ -589,3 +589,32 @@ pub fn spend_genesis_allocation(
     cairn_primitives::keys::sign_transaction(&mut tx, &genesis, &[&faucet]);
     Ok(tx)
 }
+
+/// The BIP340 verify rate of this machine on `threads` threads, best of `rounds` runs over
+/// `samples` signatures (the machine's speed wanders; the highest observed is the honest
+/// divisor for a benchmark's ratio). For the benchmark programs.
+pub fn verify_rate(threads: usize, samples: usize, rounds: usize) -> f64 {
+    use cairn_primitives::keys::{sighash, verify};
+    let key = faucet_key();
+    let genesis = cairn_consensus::ChainParams::devnet().genesis_hash();
+    let sigs: Vec<([u8; 32], cairn_primitives::Signature)> = (0..samples as u32)
+        .map(|i| {
+            let mut t = [0u8; 32];
+            t[..4].copy_from_slice(&i.to_le_bytes());
+            let msg = sighash(&genesis, &cairn_primitives::Txid(t));
+            (msg, key.sign(&msg))
+        })
+        .collect();
+    let pk = key.public_key();
+    (0..rounds)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for chunk in sigs.chunks(samples.div_ceil(threads.max(1))) {
+                    s.spawn(move || assert!(chunk.iter().all(|(m, sig)| verify(&pk, m, sig))));
+                }
+            });
+            samples as f64 / t.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}

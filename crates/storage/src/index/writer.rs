@@ -44,42 +44,7 @@ impl<'a> IndexWriter<'a> {
         height: u64,
         undo: &BlockConnect,
     ) -> StorageResult<()> {
-        let addr_utxo = cf(self.db, CF_ADDR_UTXO)?;
-        for (op, coin) in &undo.spent {
-            batch.delete_cf(addr_utxo, addr_utxo_key(&coin.output.pubkey, op));
-            *self.balances.entry(coin.output.pubkey).or_default() -=
-                i128::from(coin.output.value.0);
-        }
-        for (op, coin) in &undo.created {
-            batch.put_cf(
-                addr_utxo,
-                addr_utxo_key(&coin.output.pubkey, op),
-                encode_value(coin),
-            );
-            *self.balances.entry(coin.output.pubkey).or_default() +=
-                i128::from(coin.output.value.0);
-        }
-        let spent: HashMap<OutPoint, Coin> = undo.spent.iter().copied().collect();
-        write_tx_indexes(
-            self.db,
-            batch,
-            block,
-            txids,
-            hash,
-            height,
-            |op| spent.get(op).copied(),
-            true,
-        )?;
-        self.chain_tx = Some(write_explorer_indexes(
-            self.db,
-            batch,
-            block,
-            txids,
-            height,
-            true,
-            self.chain_tx,
-        )?);
-        Ok(())
+        self.apply(batch, block, txids, hash, height, undo, true)
     }
 
     /// Removes the entries of main-chain block `block` at `height` (the index tip).
@@ -92,13 +57,34 @@ impl<'a> IndexWriter<'a> {
         height: u64,
         undo: &BlockConnect,
     ) -> StorageResult<()> {
+        self.apply(batch, block, txids, hash, height, undo, false)
+    }
+
+    /// Connect and disconnect are mirror images: the coins one removes from the address index
+    /// the other adds back, with the opposite balance change.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        batch: &mut WriteBatch,
+        block: &Block,
+        txids: &[Txid],
+        hash: BlockHash,
+        height: u64,
+        undo: &BlockConnect,
+        connect: bool,
+    ) -> StorageResult<()> {
         let addr_utxo = cf(self.db, CF_ADDR_UTXO)?;
-        for (op, coin) in &undo.created {
+        let (gone, back) = if connect {
+            (&undo.spent, &undo.created)
+        } else {
+            (&undo.created, &undo.spent)
+        };
+        for (op, coin) in gone {
             batch.delete_cf(addr_utxo, addr_utxo_key(&coin.output.pubkey, op));
             *self.balances.entry(coin.output.pubkey).or_default() -=
                 i128::from(coin.output.value.0);
         }
-        for (op, coin) in &undo.spent {
+        for (op, coin) in back {
             batch.put_cf(
                 addr_utxo,
                 addr_utxo_key(&coin.output.pubkey, op),
@@ -116,10 +102,11 @@ impl<'a> IndexWriter<'a> {
             hash,
             height,
             |op| spent.get(op).copied(),
-            false,
+            connect,
         )?;
-        write_explorer_indexes(self.db, batch, block, txids, height, false, None)?;
-        self.chain_tx = None;
+        let before = if connect { self.chain_tx } else { None };
+        let total = write_explorer_indexes(self.db, batch, block, txids, height, connect, before)?;
+        self.chain_tx = connect.then_some(total);
         Ok(())
     }
 
