@@ -46,6 +46,16 @@ impl Prechecker {
 fn run(reader: &ChainReader, cache: &SigCache, rx: &Receiver<Arc<Block>>) {
     let genesis = reader.params().genesis_hash();
     while let Ok(block) = rx.recv() {
+        // A block the chain task has reached is checked there: doing it here too would only
+        // repeat the work on the core the connect is using.
+        let height = match reader.header_info(&block.hash()) {
+            Ok(Some(h)) => h.height,
+            _ => continue,
+        };
+        let tip = reader.tip().map_or(0, |(h, _)| h);
+        if height <= tip + 1 {
+            continue;
+        }
         let outpoints: Vec<_> = block
             .transactions
             .iter()

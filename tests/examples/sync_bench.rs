@@ -187,7 +187,14 @@ fn full_chain(n_blocks: usize, txs_per_block: usize, dbcache_mib: u64) {
     let verify = verify_rate(threads());
     let verify_one = verify_rate(1);
     let dbcache = dbcache_mib.to_string();
+    let a_metrics = format!("{}metrics", a.rpc_url);
+    let a_cpu = || {
+        let text = ureq::get(&a_metrics).call().unwrap().into_string().unwrap();
+        metric(&text, "process_cpu_seconds_total")
+    };
+    let a_cpu_before = a_cpu();
     let (b, secs) = sync_from(&a, n_blocks as u64, &["--dbcache", &dbcache]);
+    let a_cpu_sync = a_cpu() - a_cpu_before;
     let pid = b.pid().expect("running");
     let rss = peak_rss(pid);
     let metrics_url = format!("{}metrics", b.rpc_url);
@@ -260,6 +267,10 @@ fn full_chain(n_blocks: usize, txs_per_block: usize, dbcache_mib: u64) {
         metric(&metrics_text, "cairn_sigcache_inserted_total"),
         txs - n_blocks,
         metric(&metrics_text, "cairn_sigcache_hits_total")
+    );
+    println!(
+        "  the source node, serving the blocks on the same cores: {a_cpu_sync:.2} s of CPU = {:.2} ms per block",
+        a_cpu_sync * 1e3 / n_blocks as f64
     );
     match rss {
         Some(r) => println!(
