@@ -13,7 +13,8 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, connection_limits, identify, identity, kad, mdns, ping};
 
 use crate::codec::{SYNC_PROTOCOL, SyncCodec};
-use crate::config::{GOSSIP_FRAME_OVERHEAD, NetworkConfig};
+use crate::config::{GOSSIP_FRAME_OVERHEAD, MAX_RELAY_REQUEST_SIZE, NetworkConfig};
+use crate::relay::RELAY_PROTOCOL;
 
 /// Identify protocol version string.
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "/cairn/1";
@@ -21,6 +22,9 @@ pub const IDENTIFY_PROTOCOL_VERSION: &str = "/cairn/1";
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/kad/1");
 /// Gossipsub heartbeat.
 pub const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(700);
+/// Messages above this size get a gossipsub v1.2 IDONTWANT to mesh peers (rust-libp2p's
+/// default: below it the control message costs about what it saves).
+pub const IDONTWANT_THRESHOLD: usize = 1000;
 
 /// Everything the swarm speaks.
 #[derive(NetworkBehaviour)]
@@ -33,6 +37,7 @@ pub(crate) struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub sync: request_response::Behaviour<SyncCodec>,
+    pub relay: request_response::Behaviour<SyncCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -73,7 +78,15 @@ impl Behaviour {
 
         let tx_topic = IdentTopic::new(config.tx_topic());
         let block_topic = IdentTopic::new(config.block_topic());
+        let compact_topic = IdentTopic::new(config.compact_block_topic());
+        // IDONTWANT off = a threshold no message reaches.
+        let idontwant_threshold = if config.idontwant {
+            IDONTWANT_THRESHOLD
+        } else {
+            usize::MAX
+        };
         let gossip_config = gossipsub::ConfigBuilder::default()
+            .idontwant_message_size_threshold(idontwant_threshold)
             .heartbeat_interval(GOSSIP_HEARTBEAT)
             .validation_mode(ValidationMode::Anonymous)
             .validate_messages()
@@ -88,7 +101,7 @@ impl Behaviour {
         let mut gossipsub =
             gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
                 .map_err(|e| err(e.to_string()))?;
-        let (params, thresholds) = peer_score_params(&tx_topic, &block_topic);
+        let (params, thresholds) = peer_score_params(&tx_topic, &block_topic, &compact_topic);
         gossipsub.with_peer_score(params, thresholds).map_err(err)?;
         gossipsub
             .subscribe(&tx_topic)
@@ -96,6 +109,11 @@ impl Behaviour {
         gossipsub
             .subscribe(&block_topic)
             .map_err(|e| err(e.to_string()))?;
+        if config.compact_blocks {
+            gossipsub
+                .subscribe(&compact_topic)
+                .map_err(|e| err(e.to_string()))?;
+        }
 
         let sync = request_response::Behaviour::with_codec(
             SyncCodec {
@@ -103,6 +121,19 @@ impl Behaviour {
                 max_response_size: config.max_sync_response_size,
             },
             [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(config.request_timeout)
+                .with_max_concurrent_streams(config.request_burst as usize),
+        );
+
+        // Same framing as sync; its own protocol id, so a peer without it is simply not asked
+        // (never penalised), and its own request limit.
+        let relay = request_response::Behaviour::with_codec(
+            SyncCodec {
+                max_request_size: MAX_RELAY_REQUEST_SIZE,
+                max_response_size: config.max_sync_response_size,
+            },
+            [(RELAY_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(config.request_timeout)
                 .with_max_concurrent_streams(config.request_burst as usize),
@@ -126,6 +157,7 @@ impl Behaviour {
             kad,
             gossipsub,
             sync,
+            relay,
             mdns: mdns.into(),
         })
     }
@@ -159,6 +191,7 @@ impl Behaviour {
 pub fn peer_score_params(
     tx_topic: &IdentTopic,
     block_topic: &IdentTopic,
+    compact_topic: &IdentTopic,
 ) -> (PeerScoreParams, PeerScoreThresholds) {
     let topic = |weight: f64, invalid_weight: f64| TopicScoreParams {
         topic_weight: weight,
@@ -191,6 +224,9 @@ pub fn peer_score_params(
     };
     params.topics.insert(tx_topic.hash(), topic(0.5, -50.0));
     params.topics.insert(block_topic.hash(), topic(1.0, -100.0));
+    params
+        .topics
+        .insert(compact_topic.hash(), topic(1.0, -100.0));
     let thresholds = PeerScoreThresholds {
         gossip_threshold: -10.0,
         publish_threshold: -50.0,

@@ -25,6 +25,9 @@ mod error;
 #[cfg(test)]
 mod hostile_tests;
 pub mod metrics;
+pub mod relay;
+#[cfg(test)]
+mod relay_tests;
 pub mod service;
 pub mod slots;
 pub mod sync;

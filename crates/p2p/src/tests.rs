@@ -64,6 +64,7 @@ pub(crate) async fn start_node(
         while let Some(event) = events.recv().await {
             match event {
                 NetworkEvent::Transaction { tx, source, msg_id } => {
+                    c.add_tx(tx.clone());
                     let _ = seen_tx.send(Seen::Tx(tx, Instant::now()));
                     let _ = h
                         .report_validation(msg_id, source, Acceptance::Accept)
