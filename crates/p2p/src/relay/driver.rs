@@ -21,7 +21,7 @@ use tracing::{debug, trace};
 use super::compact::{CompactBlock, Rebuilder};
 use super::{KnownIds, RelayRequest, RelayResponse, TXS_RESPONSE_PREFIX, txs_response};
 use crate::P2pError;
-use crate::codec::Frame;
+use crate::codec::{Frame, Status};
 use crate::config::{
     MAX_ANNOUNCERS_PER_TX, MAX_INVENTORIES_IN_FLIGHT, MAX_INVENTORY_IDS, MAX_KNOWN_PER_PEER,
     MAX_OUTBOX_PER_PEER, MAX_POOL_ANNOUNCEMENT, MAX_TX_FETCHES_IN_FLIGHT, MAX_TXS_RESPONSE_BYTES,
@@ -35,6 +35,8 @@ use crate::sync::{ChainAccess, Refusal};
 pub(crate) enum RelayInput {
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
+    /// A peer told its chain (handshake or periodic status).
+    PeerStatus(PeerId, Status),
     /// A peer announced these txids (already answered `Ack`).
     Inventory(PeerId, Vec<Txid>),
     /// A peer asks for transactions; answer on `channel`.
@@ -75,6 +77,8 @@ struct RelayPeer {
     /// `false` once a request failed with "protocol not supported" (a gossip-only peer): it is
     /// left alone, never penalised.
     speaks_relay: bool,
+    /// Whether the pool was announced to it (once it has caught up with our chain).
+    pool_announced: bool,
 }
 
 impl RelayPeer {
@@ -85,6 +89,7 @@ impl RelayPeer {
             inventories_in_flight: 0,
             fetches_in_flight: 0,
             speaks_relay: true,
+            pool_announced: false,
         }
     }
 }
@@ -167,7 +172,10 @@ impl<C: ChainAccess> TxRelay<C> {
 
     fn on_input(&mut self, input: RelayInput) {
         match input {
-            RelayInput::PeerConnected(peer) => self.on_connected(peer),
+            RelayInput::PeerConnected(peer) => {
+                self.peers.insert(peer, RelayPeer::new());
+            }
+            RelayInput::PeerStatus(peer, status) => self.on_status(peer, status),
             RelayInput::PeerDisconnected(peer) => {
                 self.peers.remove(&peer);
             }
@@ -208,17 +216,29 @@ impl<C: ChainAccess> TxRelay<C> {
         }
     }
 
-    /// A new peer is announced our whole pool (bounded), so it gets what it missed.
-    fn on_connected(&mut self, peer: PeerId) {
+    /// A new peer is announced our whole pool (bounded), so it gets what it missed, once its
+    /// status says it has caught up with our chain: a node still syncing could not accept
+    /// transactions spending outputs it does not know yet, and would drop them. (A peer that
+    /// lies about its chain only delays its own pool.)
+    fn on_status(&mut self, peer: PeerId, status: Status) {
         if !self.config.tx_announcements {
             return;
         }
-        let mut state = RelayPeer::new();
-        state
-            .outbox
-            .extend(self.chain.pool_txids(MAX_POOL_ANNOUNCEMENT));
-        debug!(%peer, txs = state.outbox.len(), "announcing the pool to a new peer");
-        self.peers.insert(peer, state);
+        let ours = self.chain.status().total_work;
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.pool_announced || !state.speaks_relay || status.total_work < ours {
+            return;
+        }
+        state.pool_announced = true;
+        let pool = self.chain.pool_txids(MAX_POOL_ANNOUNCEMENT);
+        debug!(%peer, txs = pool.len(), "announcing the pool to a peer that caught up");
+        for txid in pool {
+            if !state.known.contains(&txid) && state.outbox.len() < MAX_OUTBOX_PER_PEER {
+                state.outbox.push_back(txid);
+            }
+        }
     }
 
     fn on_inventory(&mut self, peer: PeerId, txids: Vec<Txid>) {

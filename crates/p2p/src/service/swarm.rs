@@ -612,6 +612,9 @@ impl Service {
                                     state.info.status = Some(*s);
                                 }
                             }
+                            if let SyncResponse::Status(s) = &response {
+                                self.to_relay(RelayInput::PeerStatus(peer, *s));
+                            }
                             Ok(response)
                         }
                         Err(e) => {
@@ -724,6 +727,7 @@ impl Service {
                 state.info.supports_sync = Some(true);
             }
             self.to_sync(SyncInput::PeerStatus(peer, *status));
+            self.to_relay(RelayInput::PeerStatus(peer, *status));
         }
         if let Err(mpsc::error::TrySendError::Full(req) | mpsc::error::TrySendError::Closed(req)) =
             self.serve.try_send(ServeRequest {
