@@ -20,6 +20,9 @@ pub struct MemoryChain {
     genesis: BlockHash,
     inner: Mutex<Inner>,
     pool: Mutex<MemoryPool>,
+    /// Test knob: short-id lookups answer a wrong transaction for every position (as if every
+    /// short id collided with another pool transaction).
+    collide: std::sync::atomic::AtomicBool,
 }
 
 /// Transactions in arrival order, and those not yet announced.
@@ -104,6 +107,7 @@ impl MemoryChain {
             genesis: hash,
             inner: Mutex::new(inner),
             pool: Mutex::new(MemoryPool::default()),
+            collide: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -127,6 +131,11 @@ impl MemoryChain {
         pool.order.push(txid);
         pool.fresh.push_back(txid);
         true
+    }
+
+    /// Makes every short-id lookup return a wrong transaction (a simulated collision).
+    pub fn simulate_short_id_collisions(&self, on: bool) {
+        self.collide.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether the pool holds `txid`.
@@ -408,6 +417,12 @@ impl ChainAccess for MemoryChain {
         keys: &crate::relay::compact::ShortIdKeys,
         wanted: &HashMap<u64, usize>,
     ) -> Vec<(usize, Transaction)> {
+        if self.collide.load(std::sync::atomic::Ordering::Relaxed) {
+            return wanted
+                .values()
+                .map(|&pos| (pos, coinbase(1_000_000 + pos as u64)))
+                .collect();
+        }
         let pool = self.lock_pool();
         crate::relay::compact::match_short_ids(keys, wanted, pool.txs.values())
     }

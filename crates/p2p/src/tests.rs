@@ -77,7 +77,12 @@ pub(crate) async fn start_node(
                 } => {
                     let verdict = if c.contains_block(&block.header.prev_hash) {
                         match c.add_block(block.clone()) {
-                            Ok(()) => Acceptance::Accept,
+                            Ok(()) => {
+                                // As the node does: peers that take only full blocks get it.
+                                h.relay_block_to_full_block_peers(Arc::new(block.clone()))
+                                    .await;
+                                Acceptance::Accept
+                            }
                             Err(_) => Acceptance::Reject,
                         }
                     } else {
