@@ -232,7 +232,7 @@ fn main() {
         }
     );
     println!(
-        "node peers  converged(s)  missing  gossip_dropped  queue_full  timeouts  late  fetched  served  not_found"
+        "node peers  converged(s)  missing  gossip_dropped  queue_full  timeouts  late  announced  fetched  served  not_found  failed"
     );
     let mut worst = Duration::ZERO;
     for (i, (node, _)) in nodes.iter().enumerate() {
@@ -246,7 +246,7 @@ fn main() {
             format!("{:.2}", d.as_secs_f64())
         });
         println!(
-            "{i:>4} {:>5}  {:>12}  {:>7}  {:>14}  {:>10}  {:>8}  {:>4}  {:>7}  {:>6}  {:>9}",
+            "{i:>4} {:>5}  {:>12}  {:>7}  {:>14}  {:>10}  {:>8}  {:>4}  {:>9}  {:>7}  {:>6}  {:>9}  {:>6}",
             peers[i],
             at.unwrap_or_else(|| "never".into()),
             n as u64 - sizes[i].min(n as u64),
@@ -254,12 +254,26 @@ fn main() {
             metric(&m, "cairn_p2p_gossip_queue_full_total"),
             metric(&m, "cairn_p2p_gossip_send_timeout_total"),
             metric(&m, "cairn_p2p_gossip_validation_late_total"),
+            metric(&m, "cairn_p2p_relay_announced_total"),
             metric(&m, "cairn_p2p_relay_txs_fetched_total"),
             metric(&m, "cairn_p2p_relay_txs_served_total"),
             metric(&m, "cairn_p2p_relay_tx_not_found_total"),
+            metric(&m, "cairn_p2p_relay_requests_failed_total"),
         );
     }
     let all = done_at.iter().all(Option::is_some);
+    if args.iter().any(|a| a == "--keep") {
+        for (node, dir) in nodes {
+            drop(node);
+            println!("kept {}", dir.keep().display());
+        }
+        return_report(all, worst);
+        return;
+    }
+    return_report(all, worst);
+}
+
+fn return_report(all: bool, worst: Duration) {
     println!(
         "every mempool complete: {} (slowest {:.2} s after the last send; target {} s)",
         if all { "yes" } else { "NO" },

@@ -181,8 +181,8 @@ impl Behaviour {
 ///   the graylist threshold (−80). Invalid deliveries are the gossip offence Cairn really fears;
 ///   the service also adds its own misbehaviour points, so repeated rejects end in a ban.
 /// * **P5 application** (weight 1): unused; bans are enforced by the service (block list).
-/// * **P6 IP colocation** (weight −10 above 10 peers on one IP): resists one host running many
-///   identities, while allowing local devnets and a few peers behind one NAT.
+/// * **P6 IP colocation** (weight −10 above 10 peers on one IP; loopback exempt): resists one
+///   host running many identities, while allowing local devnets and a few peers behind one NAT.
 /// * **P7 behaviour penalty** (weight −10, threshold 6, decay 0.9): GRAFT during backoff and
 ///   broken IWANT promises, tolerated a few times (they happen by races).
 /// * **Thresholds**: gossip −10, publish −50, graylist −80 (ignore everything from the peer),
@@ -220,6 +220,14 @@ pub fn peer_score_params(
         behaviour_penalty_weight: -10.0,
         behaviour_penalty_threshold: 6.0,
         behaviour_penalty_decay: 0.9,
+        // Loopback is one machine's own nodes (a local devnet, the test suites): without this,
+        // a node with more than 10 local peers would graylist them all and gossip would stop.
+        ip_colocation_factor_whitelist: [
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ]
+        .into_iter()
+        .collect(),
         ..PeerScoreParams::default()
     };
     params.topics.insert(tx_topic.hash(), topic(0.5, -50.0));
