@@ -377,6 +377,24 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         p.full_blocks_for_legacy,
     );
     metric(
+        "cairn_p2p_gossip_peers_below_gossip",
+        "gauge",
+        "Connected peers whose gossipsub score is below the gossip threshold (-10): no IHAVE to or from them.",
+        p.gossip_peers_below_gossip,
+    );
+    metric(
+        "cairn_p2p_gossip_peers_below_publish",
+        "gauge",
+        "Connected peers whose gossipsub score is below the publish threshold (-50): our own messages skip them.",
+        p.gossip_peers_below_publish,
+    );
+    metric(
+        "cairn_p2p_gossip_peers_graylisted",
+        "gauge",
+        "Connected peers whose gossipsub score is below the graylist threshold (-80): everything they send is ignored.",
+        p.gossip_peers_graylisted,
+    );
+    metric(
         "cairn_relay_queue_full_total",
         "counter",
         "Local blocks or transactions not published because the relay queue was full.",

@@ -232,7 +232,7 @@ fn main() {
         }
     );
     println!(
-        "node peers  converged(s)  missing  gossip_dropped  queue_full  timeouts  late  announced  fetched  served  not_found  failed"
+        "node peers  converged(s)  missing  gossip_dropped  queue_full  timeouts  late  announced  fetched  served  not_found  failed  rejected  publish_failed  low_score(gossip/publish/gray)"
     );
     let mut worst = Duration::ZERO;
     for (i, (node, _)) in nodes.iter().enumerate() {
@@ -246,7 +246,7 @@ fn main() {
             format!("{:.2}", d.as_secs_f64())
         });
         println!(
-            "{i:>4} {:>5}  {:>12}  {:>7}  {:>14}  {:>10}  {:>8}  {:>4}  {:>9}  {:>7}  {:>6}  {:>9}  {:>6}",
+            "{i:>4} {:>5}  {:>12}  {:>7}  {:>14}  {:>10}  {:>8}  {:>4}  {:>9}  {:>7}  {:>6}  {:>9}  {:>6}  {:>8}  {:>14}  {}/{}/{}",
             peers[i],
             at.unwrap_or_else(|| "never".into()),
             n as u64 - sizes[i].min(n as u64),
@@ -259,6 +259,11 @@ fn main() {
             metric(&m, "cairn_p2p_relay_txs_served_total"),
             metric(&m, "cairn_p2p_relay_tx_not_found_total"),
             metric(&m, "cairn_p2p_relay_requests_failed_total"),
+            metric(&m, "cairn_transactions_rejected_total"),
+            metric(&m, "cairn_p2p_gossip_publish_failed_total"),
+            metric(&m, "cairn_p2p_gossip_peers_below_gossip"),
+            metric(&m, "cairn_p2p_gossip_peers_below_publish"),
+            metric(&m, "cairn_p2p_gossip_peers_graylisted"),
         );
     }
     let all = done_at.iter().all(Option::is_some);

@@ -235,12 +235,16 @@ pub fn peer_score_params(
     params
         .topics
         .insert(compact_topic.hash(), topic(1.0, -100.0));
-    let thresholds = PeerScoreThresholds {
+    (params, score_thresholds())
+}
+
+/// Gossipsub score thresholds (see [`peer_score_params`]).
+pub fn score_thresholds() -> PeerScoreThresholds {
+    PeerScoreThresholds {
         gossip_threshold: -10.0,
         publish_threshold: -50.0,
         graylist_threshold: -80.0,
         accept_px_threshold: 20.0,
         opportunistic_graft_threshold: 5.0,
-    };
-    (params, thresholds)
+    }
 }

@@ -27,6 +27,29 @@ impl Service {
         debug!(%peer, ?failed, "gossipsub dropped messages to a slow peer");
     }
 
+    /// Counts the connected peers gossipsub demoted by score (a peer below the publish
+    /// threshold misses our own messages; one below the graylist threshold is not heard at
+    /// all): a node cut off this way loses gossip without any queue dropping anything.
+    pub(super) fn refresh_score_gauges(&self) {
+        let thresholds = crate::behaviour::score_thresholds();
+        let gs = &self.swarm.behaviour().gossipsub;
+        let (mut gossip, mut publish, mut gray) = (0u64, 0u64, 0u64);
+        for peer in self.peers.keys() {
+            let Some(score) = gs.peer_score(peer) else {
+                continue;
+            };
+            gossip += u64::from(score < thresholds.gossip_threshold);
+            publish += u64::from(score < thresholds.publish_threshold);
+            gray += u64::from(score < thresholds.graylist_threshold);
+        }
+        let m = &self.metrics;
+        let set =
+            |c: &std::sync::atomic::AtomicU64, v| c.store(v, std::sync::atomic::Ordering::Relaxed);
+        set(&m.gossip_peers_below_gossip, gossip);
+        set(&m.gossip_peers_below_publish, publish);
+        set(&m.gossip_peers_graylisted, gray);
+    }
+
     /// Whether a connected peer takes full blocks only: subscribed to the block topic and not to
     /// the compact one (another implementation, an older node, a light relay).
     fn has_full_block_peers(&self) -> bool {

@@ -83,6 +83,7 @@ impl Service {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        self.refresh_score_gauges();
         let expired: Vec<PeerId> = self
             .bans
             .iter()
