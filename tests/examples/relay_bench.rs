@@ -131,15 +131,26 @@ fn main() {
     let n = arg(&args, "--txs", DEFAULT_TXS);
     let batch = arg(&args, "--batch", DEFAULT_BATCH);
     let gossip_only = args.iter().any(|a| a == "--gossip-only");
+    let full_blocks = args.iter().any(|a| a == "--full-blocks");
+    let no_idontwant = args.iter().any(|a| a == "--no-idontwant");
+    let blocks = arg(&args, "--blocks", 0);
 
     let start = |boot: &[String]| {
         let dir = tempfile::Builder::new()
             .prefix("cairn-relay-")
             .tempdir()
             .unwrap();
+        let mut toml = String::new();
         if gossip_only {
-            std::fs::write(dir.path().join("cairn.toml"), "tx_announcements = false\n").unwrap();
+            toml.push_str("tx_announcements = false\n");
         }
+        if full_blocks {
+            toml.push_str("compact_blocks = false\n");
+        }
+        if no_idontwant {
+            toml.push_str("gossip_idontwant = false\n");
+        }
+        std::fs::write(dir.path().join("cairn.toml"), toml).unwrap();
         let mut a: Vec<String> = Vec::new();
         for b in boot {
             a.push("--bootnode".into());
@@ -267,6 +278,9 @@ fn main() {
         );
     }
     let all = done_at.iter().all(Option::is_some);
+    if blocks > 0 {
+        mine_and_measure(&nodes, blocks, &addr, full_blocks, no_idontwant);
+    }
     if args.iter().any(|a| a == "--keep") {
         for (node, dir) in nodes {
             drop(node);
@@ -285,4 +299,75 @@ fn return_report(all: bool, worst: Duration) {
         worst.as_secs_f64(),
         TARGET.as_secs()
     );
+}
+
+/// Counters summed for the block phase, per node.
+fn p2p_counters(node: &TestNode) -> [u64; 6] {
+    let m = ureq::get(&format!("{}metrics", node.rpc_url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    [
+        metric(&m, "cairn_p2p_gossip_bytes_in_total") + metric(&m, "cairn_p2p_sync_bytes_in_total"),
+        metric(&m, "cairn_p2p_gossip_blocks_in_total"),
+        metric(&m, "cairn_p2p_compact_rebuilt_total"),
+        metric(&m, "cairn_p2p_compact_round_trips_total"),
+        metric(&m, "cairn_p2p_compact_full_fallbacks_total"),
+        metric(&m, "cairn_p2p_gossip_bytes_out_total")
+            + metric(&m, "cairn_p2p_sync_bytes_out_total"),
+    ]
+}
+
+/// Mines `blocks` blocks, each at another node, from the pools the burst filled; for each,
+/// the time until every node's tip is it (polled every 20 ms), and per node the p2p payload
+/// bytes received (gossip + sync + relay), the copies received and how it was rebuilt.
+fn mine_and_measure(
+    nodes: &[(TestNode, tempfile::TempDir)],
+    blocks: usize,
+    addr: &str,
+    full: bool,
+    no_idontwant: bool,
+) {
+    println!(
+        "blocks ({} relay, IDONTWANT {}): size  ms_to_all  in_bytes/node(mean,max)  %_of_block(mean)  copies/node  rebuilt  round_trips  full_fallbacks",
+        if full { "FULL-block" } else { "compact" },
+        if no_idontwant { "off" } else { "on" }
+    );
+    for b in 0..blocks {
+        std::thread::sleep(Duration::from_secs(1));
+        let before: Vec<[u64; 6]> = nodes.iter().map(|(n, _)| p2p_counters(n)).collect();
+        let miner = &nodes[(b * 7 + 3) % nodes.len()].0;
+        let hash = miner.rpc("generatetoaddress", json!([1, addr])).unwrap()[0].clone();
+        let t0 = Instant::now();
+        let size = miner.rpc("getblock", json!([hash, 1])).unwrap()["size"]
+            .as_u64()
+            .unwrap();
+        let mut pending: Vec<usize> = (0..nodes.len()).collect();
+        while !pending.is_empty() && t0.elapsed() < Duration::from_secs(60) {
+            pending.retain(|i| nodes[*i].0.rpc("getbestblockhash", json!([])).unwrap() != hash);
+            std::thread::sleep(POLL);
+        }
+        let ms = t0.elapsed().as_millis();
+        std::thread::sleep(Duration::from_secs(2));
+        let after: Vec<[u64; 6]> = nodes.iter().map(|(n, _)| p2p_counters(n)).collect();
+        let d = |i: usize, k: usize| after[i][k] - before[i][k];
+        let others: Vec<usize> = (0..nodes.len())
+            .filter(|i| !std::ptr::eq(&nodes[*i].0, miner))
+            .collect();
+        let ins: Vec<u64> = others.iter().map(|i| d(*i, 0)).collect();
+        let mean = ins.iter().sum::<u64>() as f64 / ins.len() as f64;
+        let copies = others.iter().map(|i| d(*i, 1)).sum::<u64>() as f64 / others.len() as f64;
+        let sum = |k| others.iter().map(|i| d(*i, k)).sum::<u64>();
+        println!(
+            "  block {b}: {size} B  {ms} ms{}  {mean:.0}, {}  {:.2} %  {copies:.2}  {}/{}  {}  {}",
+            if pending.is_empty() { "" } else { " (NOT all)" },
+            ins.iter().max().unwrap_or(&0),
+            100.0 * mean / size as f64,
+            sum(2),
+            others.len(),
+            sum(3),
+            sum(4),
+        );
+    }
 }
