@@ -123,6 +123,10 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     queue: VecDeque<Txid>,
     retry: VecDeque<Txid>,
     running: Running,
+    /// Txids fetched and handed to the node, whose acceptance may still be running: not
+    /// wanted again when another peer announces them meanwhile (under load acceptance takes
+    /// longer than the fetch delay, and the same transaction was fetched twice).
+    fetched: KnownIds,
     next_announce: Instant,
     rebuilder: Rebuilder,
 }
@@ -146,6 +150,7 @@ impl<C: ChainAccess> TxRelay<C> {
             queue: VecDeque::new(),
             retry: VecDeque::new(),
             running: FuturesUnordered::new(),
+            fetched: KnownIds::new(MAX_KNOWN_PER_PEER),
             next_announce: Instant::now(),
             rebuilder: Rebuilder::default(),
         }
@@ -256,7 +261,7 @@ impl<C: ChainAccess> TxRelay<C> {
                 }
                 continue;
             }
-            if self.chain.has_tx(&txid) {
+            if self.fetched.contains(&txid) || self.chain.has_tx(&txid) {
                 continue;
             }
             if self.wanted.len() >= MAX_WANTED_TXS {
@@ -449,6 +454,12 @@ impl<C: ChainAccess> TxRelay<C> {
                 }
                 let txs = match result {
                     Ok(RelayResponse::Txs(txs)) => txs,
+                    Ok(RelayResponse::Error(reason)) => {
+                        // Busy or rate-limited: the peer still has them; ask again later.
+                        debug!(%peer, %reason, "GetTxs not served; retrying");
+                        self.retry_later(txids);
+                        return;
+                    }
                     Ok(_) => Vec::new(),
                     Err(e) => {
                         self.request_failed(peer, &e);
@@ -458,6 +469,16 @@ impl<C: ChainAccess> TxRelay<C> {
                 self.on_fetched(peer, txids, txs);
             }
             Done::Rebuilt => {}
+        }
+    }
+
+    fn retry_later(&mut self, txids: Vec<Txid>) {
+        for txid in txids {
+            if let Some(w) = self.wanted.get_mut(&txid) {
+                w.in_flight = false;
+                w.ready_at = Instant::now() + self.config.tx_fetch_delay;
+                self.queue.push_back(txid);
+            }
         }
     }
 
@@ -485,6 +506,7 @@ impl<C: ChainAccess> TxRelay<C> {
         for txid in asked {
             if let Some(tx) = by_id.remove(&txid) {
                 self.wanted.remove(&txid);
+                self.fetched.insert(&txid);
                 submit.push(tx);
                 continue;
             }
