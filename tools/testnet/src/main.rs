@@ -51,7 +51,7 @@ const SMALL_BLOCK_TXS: [usize; 2] = [0, 20];
 const SMALL_SIDE_TXS: usize = 10;
 const SMALL_SYNC_BLOCKS: usize = 2;
 const SMALL_SYNC_PEERS: [usize; 2] = [1, 2];
-const SMALL_SETTLE_SECS: u64 = 10;
+const SMALL_SETTLE_SECS: u64 = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {

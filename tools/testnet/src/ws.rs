@@ -132,8 +132,19 @@ fn send_frame(stream: &mut TcpStream, opcode: u8, payload: &[u8]) -> Result<()> 
     Ok(())
 }
 
-/// A complete frame at the start of `buf`: (fin, opcode, payload range, frame length).
-fn parse_frame(buf: &[u8]) -> Result<Option<(bool, u8, std::ops::Range<usize>, usize)>> {
+/// A complete frame at the start of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+struct Frame {
+    fin: bool,
+    opcode: u8,
+    /// Where the payload is in the buffer.
+    payload: std::ops::Range<usize>,
+    /// Bytes of the whole frame.
+    len: usize,
+}
+
+/// The frame at the start of `buf`, if it is complete.
+fn parse_frame(buf: &[u8]) -> Result<Option<Frame>> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -170,7 +181,12 @@ fn parse_frame(buf: &[u8]) -> Result<Option<(bool, u8, std::ops::Range<usize>, u
     if buf.len() < header {
         return Ok(None);
     }
-    Ok(Some((fin, opcode, start..start + len, header)))
+    Ok(Some(Frame {
+        fin,
+        opcode,
+        payload: start..start + len,
+        len: header,
+    }))
 }
 
 fn read_loop(
@@ -203,7 +219,13 @@ fn read_loop(
         let at = Instant::now();
         buf.extend_from_slice(&chunk[..n]);
         let mut used = 0;
-        while let Some((fin, opcode, payload, len)) = parse_frame(&buf[used..])? {
+        while let Some(Frame {
+            fin,
+            opcode,
+            payload,
+            len,
+        }) = parse_frame(&buf[used..])?
+        {
             let payload = &buf[used + payload.start..used + payload.end];
             match opcode {
                 OP_TEXT | OP_CONTINUATION => {
@@ -262,11 +284,16 @@ mod tests {
         f.extend(std::iter::repeat_n(b'x', 200));
         assert!(parse_frame(&f[..3])?.is_none());
         assert!(parse_frame(&f[..100])?.is_none());
-        let (fin, op, range, len) = parse_frame(&f)?.ok_or_else(|| anyhow::anyhow!("none"))?;
-        assert!(fin);
-        assert_eq!(op, OP_TEXT);
-        assert_eq!(range, 4..204);
-        assert_eq!(len, 204);
+        let frame = parse_frame(&f)?;
+        assert_eq!(
+            frame,
+            Some(Frame {
+                fin: true,
+                opcode: OP_TEXT,
+                payload: 4..204,
+                len: 204
+            })
+        );
         assert!(parse_frame(&[0x81, 0x85, 1, 2, 3, 4, 0]).is_err(), "masked");
         Ok(())
     }
