@@ -20,6 +20,9 @@ pub const RPC_PORT: u16 = 8645;
 const RPC_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often start-up checks whether RPC answers (a check, not a measurement).
 const READY_POLL: Duration = Duration::from_millis(100);
+/// Timeout of one start-up probe: a probe stuck on a node still opening its database must
+/// not use up the whole start-up time.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Log filter of the nodes unless `RUST_LOG` is set for the harness.
 const DEFAULT_NODE_LOG: &str = "info";
 
@@ -45,6 +48,7 @@ impl Host {
             url: format!("http://{}:{RPC_PORT}/", slot.control_ip),
             credentials: None,
             agent: ureq::AgentBuilder::new().timeout(RPC_TIMEOUT).build(),
+            probe: ureq::AgentBuilder::new().timeout(PROBE_TIMEOUT).build(),
         };
         Host {
             slot,
@@ -139,7 +143,7 @@ impl Host {
             // The cookie is new at every start: re-read it until a call with it succeeds.
             if let Ok(c) = std::fs::read_to_string(&cookie) {
                 self.rpc.credentials = Some(c.trim().to_string());
-                if self.rpc.call("getblockcount", json!([])).is_ok() {
+                if self.rpc.probe().is_ok() {
                     return Ok(());
                 }
             }
@@ -237,12 +241,22 @@ pub struct Rpc {
     pub url: String,
     pub credentials: Option<String>,
     agent: ureq::Agent,
+    probe: ureq::Agent,
 }
 
 impl Rpc {
+    /// `getblockcount` with a short timeout: is the node up?
+    fn probe(&self) -> Result<Value> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "getblockcount", "params": []});
+        answer("getblockcount", &self.post_with(&self.probe, &body)?)
+    }
+
     fn post(&self, body: &Value) -> Result<Value> {
-        let mut req = self
-            .agent
+        self.post_with(&self.agent, body)
+    }
+
+    fn post_with(&self, agent: &ureq::Agent, body: &Value) -> Result<Value> {
+        let mut req = agent
             .post(&self.url)
             .set("Content-Type", "application/json");
         if let Some(c) = &self.credentials {

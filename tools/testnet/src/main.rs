@@ -218,6 +218,9 @@ fn run() -> Result<bool> {
     if cli.clean {
         return Ok(true);
     }
+    if let Some(w) = topology::bridge_filter_warning() {
+        eprintln!("{w}");
+    }
     if cli.hosts < 2 || cli.hosts > topology::MAX_HOSTS - 1 {
         bail!("--hosts must be 2 to {}", topology::MAX_HOSTS - 1);
     }
@@ -262,6 +265,8 @@ fn run() -> Result<bool> {
     let mut net = match Network::start(opts, registry.clone(), cli.seed, 1) {
         Ok(n) => n,
         Err(e) => {
+            // The hosts' logs say why: kept.
+            registry.keep_workdir();
             let notes = registry.cleanup();
             eprintln!("cleanup: {}", notes.join("; "));
             return Err(e);
@@ -291,8 +296,12 @@ fn run() -> Result<bool> {
         scenarios.push(v);
     }
     net.shutdown();
-    let notes = registry.cleanup();
     let all_ok = scenarios.iter().all(|s| s["ok"] == json!(true));
+    if !all_ok {
+        // The hosts' logs say why a scenario failed: kept.
+        registry.keep_workdir();
+    }
+    let notes = registry.cleanup();
     let report = json!({
         "harness": {
             "hosts": cli.hosts,

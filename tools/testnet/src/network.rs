@@ -122,6 +122,7 @@ impl Network {
             registry,
             opts,
         };
+        net.registry.raise_neighbour_limits(slots)?;
         net.registry.guarded(topology::create_bridges)?;
         for i in 0..net.opts.hosts {
             net.add_slot(i, Some(topology::DATA_BRIDGE))?;

@@ -15,7 +15,9 @@ use crate::topology::{self, APART_BRIDGE, DATA_BRIDGE};
 /// Blocks the losing side of a partition mines; the winning side mines one more.
 const LOSING_BLOCKS: usize = 2;
 /// Filler transactions (about 80 kB each) per block of the late joiner's chain: about 960 kB.
-const FILLERS_PER_BLOCK: usize = 12;
+pub const FILLERS_PER_BLOCK: usize = 12;
+/// Blocks the surviving hosts mine while the churned ones are down.
+const BLOCKS_WHILE_DOWN: usize = 2;
 /// How long a late joiner may take to sync the chain.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -310,7 +312,7 @@ pub fn churn(net: &mut Network, victims: usize, txs: usize) -> Result<Outcome> {
     let survivors = net.live();
     let while_down = load_round(net, txs, &survivors, &survivors, &mut m)?;
     tx_spreads(net, &while_down, &survivors, &mut m);
-    for _ in 0..2 {
+    for _ in 0..BLOCKS_WHILE_DOWN {
         let miner = net.rng.pick(&survivors).context("no host")?;
         mine_logged(net, miner, &survivors, &mut m)?;
     }

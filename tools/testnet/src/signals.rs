@@ -45,6 +45,8 @@ struct State {
     pids: BTreeSet<u32>,
     workdir: Option<PathBuf>,
     keep_workdir: bool,
+    /// ARP table limits to restore (the run raised them).
+    neighbour_limits: Option<[u64; 3]>,
 }
 
 /// What exists and must be removed: node processes, the work dir; namespaces and links are
@@ -72,6 +74,21 @@ impl Registry {
         let child = cmd.spawn().context("spawn cairnd")?;
         s.pids.insert(child.id());
         Ok(child)
+    }
+
+    /// Raises the kernel's ARP table limits for `hosts` and remembers the old ones.
+    pub fn raise_neighbour_limits(&self, hosts: usize) -> Result<()> {
+        let mut s = self.lock();
+        let old = topology::raise_neighbour_limits(topology::neighbour_entries(hosts))?;
+        if s.neighbour_limits.is_none() {
+            s.neighbour_limits = old;
+        }
+        Ok(())
+    }
+
+    /// Keeps the work dir (its logs explain a failed run).
+    pub fn keep_workdir(&self) {
+        self.lock().keep_workdir = true;
     }
 
     pub fn forget(&self, pid: u32) {
@@ -104,6 +121,12 @@ fn cleanup_locked(s: &mut State) -> Vec<String> {
     match topology::sweep() {
         Ok(removed) => notes.push(format!("removed {} namespaces/links", removed.len())),
         Err(e) => notes.push(format!("sweep failed: {e:#}")),
+    }
+    if let Some(limits) = s.neighbour_limits.take() {
+        match topology::write_neighbour_limits(limits) {
+            Ok(()) => notes.push(format!("ARP table limits restored to {limits:?}")),
+            Err(e) => notes.push(format!("cannot restore the ARP table limits: {e:#}")),
+        }
     }
     if let Some(dir) = s.workdir.take() {
         if s.keep_workdir {

@@ -50,6 +50,49 @@ const TBF_LATENCY: &str = "400ms";
 const TBF_MIN_BURST_BYTES: u64 = 64 * 1024;
 const TBF_BURST_PER_SECOND: u64 = 100;
 
+/// The kernel's ARP table limits (soft floor, soft max, hard max). The table is shared by every
+/// namespace: 32 hosts that each know the other 31 pass the default hard max of 1,024 and new
+/// neighbours are refused ("neighbor table overflow"): a host started then can reach no one.
+const NEIGH_LIMITS: [&str; 3] = [
+    "/proc/sys/net/ipv4/neigh/default/gc_thresh1",
+    "/proc/sys/net/ipv4/neigh/default/gc_thresh2",
+    "/proc/sys/net/ipv4/neigh/default/gc_thresh3",
+];
+
+/// ARP entries a run of `hosts` may hold: every host may know every other on the data
+/// network, the harness knows every host on the control network, twice over for the slack the
+/// kernel's garbage collection needs.
+pub fn neighbour_entries(hosts: usize) -> u64 {
+    2 * (hosts as u64 * hosts as u64 + hosts as u64)
+}
+
+/// Raises the ARP table limits to hold `needed` entries; returns the previous limits (to
+/// restore at the end) if it changed them.
+pub fn raise_neighbour_limits(needed: u64) -> Result<Option<[u64; 3]>> {
+    let mut old = [0u64; 3];
+    for (o, path) in old.iter_mut().zip(NEIGH_LIMITS) {
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
+        *o = text
+            .trim()
+            .parse()
+            .with_context(|| format!("parse {path}"))?;
+    }
+    if old[2] >= needed {
+        return Ok(None);
+    }
+    let new = [old[0].max(needed / 4), old[1].max(needed / 2), needed];
+    write_neighbour_limits(new)?;
+    Ok(Some(old))
+}
+
+/// Writes the three ARP table limits.
+pub fn write_neighbour_limits(limits: [u64; 3]) -> Result<()> {
+    for (v, path) in limits.iter().zip(NEIGH_LIMITS) {
+        std::fs::write(path, v.to_string()).with_context(|| format!("write {path}"))?;
+    }
+    Ok(())
+}
+
 /// Names and addresses of one host's slot in the topology.
 #[derive(Clone, Debug)]
 pub struct Slot {
@@ -113,7 +156,21 @@ pub fn check_privileges() -> Result<()> {
     }
     ip(&["netns", "list"]).context("`ip netns` is not available")?;
     run("tc", &["-V"]).context("`tc` is not available")?;
+    run("setpriv", &["--version"]).context("`setpriv` (util-linux) is not available")?;
     Ok(())
+}
+
+/// With `br_netfilter` loaded (Docker loads it), bridged frames go through iptables' FORWARD
+/// chain, whose policy may drop them: a warning to print, if so.
+pub fn bridge_filter_warning() -> Option<String> {
+    let path = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    let on = std::fs::read_to_string(path).ok()?.trim() == "1";
+    on.then(|| {
+        format!(
+            "warning: {path} is 1: bridged P2P traffic passes iptables' FORWARD chain; \
+             if hosts cannot reach each other, allow it or set it to 0"
+        )
+    })
 }
 
 /// Creates the bridges (after a [`sweep`]).
