@@ -332,23 +332,30 @@ pub fn churn(net: &mut Network, victims: usize, txs: usize) -> Result<Outcome> {
     let mut details = Vec::new();
     let mut all_caught_up = true;
     for (v, started, ready_ms) in rows {
-        // Subscribed first, then asked: a tip reached in between is seen one way or the other.
-        let caught_up_ms = if net.hosts[v].best_hash().ok().as_deref() == Some(target.as_str()) {
-            Some(started.elapsed().as_secs_f64() * 1e3)
-        } else if net.events.wait(net.opts.converge_timeout, |o| {
+        // The time the host connected the network's tip: its notification when it was already
+        // subscribed then, else its own log line (`new tip hash=...`, logged at info once the
+        // node is no longer behind), else it is waited for.
+        let stamp = |o: &Observations| {
             o.blocks
                 .get(&target)
                 .and_then(|b| b.at.get(v).copied().flatten())
-                .is_some()
-        }) {
-            let o = net.events.lock();
-            o.blocks
-                .get(&target)
-                .and_then(|b| b.at.get(v).copied().flatten())
-                .map(|t| (t - started).as_secs_f64() * 1e3)
-        } else {
-            None
         };
+        let needle = format!("hash={target}");
+        let logged = || {
+            log_time(&net.hosts[v].log_path(), |l| {
+                l.contains("new tip") && l.contains(&needle)
+            })
+            .and_then(|wall| net.events.instant_of(wall))
+        };
+        // The guard is dropped here, before anything below locks the events again.
+        let notified = stamp(&net.events.lock());
+        let at = notified.or_else(logged).or_else(|| {
+            net.events
+                .wait(net.opts.converge_timeout, |o| stamp(o).is_some())
+                .then(|| stamp(&net.events.lock()))
+                .flatten()
+        });
+        let caught_up_ms = at.map(|t| t.saturating_duration_since(started).as_secs_f64() * 1e3);
         all_caught_up &= caught_up_ms.is_some();
         let peers = net.hosts[v].peers().unwrap_or(0);
         lines.push(format!(
@@ -372,11 +379,19 @@ pub fn churn(net: &mut Network, victims: usize, txs: usize) -> Result<Outcome> {
     })
 }
 
-/// Time of the first "peer connected" line of a node's log (its tracing timestamps are UTC,
-/// `2026-11-26T15:28:49.798329Z`).
+/// Time of the first "peer connected" line of a node's log.
 fn first_connection(log: &std::path::Path) -> Option<std::time::SystemTime> {
+    log_time(log, |l| l.contains("peer connected"))
+}
+
+/// Time of the first line of a node's log that `matches` (its tracing timestamps are UTC,
+/// `2026-11-26T15:28:49.798329Z`).
+fn log_time(
+    log: &std::path::Path,
+    matches: impl Fn(&str) -> bool,
+) -> Option<std::time::SystemTime> {
     let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().find(|l| l.contains("peer connected"))?;
+    let line = text.lines().find(|l| matches(l))?;
     parse_utc(line.split_whitespace().next()?)
 }
 
