@@ -492,6 +492,10 @@ fn gauges_text(
             p2p: net.metrics(),
             uptime_secs: started.elapsed().as_secs(),
             tip_age_secs: now.saturating_sub(tip_time),
+            storage: metrics::StorageGauges {
+                connect: chain.reader.connect_timings(),
+                index: chain.reader.index_progress(),
+            },
         },
     )
 }

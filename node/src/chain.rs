@@ -478,17 +478,16 @@ impl ChainTask {
     }
 
     fn submit_block_fate(&mut self, block: Block, origin: Origin) -> BlockFate {
-        let block = Arc::new(block);
         let hash = block.hash();
+        // Only a block made here is relayed from here: copy only that one (a 1 MB block costs
+        // a copy per block otherwise, on the sync path too).
+        let to_relay = (origin == Origin::Local).then(|| Arc::new(block.clone()));
         // Gossip pushes blocks nobody asked for: they are kept only if they can become the tip.
         let source = match origin {
             Origin::Gossip => BlockSource::Unrequested,
             Origin::Local | Origin::Sync => BlockSource::Requested,
         };
-        let outcome = match self
-            .state
-            .accept_block_from((*block).clone(), now(), source)
-        {
+        let outcome = match self.state.accept_block_from(block, now(), source) {
             Ok(o) => o,
             Err(StorageError::KnownInvalid { reason, .. }) => return BlockFate::Invalid(reason),
             Err(StorageError::Consensus(e)) if e.depends_on_clock() => {
@@ -512,7 +511,7 @@ impl ChainTask {
         match outcome.status {
             AcceptStatus::New => {
                 NodeMetrics::inc(&self.metrics.blocks_validated);
-                if origin == Origin::Local {
+                if let Some(block) = to_relay {
                     self.relay_local(Relay::Block(block));
                 }
                 if outcome.connected().iter().any(|(_, h)| *h == hash) {

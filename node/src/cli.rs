@@ -79,4 +79,9 @@ pub struct RunArgs {
     /// Maximum connected peers.
     #[arg(long, value_name = "N")]
     pub max_peers: Option<u32>,
+
+    /// UTXO cache size in MiB, as Bitcoin Core's -dbcache (default 256; 0 writes every
+    /// block's UTXO changes at once). Overrides dbcache_bytes in cairn.toml.
+    #[arg(long, value_name = "MIB")]
+    pub dbcache: Option<u64>,
 }

@@ -25,6 +25,8 @@ pub const DEFAULT_MAX_PEERS: u32 = 50;
 pub const DEFAULT_MEMPOOL_BYTES: usize = 300_000_000;
 /// Default UTXO cache size (bytes).
 pub const DEFAULT_DBCACHE_BYTES: usize = 256 * 1024 * 1024;
+/// Largest `--dbcache` (MiB): 1 TiB, beyond any machine this runs on.
+pub const MAX_DBCACHE_MIB: u64 = 1 << 20;
 /// Most bootnodes or listen addresses a config may list.
 pub const MAX_ADDR_LIST: usize = 64;
 
@@ -187,7 +189,14 @@ impl NodeConfig {
         if mempool_max_bytes < 1_000_000 {
             bail!("config: mempool_max_bytes must be at least 1000000");
         }
-        let dbcache_bytes = file.dbcache_bytes.unwrap_or(DEFAULT_DBCACHE_BYTES);
+        let dbcache_bytes = match run.dbcache {
+            Some(mib) if mib > MAX_DBCACHE_MIB => {
+                bail!("--dbcache must be at most {MAX_DBCACHE_MIB} (MiB)")
+            }
+            Some(mib) => usize::try_from(mib << 20)
+                .map_err(|_| anyhow::anyhow!("--dbcache {mib} MiB does not fit in memory here"))?,
+            None => file.dbcache_bytes.unwrap_or(DEFAULT_DBCACHE_BYTES),
+        };
         let max_peers = run
             .max_peers
             .or(file.max_peers)

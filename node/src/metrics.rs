@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_p2p::MetricsSnapshot;
+use cairn_storage::{ConnectTimingsSnapshot, IndexProgress, Stage};
 
 #[derive(Default)]
 pub struct NodeMetrics {
@@ -40,6 +41,14 @@ pub struct Gauges {
     pub uptime_secs: u64,
     /// Seconds between now and the tip's timestamp (0 if the tip is from the future).
     pub tip_age_secs: u64,
+    /// Where block-connect time went, and how far the indexes are.
+    pub storage: StorageGauges,
+}
+
+/// The storage figures `/metrics` shows.
+pub struct StorageGauges {
+    pub connect: ConnectTimingsSnapshot,
+    pub index: IndexProgress,
 }
 
 /// Resident memory and CPU time of this process, from `/proc/self` (Linux); `None` elsewhere.
@@ -406,6 +415,59 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         "Accepted txids dropped from the announcement queue before the relay task took them.",
         load(&m.fresh_txids_dropped),
     );
+    render_storage(&mut out, &g.storage);
     out.push_str(&extra);
     out
+}
+
+/// Block-connect time per stage (what the sync benchmark prints per block) and index progress.
+fn render_storage(out: &mut String, s: &StorageGauges) {
+    let _ = writeln!(
+        out,
+        "# HELP cairn_block_connect_seconds_total Time spent connecting blocks, per stage.\n# TYPE cairn_block_connect_seconds_total counter"
+    );
+    for stage in Stage::ALL {
+        let _ = writeln!(
+            out,
+            "cairn_block_connect_seconds_total{{stage=\"{}\"}} {:.6}",
+            stage.as_str(),
+            s.connect.seconds(stage)
+        );
+    }
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "cairn_blocks_connected_total",
+        "counter",
+        "Blocks connected by this process.",
+        s.connect.blocks,
+    );
+    metric(
+        "cairn_block_txs_connected_total",
+        "counter",
+        "Transactions (coinbases included) in the blocks connected by this process.",
+        s.connect.txs,
+    );
+    metric(
+        "cairn_index_background_blocks_total",
+        "counter",
+        "Blocks indexed by the background indexer (while syncing).",
+        s.connect.background_blocks,
+    );
+    metric(
+        "cairn_index_height",
+        "gauge",
+        "Last main-chain block the transaction and address indexes cover.",
+        s.index.indexed_height,
+    );
+    metric(
+        "cairn_index_synced",
+        "gauge",
+        "1 if the indexes cover the tip.",
+        u64::from(s.index.synced()),
+    );
 }

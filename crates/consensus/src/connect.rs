@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cairn_primitives::keys::{sighash, verify};
-use cairn_primitives::{Amount, Block, OutPoint};
+use cairn_primitives::{Amount, Block, OutPoint, Txid};
 use rayon::prelude::*;
 
 use crate::rules::{block as block_rules, tx as tx_rules};
@@ -54,9 +54,27 @@ pub fn connect_block(
     view: &impl UtxoView,
     params: &ChainParams,
 ) -> Result<BlockConnect, ConsensusError> {
-    let hash = block.hash();
     let txids = block_rules::check_block(block, params)?;
-    block_rules::coinbase_commits_to_height(block, hash, height)?;
+    block_rules::coinbase_commits_to_height(block, block.hash(), height)?;
+    connect_checked_block(block, &txids, height, view, params)
+}
+
+/// [`connect_block`] for a block that already passed [`block_rules::check_block`] and
+/// [`block_rules::coinbase_commits_to_height`] at `height` (storage runs them before it stores
+/// a body), with the `txids` those checks computed: the contents are not checked, nor the
+/// transactions hashed, again. Checking them is the caller's duty; this function trusts it.
+pub fn connect_checked_block(
+    block: &Block,
+    txids: &[Txid],
+    height: u64,
+    view: &impl UtxoView,
+    params: &ChainParams,
+) -> Result<BlockConnect, ConsensusError> {
+    let hash = block.hash();
+    if txids.len() != block.transactions.len() || block.transactions.is_empty() {
+        // A broken caller, not a bad block: refuse rather than index out of bounds.
+        return Err(ConsensusError::BadMerkleRoot { hash });
+    }
 
     let mut overlay = BlockOverlay {
         base: view,
@@ -68,7 +86,7 @@ pub fn connect_block(
     // (tx index, input index, coin) for the parallel signature pass.
     let mut checks: Vec<(usize, usize, Coin)> = Vec::new();
 
-    for (i, (tx, txid)) in block.transactions.iter().zip(&txids).enumerate().skip(1) {
+    for (i, (tx, txid)) in block.transactions.iter().zip(txids).enumerate().skip(1) {
         tx_rules::lock_time_is_final(tx, *txid, height)?;
         let outputs_total = tx
             .total_output()
@@ -130,7 +148,7 @@ pub fn connect_block(
         );
     }
 
-    signatures_in_parallel(block, &txids, &checks, params)?;
+    signatures_in_parallel(block, txids, &checks, params)?;
 
     // Deterministic order for storage and tests: by transaction, then output index.
     let mut created: Vec<(OutPoint, Coin)> = overlay.created.into_iter().collect();

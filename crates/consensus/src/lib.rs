@@ -21,7 +21,7 @@ pub mod rules;
 pub mod subsidy;
 pub mod view;
 
-pub use connect::{BlockConnect, connect_block, disconnect_block};
+pub use connect::{BlockConnect, connect_block, connect_checked_block, disconnect_block};
 pub use error::ConsensusError;
 pub use params::{ChainParams, DifficultyAlgorithm};
 pub use pow::{ChainWork, Target};

@@ -288,6 +288,29 @@ fn valid_block_connects_with_fees_and_undo() {
 }
 
 #[test]
+fn checked_connect_agrees_with_full_connect_and_refuses_wrong_txids() {
+    let p = params();
+    let (utxos, op, value) = genesis_utxos(&p);
+    let tx = spend(&p, &[op], &[value.0 - 500], &faucet(), &bob());
+    let b = next_block(&p, vec![tx], 500);
+    let txids: Vec<Txid> = b.transactions.iter().map(|t| t.txid()).collect();
+    assert_eq!(
+        cairn_consensus::connect_checked_block(&b, &txids, 1, &utxos, &p).unwrap(),
+        connect_block(&b, 1, &utxos, &p).unwrap()
+    );
+    // A caller passing txids of another length gets an error, not a panic.
+    assert!(cairn_consensus::connect_checked_block(&b, &txids[..1], 1, &utxos, &p).is_err());
+    // Signatures are still checked: a bad one is refused.
+    let mut bad = b.clone();
+    bad.transactions[1].inputs[0].signature = Signature([7; 64]);
+    let bad_txids: Vec<Txid> = bad.transactions.iter().map(|t| t.txid()).collect();
+    assert!(matches!(
+        cairn_consensus::connect_checked_block(&bad, &bad_txids, 1, &utxos, &p),
+        Err(E::InvalidSignature { .. })
+    ));
+}
+
+#[test]
 fn coinbase_overpays_boundary() {
     let p = params();
     let (utxos, op, value) = genesis_utxos(&p);

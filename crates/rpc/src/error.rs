@@ -34,6 +34,8 @@ pub const DESERIALIZATION_ERROR: i32 = -22;
 pub const VERIFY_ERROR: i32 = -25;
 /// `RPC_VERIFY_REJECTED`: policy refusal.
 pub const VERIFY_REJECTED: i32 = -26;
+/// `RPC_IN_WARMUP`: the indexes a read needs are still catching up (after a sync); retry.
+pub const INDEX_CATCHING_UP: i32 = -28;
 /// `RPC_VERIFY_ALREADY_IN_CHAIN`.
 pub const VERIFY_ALREADY_IN_CHAIN: i32 = -27;
 
@@ -42,6 +44,30 @@ pub type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
 pub fn rpc_err(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, message.into(), None::<()>)
+}
+
+/// A storage read failure: indexes still catching up are reported as such (-28, retry);
+/// anything else is an internal error.
+pub fn read_err(e: cairn_storage::StorageError) -> ErrorObjectOwned {
+    match e {
+        cairn_storage::StorageError::IndexBehind { .. }
+        | cairn_storage::StorageError::IndexFailed { .. } => {
+            rpc_err(INDEX_CATCHING_UP, e.to_string())
+        }
+        e => internal(e),
+    }
+}
+
+/// Whether a confirmed transaction is known, where "not indexed yet" counts as unknown (for
+/// checks that only avoid redundant work, like sendrawtransaction's "already in the chain").
+pub fn indexed_or_none<T>(
+    r: Result<Option<T>, cairn_storage::StorageError>,
+) -> RpcResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(cairn_storage::StorageError::IndexBehind { .. }) => Ok(None),
+        Err(e) => Err(internal(e)),
+    }
 }
 
 /// A storage failure seen by a handler: logged, reported as an internal error.

@@ -1,7 +1,11 @@
 //! Storage limits and RocksDB tuning, each a named constant with a default.
 
-/// Default size of the in-memory UTXO cache (like Bitcoin Core's `-dbcache`).
+/// Default size of the in-memory UTXO cache (like Bitcoin Core's `-dbcache`): the UTXO changes
+/// of recent blocks are held there and written at flushes.
 pub const DEFAULT_UTXO_CACHE_BYTES: usize = 256 * 1024 * 1024;
+/// Most blocks connected between two UTXO cache flushes, whatever the cache's fill: bounds the
+/// blocks replayed from undo data after a crash.
+pub const UTXO_FLUSH_MAX_BLOCKS: u64 = 2_000;
 /// Default number of blocks the orphan pool holds (blocks whose parent is unknown).
 pub const DEFAULT_ORPHAN_MAX_BLOCKS: usize = 100;
 /// Default total bytes of the blocks the orphan pool holds.
@@ -21,6 +25,21 @@ pub const MAX_HEADERS_PER_REQUEST: usize = 2_000;
 pub const MAX_MISSING_BLOCKS_PER_REQUEST: usize = 1_024;
 /// Most best-header-chain entries [`crate::ChainReader::missing_blocks`] scans per call.
 pub const MAX_MISSING_BLOCKS_SCAN: u64 = 100_000;
+/// A block connected more than this many blocks below the best header is part of a sync: its
+/// index entries are left to the background indexer instead of its own batch.
+pub const INLINE_INDEX_MAX_BEHIND: u64 = 24;
+/// The background indexer waits while a sync connects blocks, until the sync has been idle
+/// this long (or reaches the best header).
+pub const SYNC_IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+/// Most blocks the background indexer writes in one batch.
+pub const MAX_INDEX_BATCH_BLOCKS: u64 = 64;
+/// Most transactions the background indexer writes in one batch. Small: RocksDB queues writers,
+/// so while an index batch is written the chain task's next block write waits behind it
+/// (measured with 20,000: block write 3.2 ms instead of 1.4 ms per 200-tx block).
+pub const MAX_INDEX_BATCH_TXS: usize = 1_000;
+/// How long a read that needs the indexes waits for them to reach the tip before it reports
+/// that they are behind.
+pub const INDEX_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Number of most recent hashes a block locator lists one by one before spacing them out.
 pub const LOCATOR_DENSE_ENTRIES: usize = 10;
 

@@ -25,6 +25,15 @@ pub enum StorageError {
         found: String,
         expected: u32,
     },
+    /// A read needs the transaction/address indexes, which are still catching up with the tip
+    /// (after a sync); see `getindexinfo`.
+    #[error(
+        "the transaction and address indexes are catching up: indexed to height {indexed} of {tip}; try again shortly"
+    )]
+    IndexBehind { indexed: u64, tip: u64 },
+    /// The background indexer stopped on an error; the indexes stay where they were.
+    #[error("the transaction and address indexes stopped at height {indexed}: {reason}")]
+    IndexFailed { indexed: u64, reason: String },
     /// The data directory holds another chain (different genesis).
     #[error("data directory {dir} holds the chain with genesis {found}, not {expected}")]
     WrongChain {

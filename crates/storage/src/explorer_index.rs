@@ -94,8 +94,9 @@ pub struct ChainTipInfo {
 }
 
 /// Adds (`connect`) or removes the explorer-index entries of main-chain block `block` at
-/// `height` to `batch`. Reads only `chain_tx` at `height - 1`, which is committed: the chain
-/// task writes one batch per block, and is the only writer.
+/// `height` to `batch`. `before` is the `chain_tx` count at `height - 1` when the caller has it
+/// (an earlier block of the same batch); otherwise it is read, committed, from the database
+/// (index writers hold the index lock). Returns the count at `height` (0 on disconnect).
 pub(crate) fn write_explorer_indexes(
     db: &DB,
     batch: &mut WriteBatch,
@@ -103,7 +104,8 @@ pub(crate) fn write_explorer_indexes(
     txids: &[Txid],
     height: u64,
     connect: bool,
-) -> StorageResult<()> {
+    before: Option<u64>,
+) -> StorageResult<u64> {
     let spent_by = cf(db, CF_SPENT_BY)?;
     for (tx, txid) in block.transactions.iter().zip(txids) {
         for (vin, input) in tx.inputs.iter().enumerate() {
@@ -124,6 +126,8 @@ pub(crate) fn write_explorer_indexes(
     if connect {
         let before = if height <= 1 {
             0
+        } else if let Some(b) = before {
+            b
         } else {
             match db.get_cf(chain_tx, height_key(height - 1))? {
                 Some(b) => decode_count(height - 1, &b)?,
@@ -138,10 +142,11 @@ pub(crate) fn write_explorer_indexes(
         };
         let total = before + block.transactions.len() as u64;
         batch.put_cf(chain_tx, height_key(height), total.to_le_bytes());
+        Ok(total)
     } else {
         batch.delete_cf(chain_tx, height_key(height));
+        Ok(0)
     }
-    Ok(())
 }
 
 fn decode_count(height: u64, bytes: &[u8]) -> StorageResult<u64> {
@@ -189,7 +194,7 @@ impl ChainReader {
     /// chain, or never existed).
     pub fn spenders(&self, outpoints: &[OutPoint]) -> StorageResult<Vec<Option<Spender>>> {
         let db = self.db();
-        let snap = db.snapshot();
+        let snap = self.indexed_snapshot()?;
         let spent_by = cf(db, CF_SPENT_BY)?;
         let keys: Vec<[u8; 36]> = outpoints.iter().map(outpoint_key).collect();
         let results = snap.multi_get_cf(keys.iter().map(|k| (spent_by, k)));
@@ -206,7 +211,7 @@ impl ChainReader {
     /// Transactions in main-chain blocks 0..=`height` (genesis included), `None` above the tip.
     pub fn chain_tx_count(&self, height: u64) -> StorageResult<Option<u64>> {
         let db = self.db();
-        let snap = db.snapshot();
+        let snap = self.indexed_snapshot()?;
         let genesis_txs = self.params().genesis_block().transactions.len() as u64;
         if height == 0 {
             return Ok(Some(genesis_txs));
@@ -228,7 +233,7 @@ impl ChainReader {
     ) -> StorageResult<Page<AddressTx>> {
         let limit = limit.clamp(1, MAX_PAGE_ENTRIES);
         let db = self.db();
-        let snap = db.snapshot();
+        let snap = self.indexed_snapshot()?;
         let start: Vec<u8> = match (after, newest_first) {
             // RocksDB's reverse seek lands on the last key <= the target; a 44-byte prefix
             // sorts before every 76-byte key it starts, so the position itself is excluded.
@@ -289,7 +294,7 @@ impl ChainReader {
     ) -> StorageResult<Page<(OutPoint, Coin)>> {
         let limit = limit.clamp(1, MAX_PAGE_ENTRIES);
         let db = self.db();
-        let snap = db.snapshot();
+        let snap = self.indexed_snapshot()?;
         let start: Vec<u8> = match after {
             Some(op) => addr_utxo_key(pubkey, &op).to_vec(),
             None => pubkey.0.to_vec(),

@@ -3,12 +3,15 @@
 //!
 //! This crate owns the block index (headers with their status and cumulative work), block
 //! bodies, undo data, the UTXO set (with an in-memory write-through cache and an
-//! order-independent digest), the transaction and address indexes, and the best-chain decision:
+//! order-independent digest), the transaction and address indexes (written in the block's batch
+//! at the tip, by a background indexer while syncing), and the best-chain decision:
 //! most cumulative work among fully available, valid chains, with reorganisations applied one
 //! atomic batch per block, so a crash at any instant leaves a consistent database.
 //!
 //! It never validates anything itself beyond calling `cairn-consensus` (header rules,
-//! `connect_block`), never does networking, and never reads a clock (`now` is a parameter).
+//! `connect_block`), never does networking, and never reads the wall clock (`now` is a
+//! parameter); the monotonic clock is read only for timings and for when the background
+//! indexer runs.
 //!
 //! Main types:
 //! - [`ChainState`]: owned by one task; `accept_header`, `accept_block` (`&mut self`).
@@ -26,11 +29,13 @@ pub mod config;
 pub mod digest;
 mod error;
 pub mod explorer_index;
+mod index;
 pub mod reader;
 pub mod schema;
 mod store;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
+pub mod timings;
 
 pub use chain::{
     AcceptOutcome, AcceptStatus, BlockSource, ChainEvent, ChainState, ChainTip, HeaderOutcome,
@@ -41,5 +46,7 @@ pub use error::{StorageError, StorageResult};
 pub use explorer_index::{
     AddressTx, ChainTipInfo, HistoryPosition, MAX_PAGE_ENTRIES, Page, Spender, TipStatus,
 };
+pub use index::IndexProgress;
 pub use reader::{BlockTemplateContext, ChainReader, HeaderInfo, TxInfo};
 pub use schema::BlockStatus;
+pub use timings::{ConnectTimingsSnapshot, Stage};

@@ -2,7 +2,7 @@
 //! chain task: each call reads one RocksDB snapshot, so it sees the state between two batches,
 //! never half of one.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use cairn_consensus::rules::header::median_time_past;
 use cairn_consensus::{ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, UtxoView};
@@ -11,15 +11,20 @@ use cairn_primitives::{
 };
 use rocksdb::{DB, Direction, IteratorMode, ReadOptions, Snapshot};
 
+use crate::cache::{Lookup, UtxoCache};
 use crate::chain::ChainTip;
+use crate::chain::read_lock;
+use crate::config::INDEX_READ_WAIT;
 use crate::config::{
     LOCATOR_DENSE_ENTRIES, MAX_HEADERS_PER_REQUEST, MAX_MISSING_BLOCKS_PER_REQUEST,
     MAX_MISSING_BLOCKS_SCAN,
 };
 use crate::digest::UtxoStats;
 use crate::error::{StorageError, StorageResult};
+use crate::index::{IndexProgress, IndexShared};
 use crate::schema::*;
 use crate::store::cf;
+use crate::timings::ConnectTimingsSnapshot;
 
 /// What is known about one header.
 /// The tip `(height, hash)` a batch of coins was read at, and the coins (input order).
@@ -68,11 +73,18 @@ pub struct BlockTemplateContext {
     pub prev_time: u64,
 }
 
+/// One raw index entry: column family, key, value (see [`ChainReader::index_dump`]).
+#[cfg(any(test, feature = "test-utils"))]
+pub type IndexEntryDump = (&'static str, Vec<u8>, Vec<u8>);
+
 /// A cloneable, thread-safe read handle on the chain database.
 #[derive(Clone)]
 pub struct ChainReader {
     db: Arc<DB>,
     params: Arc<ChainParams>,
+    indexes: Arc<IndexShared>,
+    /// The chain's UTXO cache: coins changed since the last flush are only there.
+    cache: Arc<RwLock<UtxoCache>>,
 }
 
 impl std::fmt::Debug for ChainReader {
@@ -84,7 +96,7 @@ impl std::fmt::Debug for ChainReader {
 }
 
 /// One consistent view: a snapshot and the read options pointing at it.
-struct View<'a> {
+pub(crate) struct View<'a> {
     db: &'a DB,
     snap: Snapshot<'a>,
 }
@@ -99,6 +111,13 @@ impl View<'_> {
             .get(CF_META, MetaKey::Tip.key())?
             .ok_or_else(|| StorageError::corrupt("tip", "meta", "missing"))?;
         decode_value("tip", "meta", &b)
+    }
+
+    fn index_tip(&self) -> StorageResult<TipRecord> {
+        let b = self
+            .get(CF_META, MetaKey::IndexTip.key())?
+            .ok_or_else(|| StorageError::corrupt("index tip", "meta", "missing"))?;
+        decode_value("index tip", "meta", &b)
     }
 
     fn header(&self, hash: &BlockHash) -> StorageResult<Option<HeaderRecord>> {
@@ -162,8 +181,18 @@ impl View<'_> {
 }
 
 impl ChainReader {
-    pub(crate) fn new(db: Arc<DB>, params: Arc<ChainParams>) -> Self {
-        Self { db, params }
+    pub(crate) fn new(
+        db: Arc<DB>,
+        params: Arc<ChainParams>,
+        indexes: Arc<IndexShared>,
+        cache: Arc<RwLock<UtxoCache>>,
+    ) -> Self {
+        Self {
+            db,
+            params,
+            indexes,
+            cache,
+        }
     }
 
     fn view(&self) -> View<'_> {
@@ -171,6 +200,70 @@ impl ChainReader {
             db: &self.db,
             snap: self.db.snapshot(),
         }
+    }
+
+    /// A view in which the indexes cover the tip. While they catch up (after a sync), waits up
+    /// to [`INDEX_READ_WAIT`] for them, then reports how far they are rather than answering
+    /// from a partial index.
+    pub(crate) fn indexed_view(&self) -> StorageResult<View<'_>> {
+        let mut waited = false;
+        loop {
+            let v = self.view();
+            let tip = v.tip()?;
+            let index_tip = v.index_tip()?;
+            if tip == index_tip {
+                return Ok(v);
+            }
+            if let Some(reason) = self.indexes.failure() {
+                return Err(StorageError::IndexFailed {
+                    indexed: index_tip.height,
+                    reason,
+                });
+            }
+            if waited {
+                return Err(StorageError::IndexBehind {
+                    indexed: index_tip.height,
+                    tip: tip.height,
+                });
+            }
+            drop(v);
+            self.indexes.wait_caught_up(INDEX_READ_WAIT);
+            waited = true;
+        }
+    }
+
+    /// A snapshot in which the indexes cover the tip (see [`ChainReader::indexed_view`]).
+    pub(crate) fn indexed_snapshot(&self) -> StorageResult<Snapshot<'_>> {
+        Ok(self.indexed_view()?.snap)
+    }
+
+    /// Test hook: every entry of the index column families, with the index tip, in key order
+    /// (to compare indexes built in different ways).
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn index_dump(&self) -> StorageResult<Vec<IndexEntryDump>> {
+        let v = self.view();
+        let mut out = vec![(
+            CF_META,
+            MetaKey::IndexTip.key().to_vec(),
+            v.get(CF_META, MetaKey::IndexTip.key())?.unwrap_or_default(),
+        )];
+        for name in INDEX_COLUMN_FAMILIES {
+            v.prefix_scan(name, &[], |k, val| {
+                out.push((name, k.to_vec(), val.to_vec()));
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// How far the transaction and address indexes are (`getindexinfo`).
+    pub fn index_progress(&self) -> IndexProgress {
+        self.indexes.progress()
+    }
+
+    /// Where block-connect time went since the chain was opened (metrics, benchmarks).
+    pub fn connect_timings(&self) -> ConnectTimingsSnapshot {
+        self.indexes.timings.snapshot()
     }
 
     pub fn params(&self) -> &ChainParams {
@@ -274,7 +367,7 @@ impl ChainReader {
 
     /// A main-chain transaction and its location.
     pub fn transaction(&self, txid: &Txid) -> StorageResult<Option<TxInfo>> {
-        let v = self.view();
+        let v = self.indexed_view()?;
         let Some(b) = v.get(CF_TX, txid.0)? else {
             return Ok(None);
         };
@@ -299,30 +392,43 @@ impl ChainReader {
 
     /// The unspent output at `outpoint` (main chain tip).
     pub fn coin(&self, outpoint: &OutPoint) -> StorageResult<Option<Coin>> {
-        // A single get reads one consistent version; no snapshot needed.
-        self.db
-            .get_cf(cf(&self.db, CF_UTXO)?, outpoint_key(outpoint))?
-            .map(|b| decode_coin(outpoint, &b))
-            .transpose()
+        let ((_, _), mut coins) = self.coins_at_tip(std::slice::from_ref(outpoint))?;
+        Ok(coins.pop().flatten())
     }
 
     /// Several coins and the tip they are read at, from one snapshot (for the mempool).
+    /// The cache first (coins changed since the last flush), then the database; the chain task
+    /// commits a block and updates the cache under the cache's write lock, so holding the read
+    /// lock while taking the snapshot makes both agree on the tip.
     pub fn coins_at_tip(&self, outpoints: &[OutPoint]) -> StorageResult<CoinsAtTip> {
+        let cache = read_lock(&self.cache);
         let v = self.view();
         let tip = v.tip()?;
-        let utxo = cf(&self.db, CF_UTXO)?;
-        let keys: Vec<[u8; 36]> = outpoints.iter().map(outpoint_key).collect();
-        let results = v.snap.multi_get_cf(keys.iter().map(|k| (utxo, k)));
-        let mut coins = Vec::with_capacity(outpoints.len());
-        for (op, r) in outpoints.iter().zip(results) {
-            coins.push(r?.map(|b| decode_coin(op, &b)).transpose()?);
+        let mut coins: Vec<Option<Coin>> = Vec::with_capacity(outpoints.len());
+        let mut missing: Vec<(usize, [u8; 36])> = Vec::new();
+        for (i, op) in outpoints.iter().enumerate() {
+            match cache.lookup(op) {
+                Lookup::Unspent(c) => coins.push(Some(c)),
+                Lookup::Spent => coins.push(None),
+                Lookup::Unknown => {
+                    coins.push(None);
+                    missing.push((i, outpoint_key(op)));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let utxo = cf(&self.db, CF_UTXO)?;
+            let results = v.snap.multi_get_cf(missing.iter().map(|(_, k)| (utxo, k)));
+            for ((i, _), r) in missing.iter().zip(results) {
+                coins[*i] = r?.map(|b| decode_coin(&outpoints[*i], &b)).transpose()?;
+            }
         }
         Ok(((tip.height, tip.hash), coins))
     }
 
     /// Confirmed balance of `pubkey`.
     pub fn address_balance(&self, pubkey: &XOnlyPublicKey) -> StorageResult<Amount> {
-        let b = self.view().get(CF_ADDR_BALANCE, pubkey.0)?;
+        let b = self.indexed_view()?.get(CF_ADDR_BALANCE, pubkey.0)?;
         Ok(Amount(
             b.map(|b| decode_balance(pubkey, &b))
                 .transpose()?
@@ -336,14 +442,14 @@ impl ChainReader {
         &self,
         pubkey: &XOnlyPublicKey,
     ) -> StorageResult<AddressCoinsAtTip> {
-        let v = self.view();
+        let v = self.indexed_view()?;
         let tip = v.tip()?;
         Ok(((tip.height, tip.hash), self.address_utxos_in(&v, pubkey)?))
     }
 
     /// Unspent outputs paying `pubkey`, in outpoint order.
     pub fn address_utxos(&self, pubkey: &XOnlyPublicKey) -> StorageResult<Vec<(OutPoint, Coin)>> {
-        self.address_utxos_in(&self.view(), pubkey)
+        self.address_utxos_in(&self.indexed_view()?, pubkey)
     }
 
     fn address_utxos_in(
@@ -363,10 +469,11 @@ impl ChainReader {
     /// Main-chain transactions that pay or spend from `pubkey`, in chain order.
     pub fn address_txids(&self, pubkey: &XOnlyPublicKey) -> StorageResult<Vec<Txid>> {
         let mut out = Vec::new();
-        self.view().prefix_scan(CF_ADDR_TX, &pubkey.0, |k, _| {
-            out.push(decode_addr_tx_txid(k)?);
-            Ok(())
-        })?;
+        self.indexed_view()?
+            .prefix_scan(CF_ADDR_TX, &pubkey.0, |k, _| {
+                out.push(decode_addr_tx_txid(k)?);
+                Ok(())
+            })?;
         Ok(out)
     }
 

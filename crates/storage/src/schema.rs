@@ -17,7 +17,7 @@
 //! | `addr_balance` | pubkey                                   | u64                           |
 //! | `spent_by`     | encoded outpoint (36 B)                  | [`crate::explorer_index::Spender`] |
 //! | `chain_tx`     | main-chain height (u64 BE)               | u64: transactions in blocks 1..=height |
-//! | `meta`         | `schema_version`, `genesis`, `tip`, `utxo_stats`, `best_header` | see [`MetaKey`] |
+//! | `meta`         | `schema_version`, `genesis`, `tip`, `utxo_stats`, `best_header`, `index_tip`, `utxo_tip` | see [`MetaKey`] |
 
 use cairn_consensus::{ChainWork, Coin};
 use cairn_primitives::encoding::{decode, encode};
@@ -28,8 +28,12 @@ use crate::error::{StorageError, StorageResult};
 /// Version of this layout. Bump on any incompatible change; older or newer data directories are
 /// refused at open, never misread.
 ///
-/// Version 2 added `spent_by` and `chain_tx` (explorer indexes).
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 2 added `spent_by` and `chain_tx` (explorer indexes). Version 3 added
+/// `meta/index_tip` (the indexes may lag the tip) and `meta/utxo_tip` (the UTXO set may lag it,
+/// in the cache); a version 2 directory is upgraded in place (both are then its tip).
+pub const SCHEMA_VERSION: u32 = 3;
+/// The older version [`SCHEMA_VERSION`] upgrades in place at open.
+pub const UPGRADABLE_SCHEMA_VERSION: u32 = 2;
 
 pub const CF_HEADERS: &str = "headers";
 pub const CF_BLOCKS: &str = "blocks";
@@ -62,6 +66,17 @@ pub const COLUMN_FAMILIES: [&str; 13] = [
     CF_CHAIN_TX,
 ];
 
+/// The column families the indexes own (written with `meta/index_tip`, possibly after the
+/// block's own batch): see `crate::index`.
+pub const INDEX_COLUMN_FAMILIES: [&str; 6] = [
+    CF_TX,
+    CF_ADDR_TX,
+    CF_ADDR_UTXO,
+    CF_ADDR_BALANCE,
+    CF_SPENT_BY,
+    CF_CHAIN_TX,
+];
+
 /// Keys of the `meta` column family.
 #[derive(Clone, Copy, Debug)]
 pub enum MetaKey {
@@ -75,6 +90,11 @@ pub enum MetaKey {
     UtxoStats,
     /// [`TipRecord`] of the best valid header.
     BestHeader,
+    /// [`TipRecord`] of the last main-chain block the tx, address and explorer indexes cover.
+    IndexTip,
+    /// [`TipRecord`] of the block the `utxo` column family reflects (the last UTXO cache
+    /// flush; the blocks after it are replayed from undo data at open).
+    UtxoTip,
 }
 
 impl MetaKey {
@@ -85,6 +105,8 @@ impl MetaKey {
             MetaKey::Tip => b"tip",
             MetaKey::UtxoStats => b"utxo_stats",
             MetaKey::BestHeader => b"best_header",
+            MetaKey::IndexTip => b"index_tip",
+            MetaKey::UtxoTip => b"utxo_tip",
         }
     }
 }

@@ -8,7 +8,7 @@ use rocksdb::{
 
 use crate::config::StorageConfig;
 use crate::error::{StorageError, StorageResult};
-use crate::schema::{CF_META, COLUMN_FAMILIES, MetaKey, SCHEMA_VERSION};
+use crate::schema::{CF_META, COLUMN_FAMILIES, MetaKey, SCHEMA_VERSION, UPGRADABLE_SCHEMA_VERSION};
 
 /// Bloom filter bits per key for point lookups (UTXOs, headers).
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
@@ -92,6 +92,15 @@ pub(crate) fn open_db(dir: &Path, config: &StorageConfig) -> StorageResult<(DB, 
             let version = <[u8; 4]>::try_from(bytes.as_slice())
                 .map(u32::from_le_bytes)
                 .ok();
+            if version == Some(UPGRADABLE_SCHEMA_VERSION) && !partial {
+                upgrade_from_v2(&db)?;
+                tracing::info!(
+                    from = UPGRADABLE_SCHEMA_VERSION,
+                    to = SCHEMA_VERSION,
+                    "upgraded the chain database"
+                );
+                return Ok((db, false));
+            }
             if version != Some(SCHEMA_VERSION) || partial {
                 return Err(StorageError::SchemaMismatch {
                     dir: dir_name,
@@ -121,6 +130,25 @@ pub(crate) fn open_db(dir: &Path, config: &StorageConfig) -> StorageResult<(DB, 
             Ok((db, true))
         }
     }
+}
+
+/// Version 2 wrote every index entry in its block's batch: its indexes cover its tip. One
+/// atomic batch records that and the new version.
+fn upgrade_from_v2(db: &DB) -> StorageResult<()> {
+    let meta = cf(db, CF_META)?;
+    let tip = db
+        .get_cf(meta, MetaKey::Tip.key())?
+        .ok_or_else(|| StorageError::corrupt("tip", "meta", "missing"))?;
+    let mut batch = rocksdb::WriteBatch::default();
+    batch.put_cf(meta, MetaKey::IndexTip.key(), &tip);
+    batch.put_cf(meta, MetaKey::UtxoTip.key(), &tip);
+    batch.put_cf(
+        meta,
+        MetaKey::SchemaVersion.key(),
+        SCHEMA_VERSION.to_le_bytes(),
+    );
+    db.write(batch)?;
+    Ok(())
 }
 
 /// The handle of a column family the database was opened with.

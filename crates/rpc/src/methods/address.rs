@@ -116,8 +116,8 @@ pub(super) fn address_view(coins: &[(OutPoint, Coin)]) -> cairn_consensus::Memor
 
 pub(super) fn getaddressbalance(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     let pk = a.address(0, &ctx.params.address_prefix)?;
-    let confirmed = ctx.reader.address_balance(&pk).map_err(internal)?;
-    let view = address_view(&ctx.reader.address_utxos(&pk).map_err(internal)?);
+    let confirmed = ctx.reader.address_balance(&pk).map_err(read_err)?;
+    let view = address_view(&ctx.reader.address_utxos(&pk).map_err(read_err)?);
     let act = mempool(ctx).address_activity(&pk, &view);
     let received: i128 = act
         .received
@@ -152,7 +152,7 @@ pub(super) fn getaddressutxos(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
         let page = ctx
             .reader
             .address_utxos_page(&pk, after, p.limit)
-            .map_err(internal)?;
+            .map_err(read_err)?;
         let pool = mempool(ctx);
         let next = if page.more {
             page.entries
@@ -169,7 +169,7 @@ pub(super) fn getaddressutxos(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
             .collect();
         let mut pooled = Vec::new();
         if after.is_none() {
-            let view = address_view(&ctx.reader.address_utxos(&pk).map_err(internal)?);
+            let view = address_view(&ctx.reader.address_utxos(&pk).map_err(read_err)?);
             for (op, o) in pool.address_activity(&pk, &view).received {
                 if pooled.len() < p.limit && pool.spender_of(&op).is_none() {
                     pooled.push(pooled_utxo_json(&op, &o));
@@ -179,7 +179,7 @@ pub(super) fn getaddressutxos(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
         return Ok(json!({"utxos": utxos, "mempool": pooled, "next": next}));
     }
     // The coins and the tip from one snapshot: confirmations never underflow.
-    let ((tip_height, _), coins) = ctx.reader.address_utxos_at_tip(&pk).map_err(internal)?;
+    let ((tip_height, _), coins) = ctx.reader.address_utxos_at_tip(&pk).map_err(read_err)?;
     let view = address_view(&coins);
     let pool = mempool(ctx);
     let mut out = Vec::with_capacity(coins.len());
@@ -205,7 +205,7 @@ pub(super) fn getaddresstxids(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
         let page = ctx
             .reader
             .address_txs_page(&pk, after, p.limit, p.newest_first)
-            .map_err(internal)?;
+            .map_err(read_err)?;
         let next = if page.more {
             page.entries.last().map(|e| history_cursor(e.position))
         } else {
@@ -218,14 +218,14 @@ pub(super) fn getaddresstxids(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
             .collect();
         let mut pooled: Vec<Txid> = Vec::new();
         if after.is_none() {
-            let view = address_view(&ctx.reader.address_utxos(&pk).map_err(internal)?);
+            let view = address_view(&ctx.reader.address_utxos(&pk).map_err(read_err)?);
             pooled = mempool(ctx).address_activity(&pk, &view).txids;
             pooled.truncate(p.limit);
         }
         return Ok(json!({"txs": txs, "mempool": pooled, "next": next}));
     }
-    let mut txids = ctx.reader.address_txids(&pk).map_err(internal)?;
-    let view = address_view(&ctx.reader.address_utxos(&pk).map_err(internal)?);
+    let mut txids = ctx.reader.address_txids(&pk).map_err(read_err)?;
+    let view = address_view(&ctx.reader.address_utxos(&pk).map_err(read_err)?);
     let mut seen: std::collections::HashSet<Txid> = txids.iter().copied().collect();
     for t in mempool(ctx).address_activity(&pk, &view).txids {
         if seen.insert(t) {

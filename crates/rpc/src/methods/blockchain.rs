@@ -543,7 +543,7 @@ pub(super) fn getchaintxstats(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
     let txcount = ctx
         .reader
         .chain_tx_count(end.height)
-        .map_err(internal)?
+        .map_err(read_err)?
         .ok_or_else(|| internal("chain tx count missing below the tip"))?;
     let mut v = json!({
         "time": end.header.time,
@@ -567,7 +567,7 @@ pub(super) fn getchaintxstats(ctx: &RpcContext, a: &Args) -> RpcResult<Value> {
         let start_count = ctx
             .reader
             .chain_tx_count(start_height)
-            .map_err(internal)?
+            .map_err(read_err)?
             .ok_or_else(|| internal("chain tx count missing below the tip"))?;
         let interval = end.header.time as i64 - start.header.time as i64;
         let window_tx = txcount - start_count;

@@ -49,7 +49,7 @@ pub(super) fn testmempoolaccept(ctx: &RpcContext, a: &Args) -> RpcResult<Value> 
         let tx = decode_tx(hex)?;
         let txid = tx.txid();
         let mut entry = json!({"txid": txid, "wtxid": tx.wtxid(), "vsize": tx.size()});
-        if ctx.reader.transaction(&txid).map_err(internal)?.is_some() {
+        if indexed_or_none(ctx.reader.transaction(&txid))?.is_some() {
             entry["allowed"] = json!(false);
             entry["reject-reason"] = json!("txn-already-known");
         } else {
@@ -305,7 +305,7 @@ pub(super) fn sendrawtransaction(ctx: Ctx, a: Args) -> BoxFuture<'static, RpcRes
         let txid = tx.txid();
         let (reader, ctx2, tx2) = (ctx.reader.clone(), Arc::clone(&ctx), tx.clone());
         let (in_chain, fee) = tokio::task::spawn_blocking(move || -> RpcResult<_> {
-            let in_chain = reader.transaction(&txid).map_err(internal)?.is_some();
+            let in_chain = indexed_or_none(reader.transaction(&txid))?.is_some();
             let fee = if max_per_kb > 0 && !in_chain {
                 known_fee(&ctx2, &tx2)?
             } else {

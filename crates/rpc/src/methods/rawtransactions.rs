@@ -55,7 +55,7 @@ pub(super) fn getrawtransaction(ctx: &RpcContext, a: &Args) -> RpcResult<Value> 
             return Ok(v);
         }
     }
-    if let Some(info) = ctx.reader.transaction(&txid).map_err(internal)? {
+    if let Some(info) = ctx.reader.transaction(&txid).map_err(read_err)? {
         if let Some(b) = in_block
             && b != info.block_hash
         {
@@ -118,7 +118,7 @@ fn confirmed_input_coins(
             None => ctx
                 .reader
                 .transaction(&i.prevout.txid)
-                .map_err(internal)?
+                .map_err(read_err)?
                 .and_then(|p| {
                     let output = *p.tx.outputs.get(i.prevout.vout as usize)?;
                     Some(Coin {
@@ -190,7 +190,7 @@ pub(super) fn gettxspendingprevout(ctx: &RpcContext, a: &Args) -> RpcResult<Valu
     let confirmed = if mempool_only {
         vec![None; ops.len()]
     } else {
-        ctx.reader.spenders(&ops).map_err(internal)?
+        ctx.reader.spenders(&ops).map_err(read_err)?
     };
     let pool = mempool(ctx);
     let mut out = Vec::with_capacity(ops.len());

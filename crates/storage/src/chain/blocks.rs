@@ -69,6 +69,7 @@ impl ChainState {
         source: BlockSource,
         events: &mut Vec<ChainEvent>,
     ) -> StorageResult<AcceptStatus> {
+        let started = std::time::Instant::now();
         let known = match self.index.get(&hash) {
             Some(e) if e.status.is_invalid() => {
                 return Err(StorageError::KnownInvalid {
@@ -146,6 +147,9 @@ impl ChainState {
         self.write(batch)?;
         self.index.insert(hash, entry);
         self.update_availability(hash);
+        self.indexes
+            .timings
+            .add(crate::timings::Stage::Store, started.elapsed());
 
         let mut bodies = HashMap::new();
         bodies.insert(hash, Arc::new(block));

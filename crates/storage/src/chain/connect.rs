@@ -1,7 +1,13 @@
 //! Connecting and disconnecting blocks: UTXO changes, undo data, indexes and stats, one
 //! atomic batch per block.
 
+use std::time::Instant;
+
 use super::*;
+use crate::cache::Lookup;
+use crate::config::{INLINE_INDEX_MAX_BEHIND, UTXO_FLUSH_MAX_BLOCKS};
+use crate::index::IndexWriter;
+use crate::timings::Stage;
 
 impl ChainState {
     pub(super) fn load_block(&self, hash: &BlockHash) -> StorageResult<Block> {
@@ -13,31 +19,137 @@ impl ChainState {
     }
 
     /// Prefetches the coins `block` spends (cache, then one `multi_get`) into a memory view.
+    /// Coins spent since the last flush are absent from the view even if the database still
+    /// holds them.
     pub(super) fn prefetch_inputs(&mut self, block: &Block) -> StorageResult<MemoryUtxoSet> {
         let mut view = MemoryUtxoSet::new();
         let mut missing: Vec<OutPoint> = Vec::new();
-        for tx in block.transactions.iter().skip(1) {
-            for input in &tx.inputs {
-                match self.cache.get(&input.prevout) {
-                    Some(c) => view.insert(input.prevout, c),
-                    None => missing.push(input.prevout),
+        {
+            let cache = read_lock(&self.cache);
+            for tx in block.transactions.iter().skip(1) {
+                for input in &tx.inputs {
+                    match cache.lookup(&input.prevout) {
+                        Lookup::Unspent(c) => view.insert(input.prevout, c),
+                        Lookup::Spent => {}
+                        Lookup::Unknown => missing.push(input.prevout),
+                    }
                 }
             }
         }
         if !missing.is_empty() {
+            // Only this task writes the UTXO column family (at flushes), so no lock is needed.
             let utxo = cf(&self.db, CF_UTXO)?;
             let keys: Vec<[u8; 36]> = missing.iter().map(outpoint_key).collect();
             let results = self.db.multi_get_cf(keys.iter().map(|k| (utxo, k)));
+            let mut cache = write_lock(&self.cache);
             for (op, r) in missing.iter().zip(results) {
                 if let Some(bytes) = r? {
-                    view.insert(*op, decode_coin(op, &bytes)?);
+                    let coin = decode_coin(op, &bytes)?;
+                    view.insert(*op, coin);
+                    cache.add_clean(*op, coin);
                 }
             }
         }
         Ok(view)
     }
 
-    /// Connects the block `hash` (whose parent is the tip) in one atomic batch.
+    /// Writes every UTXO change held in the cache and `meta/utxo_tip` = the tip, in one batch
+    /// (see [`crate::cache`]), and empties the cache.
+    pub(super) fn flush_utxos(&mut self) -> StorageResult<()> {
+        let tip = self.tip();
+        let tip = TipRecord {
+            height: tip.height,
+            hash: tip.hash,
+        };
+        let db = self.db.clone();
+        let mut cache = write_lock(&self.cache);
+        if self.utxo_tip == tip && !cache.is_dirty() {
+            cache.flushed();
+            return Ok(());
+        }
+        let started = Instant::now();
+        let utxo = cf(&db, CF_UTXO)?;
+        let mut batch = WriteBatch::default();
+        let mut entries = 0usize;
+        for (op, coin) in cache.dirty_entries() {
+            match coin {
+                Some(c) => batch.put_cf(utxo, outpoint_key(op), encode_value(c)),
+                None => batch.delete_cf(utxo, outpoint_key(op)),
+            }
+            entries += 1;
+        }
+        batch.put_cf(
+            cf(&db, CF_META)?,
+            MetaKey::UtxoTip.key(),
+            encode_value(&tip),
+        );
+        self.write(batch)?;
+        cache.flushed();
+        drop(cache);
+        self.utxo_tip = tip;
+        self.blocks_since_flush = 0;
+        self.indexes.timings.add(Stage::Flush, started.elapsed());
+        tracing::debug!(height = tip.height, entries, "UTXO cache flushed");
+        Ok(())
+    }
+
+    /// Applies the blocks after `meta/utxo_tip` to the cache again from their undo data (after
+    /// a crash, or a stop without a flush): the UTXO column family is as of `utxo_tip`.
+    pub(super) fn replay_unflushed(&mut self) -> StorageResult<()> {
+        let tip = self.tip();
+        if self.block_hash(self.utxo_tip.height) != Some(self.utxo_tip.hash) {
+            return Err(StorageError::corrupt(
+                "utxo tip",
+                "meta",
+                "not on the main chain",
+            ));
+        }
+        let from = self.utxo_tip.height;
+        let mut cache = write_lock(&self.cache);
+        for height in from + 1..=tip.height {
+            let hash = self.block_hash(height).ok_or_else(|| {
+                StorageError::corrupt("height index", height, "main chain shorter than its tip")
+            })?;
+            let undo: BlockConnect = decode_value(
+                "undo data",
+                hash,
+                &self
+                    .db
+                    .get_cf(cf(&self.db, CF_UNDO)?, hash.0)?
+                    .ok_or_else(|| StorageError::corrupt("undo data", hash, "missing"))?,
+            )?;
+            for (op, _) in &undo.spent {
+                cache.spend(*op);
+            }
+            for (op, coin) in &undo.created {
+                cache.create(*op, *coin);
+            }
+        }
+        drop(cache);
+        if tip.height > from {
+            self.blocks_since_flush = tip.height - from;
+            tracing::info!(
+                from,
+                to = tip.height,
+                "UTXO changes of the blocks since the last flush applied again from undo data"
+            );
+        }
+        Ok(())
+    }
+
+    /// Flushes if the cache is over its budget or has gone [`UTXO_FLUSH_MAX_BLOCKS`] blocks
+    /// without a flush (which bounds the replay after a crash).
+    fn maybe_flush(&mut self) -> StorageResult<()> {
+        let full = read_lock(&self.cache).needs_flush();
+        if full || self.blocks_since_flush >= UTXO_FLUSH_MAX_BLOCKS {
+            self.flush_utxos()?;
+        }
+        Ok(())
+    }
+
+    /// Connects the block `hash` (whose parent is the tip) in one atomic batch. Its index
+    /// entries go in the same batch when the indexes are at its parent and it is near the best
+    /// header; otherwise the background indexer writes them later.
     pub(super) fn connect(
         &mut self,
         hash: BlockHash,
@@ -54,24 +166,31 @@ impl ChainState {
             Some(b) => b.clone(),
             None => Arc::new(self.load_block(&hash)?),
         };
+        let shared = self.indexes.clone();
+        let timings = &shared.timings;
+        let started = Instant::now();
         let view = self.prefetch_inputs(&block)?;
-        let delta = connect_block(&block, entry.height, &view, &self.params)
-            .map_err(|e| ConnectFailure::Invalid(e.to_string()))?;
+        let fetched = Instant::now();
+        timings.add(Stage::FetchInputs, fetched - started);
+        // The body passed the contents and coinbase-height rules before it was stored; only
+        // what needs the UTXO set is left (and the txids, computed once for it and the indexes).
         let txids: Vec<Txid> = block.transactions.iter().map(Transaction::txid).collect();
+        let delta = connect_checked_block(&block, &txids, entry.height, &view, &self.params)
+            .map_err(|e| ConnectFailure::Invalid(e.to_string()))?;
+        let verified = Instant::now();
+        timings.add(Stage::Verify, verified - fetched);
 
         let db = self.db.clone();
         let mut batch = WriteBatch::default();
         let mut stats = self.stats;
-        self.apply_connect_to_batch(
+        self.write_chain_connect(
             &db,
             &mut batch,
-            &block,
-            &txids,
             hash,
             entry.height,
             &delta,
             &mut stats,
-            &view.coins,
+            false,
         )?;
         let mut new_entry = entry.clone();
         new_entry.status = BlockStatus::ConnectedValid;
@@ -80,18 +199,53 @@ impl ChainState {
             hash.0,
             encode_value(&new_entry.record()),
         );
-        self.write(batch)?;
+        let applied = Instant::now();
+        timings.add(Stage::Apply, applied - verified);
+
+        let new_tip = TipRecord {
+            height: entry.height,
+            hash,
+        };
+        // Never waits behind the indexer's batch: while one is being written, this block is
+        // left to the indexer.
+        let near_best_header = self.indexes_inline(entry.height);
+        let mut ix = shared.lock();
+        let inline =
+            !ix.committing && ix.index_tip.hash == entry.header.prev_hash && near_best_header;
+        if inline {
+            let mut writer = IndexWriter::new(&db);
+            writer.connect(&mut batch, &block, &txids, hash, entry.height, &delta)?;
+            writer.finish(&mut batch, new_tip)?;
+        }
+        let indexed = Instant::now();
+        timings.add(Stage::Index, indexed - applied);
+        {
+            // Readers see the new tip and the cache that goes with it together.
+            let mut cache = write_lock(&self.cache);
+            self.write(batch)?;
+            for (op, _) in &delta.spent {
+                cache.spend(*op);
+            }
+            for (op, coin) in &delta.created {
+                cache.create(*op, *coin);
+            }
+        }
+        timings.add(Stage::Write, indexed.elapsed());
+        timings.block_connected(block.transactions.len());
+        ix.chain_tip = new_tip;
+        if inline {
+            ix.index_tip = new_tip;
+        }
+        ix.last_sync_connect = (!near_best_header).then(Instant::now);
+        drop(ix);
+        shared.notify();
 
         // Committed: now the in-memory state follows.
         self.stats = stats;
         self.main_chain.push(hash);
         self.index.insert(hash, new_entry);
-        for (op, _) in &delta.spent {
-            self.cache.remove(op);
-        }
-        for (op, coin) in &delta.created {
-            self.cache.insert(*op, *coin);
-        }
+        self.blocks_since_flush += 1;
+        self.maybe_flush()?;
         tracing::debug!(height = entry.height, %hash, txs = block.transactions.len(), "block connected");
         events.push(ChainEvent::BlockConnected {
             hash,
@@ -101,53 +255,50 @@ impl ChainState {
         Ok(())
     }
 
-    /// Writes into `batch` everything connecting `block` changes: UTXOs, undo data, tx and
-    /// address indexes, height index, tip and UTXO stats.
+    /// Whether a block connected at `height` gets its index entries in its own batch: only
+    /// near the best header (a syncing node leaves them to the background indexer).
+    fn indexes_inline(&self, height: u64) -> bool {
+        self.best_header().height.saturating_sub(height) <= INLINE_INDEX_MAX_BEHIND
+    }
+
+    /// Writes into `batch` what validation needs after connecting a block: undo data, height
+    /// index, tip and UTXO stats, and, with `utxo_write_through`, the UTXO changes themselves
+    /// (otherwise they go to the cache; the indexes are written separately).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn apply_connect_to_batch(
+    pub(super) fn write_chain_connect(
         &self,
         db: &DB,
         batch: &mut WriteBatch,
-        block: &Block,
-        txids: &[Txid],
         hash: BlockHash,
         height: u64,
         delta: &BlockConnect,
         stats: &mut UtxoDigest,
-        prior_coins: &HashMap<OutPoint, Coin>,
+        utxo_write_through: bool,
     ) -> StorageResult<()> {
         let utxo = cf(db, CF_UTXO)?;
-        let addr_utxo = cf(db, CF_ADDR_UTXO)?;
-        let mut deltas = BalanceDeltas::new();
         for (op, coin) in &delta.spent {
-            batch.delete_cf(utxo, outpoint_key(op));
-            batch.delete_cf(addr_utxo, addr_utxo_key(&coin.output.pubkey, op));
+            if utxo_write_through {
+                batch.delete_cf(utxo, outpoint_key(op));
+            }
             stats
                 .remove(op, coin)
                 .ok_or_else(|| StorageError::corrupt("utxo stats", hash, "underflow spending"))?;
-            *deltas.entry(coin.output.pubkey).or_default() -= i128::from(coin.output.value.0);
         }
         for (op, coin) in &delta.created {
-            let value = encode_value(coin);
-            batch.put_cf(utxo, outpoint_key(op), &value);
-            batch.put_cf(addr_utxo, addr_utxo_key(&coin.output.pubkey, op), &value);
+            if utxo_write_through {
+                batch.put_cf(utxo, outpoint_key(op), encode_value(coin));
+            }
             stats
                 .add(op, coin)
                 .ok_or_else(|| StorageError::corrupt("utxo stats", hash, "overflow"))?;
-            *deltas.entry(coin.output.pubkey).or_default() += i128::from(coin.output.value.0);
         }
-        self.write_balances(db, batch, &deltas, hash)?;
-        self.write_tx_indexes(
-            db,
-            batch,
-            block,
-            txids,
-            hash,
-            height,
-            |op| prior_coins.get(op).copied(),
-            true,
-        )?;
-        crate::explorer_index::write_explorer_indexes(db, batch, block, txids, height, true)?;
+        if utxo_write_through {
+            batch.put_cf(
+                cf(db, CF_META)?,
+                MetaKey::UtxoTip.key(),
+                encode_value(&TipRecord { height, hash }),
+            );
+        }
         batch.put_cf(cf(db, CF_UNDO)?, hash.0, encode_value(delta));
         batch.put_cf(cf(db, CF_HEIGHT)?, height_key(height), hash.0);
         batch.put_cf(
@@ -160,107 +311,6 @@ impl ChainState {
             MetaKey::UtxoStats.key(),
             encode_value(&stats.to_record()),
         );
-        Ok(())
-    }
-
-    /// Adds (`connect`) or removes the tx-index and address-history entries of `block`.
-    /// `prior_coin` finds the coin an input spends when it predates the block.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn write_tx_indexes(
-        &self,
-        db: &DB,
-        batch: &mut WriteBatch,
-        block: &Block,
-        txids: &[Txid],
-        hash: BlockHash,
-        height: u64,
-        prior_coin: impl Fn(&OutPoint) -> Option<Coin>,
-        connect: bool,
-    ) -> StorageResult<()> {
-        let tx_cf = cf(db, CF_TX)?;
-        let addr_tx = cf(db, CF_ADDR_TX)?;
-        let position: HashMap<Txid, usize> =
-            txids.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-        let mut keys: Vec<XOnlyPublicKey> = Vec::new();
-        for (i, (tx, txid)) in block.transactions.iter().zip(txids).enumerate() {
-            if connect {
-                let loc = TxLocation {
-                    block_hash: hash,
-                    height,
-                    index: i as u32,
-                };
-                batch.put_cf(tx_cf, txid.0, encode_value(&loc));
-            } else {
-                batch.delete_cf(tx_cf, txid.0);
-            }
-            keys.clear();
-            keys.extend(tx.outputs.iter().map(|o| o.pubkey));
-            for input in &tx.inputs {
-                let pubkey = match prior_coin(&input.prevout) {
-                    Some(c) => c.output.pubkey,
-                    None => position
-                        .get(&input.prevout.txid)
-                        .and_then(|j| {
-                            block.transactions[*j]
-                                .outputs
-                                .get(input.prevout.vout as usize)
-                        })
-                        .map(|o| o.pubkey)
-                        .ok_or_else(|| {
-                            StorageError::corrupt(
-                                "spent coin",
-                                input.prevout,
-                                "neither in the undo data nor in the block",
-                            )
-                        })?,
-                };
-                keys.push(pubkey);
-            }
-            keys.sort_unstable();
-            keys.dedup();
-            for k in &keys {
-                let key = addr_tx_key(k, height, i as u32, txid);
-                if connect {
-                    batch.put_cf(addr_tx, key, []);
-                } else {
-                    batch.delete_cf(addr_tx, key);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads the balances `deltas` touch (the database is current: this task is the only
-    /// writer) and writes the new ones; a zero balance is deleted.
-    pub(super) fn write_balances(
-        &self,
-        db: &DB,
-        batch: &mut WriteBatch,
-        deltas: &BalanceDeltas,
-        hash: BlockHash,
-    ) -> StorageResult<()> {
-        let bal = cf(db, CF_ADDR_BALANCE)?;
-        let keys: Vec<(&XOnlyPublicKey, &i128)> = deltas.iter().filter(|(_, d)| **d != 0).collect();
-        let current = db.multi_get_cf(keys.iter().map(|(k, _)| (bal, k.0)));
-        for ((pubkey, d), cur) in keys.iter().zip(current) {
-            let old = match cur? {
-                Some(b) => decode_balance(pubkey, &b)?,
-                None => 0,
-            };
-            let new = i128::from(old) + **d;
-            let new = u64::try_from(new).map_err(|_| {
-                StorageError::corrupt(
-                    "address balance",
-                    pubkey.to_hex(),
-                    format!("{old} + {d} out of range at block {hash}"),
-                )
-            })?;
-            if new == 0 {
-                batch.delete_cf(bal, pubkey.0);
-            } else {
-                batch.put_cf(bal, pubkey.0, new.to_le_bytes());
-            }
-        }
         Ok(())
     }
 
@@ -280,6 +330,9 @@ impl ChainState {
             .get(&tip.hash)
             .cloned()
             .ok_or_else(|| StorageError::corrupt("header", tip.hash, "missing"))?;
+        // Disconnects write the UTXO set directly, after a flush: `utxo_tip` then always stays
+        // on the main chain, so a restart only ever replays forward.
+        self.flush_utxos()?;
         let block = self.load_block(&tip.hash)?;
         let undo_bytes = db
             .get_cf(cf(&db, CF_UNDO)?, tip.hash.0)?
@@ -290,60 +343,60 @@ impl ChainState {
         let mut batch = WriteBatch::default();
         let mut stats = self.stats;
         let utxo = cf(&db, CF_UTXO)?;
-        let addr_utxo = cf(&db, CF_ADDR_UTXO)?;
-        let mut deltas = BalanceDeltas::new();
         for (op, coin) in &delta.created {
             batch.delete_cf(utxo, outpoint_key(op));
-            batch.delete_cf(addr_utxo, addr_utxo_key(&coin.output.pubkey, op));
             stats
                 .remove(op, coin)
                 .ok_or_else(|| StorageError::corrupt("utxo stats", tip.hash, "underflow"))?;
-            *deltas.entry(coin.output.pubkey).or_default() -= i128::from(coin.output.value.0);
         }
         for (op, coin) in &delta.spent {
-            let value = encode_value(coin);
-            batch.put_cf(utxo, outpoint_key(op), &value);
-            batch.put_cf(addr_utxo, addr_utxo_key(&coin.output.pubkey, op), &value);
+            batch.put_cf(utxo, outpoint_key(op), encode_value(coin));
             stats
                 .add(op, coin)
                 .ok_or_else(|| StorageError::corrupt("utxo stats", tip.hash, "overflow"))?;
-            *deltas.entry(coin.output.pubkey).or_default() += i128::from(coin.output.value.0);
         }
-        self.write_balances(&db, &mut batch, &deltas, tip.hash)?;
-        let spent: HashMap<OutPoint, Coin> = delta.spent.iter().copied().collect();
-        self.write_tx_indexes(
-            &db,
-            &mut batch,
-            &block,
-            &txids,
-            tip.hash,
-            tip.height,
-            |op| spent.get(op).copied(),
-            false,
-        )?;
         let parent = TipRecord {
             height: tip.height - 1,
             hash: entry.header.prev_hash,
         };
-        crate::explorer_index::write_explorer_indexes(
-            &db, &mut batch, &block, &txids, tip.height, false,
-        )?;
         batch.delete_cf(cf(&db, CF_HEIGHT)?, height_key(tip.height));
         batch.put_cf(cf(&db, CF_META)?, MetaKey::Tip.key(), encode_value(&parent));
+        batch.put_cf(
+            cf(&db, CF_META)?,
+            MetaKey::UtxoTip.key(),
+            encode_value(&parent),
+        );
         batch.put_cf(
             cf(&db, CF_META)?,
             MetaKey::UtxoStats.key(),
             encode_value(&stats.to_record()),
         );
+        // The indexes cover this block only if they are at the tip; below it, the block was
+        // never indexed and nothing needs undoing.
+        let shared = self.indexes.clone();
+        let mut ix = shared.lock_no_commit();
+        let inline = ix.index_tip.hash == tip.hash;
+        if inline {
+            let mut writer = IndexWriter::new(&db);
+            writer.disconnect(&mut batch, &block, &txids, tip.hash, tip.height, &delta)?;
+            writer.finish(&mut batch, parent)?;
+        }
         self.write(batch)?;
+        ix.chain_tip = parent;
+        if inline {
+            ix.index_tip = parent;
+        }
+        drop(ix);
+        shared.notify();
 
         self.stats = stats;
         self.main_chain.pop();
-        for (op, _) in &delta.created {
-            self.cache.remove(op);
-        }
-        for (op, coin) in &delta.spent {
-            self.cache.insert(*op, *coin);
+        self.utxo_tip = parent;
+        {
+            let mut cache = write_lock(&self.cache);
+            for (op, _) in delta.created.iter().chain(&delta.spent) {
+                cache.forget(op);
+            }
         }
         tracing::debug!(height = tip.height, hash = %tip.hash, "block disconnected");
         events.push(ChainEvent::BlockDisconnected {

@@ -7,26 +7,26 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use cairn_consensus::rules::block::{check_block_contents, coinbase_commits_to_height};
 use cairn_consensus::rules::header::{HeaderContext, check_header, pow_is_valid};
 use cairn_consensus::{
     BlockConnect, ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, MemoryUtxoSet, Target,
-    connect_block,
+    connect_checked_block,
 };
-use cairn_primitives::{
-    Block, BlockHash, BlockHeader, OutPoint, Transaction, Txid, XOnlyPublicKey,
-};
+use cairn_primitives::{Block, BlockHash, BlockHeader, OutPoint, Transaction, Txid};
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use crate::cache::UtxoCache;
 use crate::config::{MAX_SIDE_BRANCH_HEADERS, StorageConfig};
 use crate::digest::{UtxoDigest, UtxoStats};
 use crate::error::{StorageError, StorageResult};
+use crate::index::{self, IndexProgress, IndexShared, IndexWriter};
 use crate::reader::ChainReader;
 use crate::schema::*;
 use crate::store::{cf, open_db};
+use crate::timings::ConnectTimingsSnapshot;
 
 mod blocks;
 mod connect;
@@ -199,12 +199,42 @@ pub struct ChainState {
     /// Available blocks without an available child: where the best chain can end.
     candidates: HashSet<BlockHash>,
     stats: UtxoDigest,
-    cache: UtxoCache,
+    /// The UTXO working set (shared with readers; see [`crate::cache`]).
+    cache: Arc<RwLock<UtxoCache>>,
+    /// The block the UTXO column family reflects (`meta/utxo_tip`).
+    utxo_tip: TipRecord,
+    /// Blocks connected since the last UTXO flush.
+    blocks_since_flush: u64,
+    /// `open` finished: the in-memory state (tips, cache) matches the database. A state that
+    /// failed to load is never flushed (it could record a wrong `utxo_tip`).
+    loaded: bool,
     orphans: OrphanPool,
     next_seq: u64,
+    /// The index tip, the lock ordering index and chain commits, and connect timings.
+    indexes: Arc<IndexShared>,
+    /// The background indexer thread (joined on drop).
+    indexer: Option<std::thread::JoinHandle<()>>,
     /// Failure injection for tests (see [`ChainState::fail_writes_after`]); always `None`
     /// otherwise.
     fail_writes_after: std::cell::Cell<Option<u64>>,
+}
+
+impl Drop for ChainState {
+    fn drop(&mut self) {
+        // Nothing is lost without it (the next open replays from undo data); it only saves
+        // that work.
+        if self.loaded
+            && let Err(e) = self.flush_utxos()
+        {
+            tracing::warn!(error = %e, "could not flush the UTXO cache at shutdown");
+        }
+        self.indexes.lock().stop = true;
+        self.indexes.notify();
+        if let Some(t) = self.indexer.take() {
+            // The indexer finishes its current batch (or drops it) and exits.
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for ChainState {
@@ -216,9 +246,6 @@ impl std::fmt::Debug for ChainState {
             .finish_non_exhaustive()
     }
 }
-
-/// Per-pubkey balance changes of one batch.
-type BalanceDeltas = HashMap<XOnlyPublicKey, i128>;
 
 impl ChainState {
     /// Opens the chain in `dir` (creating it with `params`' genesis if empty). Refuses a data
@@ -232,6 +259,11 @@ impl ChainState {
         let (db, fresh) = open_db(&dir, &config)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
+        // Replaced by the stored tips in `load`, before anything reads them.
+        let placeholder = TipRecord {
+            height: 0,
+            hash: BlockHash::ZERO,
+        };
         let mut state = ChainState {
             fail_writes_after: std::cell::Cell::new(None),
             db: Arc::new(db),
@@ -244,20 +276,45 @@ impl ChainState {
             header_chain: Vec::new(),
             candidates: HashSet::new(),
             stats: UtxoDigest::default(),
-            cache: UtxoCache::new(config.utxo_cache_bytes),
+            cache: Arc::new(RwLock::new(UtxoCache::new(config.utxo_cache_bytes))),
+            utxo_tip: placeholder,
+            blocks_since_flush: 0,
+            loaded: false,
             orphans: OrphanPool::new(config.orphan_max_blocks, config.orphan_max_bytes),
             next_seq: 0,
+            indexes: Arc::new(IndexShared::new(placeholder, placeholder)),
+            indexer: None,
         };
         if fresh {
             state.write_genesis()?;
         }
         state.load()?;
+        state.loaded = true;
+        state.indexer = Some(
+            index::indexer::spawn(state.db.clone(), state.indexes.clone())
+                .map_err(|e| StorageError::corrupt("indexer thread", "spawn", e.to_string()))?,
+        );
         Ok(state)
     }
 
     /// A cheap cloneable reader for other threads.
     pub fn reader(&self) -> ChainReader {
-        ChainReader::new(self.db.clone(), self.params.clone())
+        ChainReader::new(
+            self.db.clone(),
+            self.params.clone(),
+            self.indexes.clone(),
+            self.cache.clone(),
+        )
+    }
+
+    /// How far the transaction and address indexes are.
+    pub fn index_progress(&self) -> IndexProgress {
+        self.indexes.progress()
+    }
+
+    /// Where block-connect time went since the chain was opened.
+    pub fn connect_timings(&self) -> ConnectTimingsSnapshot {
+        self.indexes.timings.snapshot()
     }
 
     pub fn params(&self) -> &ChainParams {
@@ -315,8 +372,9 @@ impl ChainState {
 
     /// (hits, misses, entries) of the UTXO cache.
     pub fn cache_stats(&self) -> (u64, u64, usize) {
-        let (h, m) = self.cache.hit_stats();
-        (h, m, self.cache.len())
+        let cache = read_lock(&self.cache);
+        let (h, m) = cache.hit_stats();
+        (h, m, cache.len())
     }
 
     /// Whether a block (header) is known and invalid, with the cached reason.
@@ -350,6 +408,14 @@ impl ChainState {
         }
         self.db.write_opt(batch, &self.write_opts)?;
         Ok(())
+    }
+
+    /// Test hook: holds the background indexer (`true`) or lets it run, to observe a node
+    /// whose indexes lag its tip.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn pause_indexer(&self, paused: bool) {
+        self.indexes.lock().paused = paused;
+        self.indexes.notify();
     }
 
     /// Test hook: after `n` more successful writes every write fails, as on a full disk
@@ -413,17 +479,10 @@ impl ChainState {
             fees: cairn_primitives::Amount::ZERO,
         };
         let mut stats = UtxoDigest::default();
-        self.apply_connect_to_batch(
-            &db,
-            &mut batch,
-            &genesis,
-            &[txid],
-            hash,
-            0,
-            &delta,
-            &mut stats,
-            &HashMap::new(),
-        )?;
+        self.write_chain_connect(&db, &mut batch, hash, 0, &delta, &mut stats, true)?;
+        let mut writer = IndexWriter::new(&db);
+        writer.connect(&mut batch, &genesis, &[txid], hash, 0, &delta)?;
+        writer.finish(&mut batch, TipRecord { height: 0, hash })?;
         self.write(batch)?;
         tracing::info!(%hash, dir = %self.dir.display(), "created a new chain database");
         Ok(())
@@ -542,12 +601,54 @@ impl ChainState {
                 .ok_or_else(|| StorageError::corrupt("utxo stats", "meta", "missing"))?,
         )?;
         self.stats = UtxoDigest::from_record(stats);
+        let index_tip: TipRecord = decode_value(
+            "index tip",
+            "meta",
+            &db.get_cf(meta, MetaKey::IndexTip.key())?
+                .ok_or_else(|| StorageError::corrupt("index tip", "meta", "missing"))?,
+        )?;
+        if self.block_hash(index_tip.height) != Some(index_tip.hash) {
+            return Err(StorageError::corrupt(
+                "index tip",
+                "meta",
+                "not on the main chain",
+            ));
+        }
+        {
+            let mut ix = self.indexes.lock();
+            ix.index_tip = index_tip;
+            ix.chain_tip = tip;
+        }
+        self.utxo_tip = decode_value(
+            "utxo tip",
+            "meta",
+            &db.get_cf(meta, MetaKey::UtxoTip.key())?
+                .ok_or_else(|| StorageError::corrupt("utxo tip", "meta", "missing"))?,
+        )?;
+        self.replay_unflushed()?;
+        if index_tip != tip {
+            tracing::info!(
+                indexed = index_tip.height,
+                tip = tip.height,
+                "the transaction and address indexes are behind the tip; catching up in the background"
+            );
+        }
         tracing::info!(height = tip.height, hash = %tip.hash, headers = self.index.len(), "chain state loaded");
         // A crash can leave a stored block that should have been connected: finish the job.
         let mut events = Vec::new();
         self.activate_best_chain(&mut events, &HashMap::new())?;
         Ok(())
     }
+}
+
+/// The cache lock for reading. A poisoned lock means a writer panicked (a broken invariant);
+/// the cache is then still a subset of what a replay would rebuild, so reads go on.
+pub(crate) fn read_lock(c: &RwLock<UtxoCache>) -> RwLockReadGuard<'_, UtxoCache> {
+    c.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn write_lock(c: &RwLock<UtxoCache>) -> RwLockWriteGuard<'_, UtxoCache> {
+    c.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Loads a height -> hash column family as a contiguous vector.

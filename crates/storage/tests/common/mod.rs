@@ -119,6 +119,22 @@ pub fn check_consistency(reader: &ChainReader, chain: &TestChain) {
     assert_eq!(stats.total_amount.0, digest.total_amount, "utxo total");
     assert_eq!(stats.digest, digest.digest, "utxo digest");
 
+    // The UTXO set itself (cache + database): every expected coin, and no spent one.
+    for (op, c) in &exp.utxos.coins {
+        assert_eq!(reader.coin(op).unwrap(), Some(*c), "coin {op:?}");
+    }
+    for b in &blocks {
+        for tx in b.transactions.iter().skip(1) {
+            for input in &tx.inputs {
+                assert_eq!(
+                    reader.coin(&input.prevout).unwrap(),
+                    None,
+                    "spent {input:?}"
+                );
+            }
+        }
+    }
+
     let mut by_key: BTreeMap<XOnlyPublicKey, Vec<(OutPoint, Coin)>> = BTreeMap::new();
     for (op, c) in &exp.utxos.coins {
         by_key.entry(c.output.pubkey).or_default().push((*op, *c));
