@@ -404,6 +404,12 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         p.gossip_peers_graylisted,
     );
     metric(
+        "cairn_p2p_relay_tip_syncs_total",
+        "counter",
+        "Syncs started because a peer announced a better tip that gossip had not brought within the grace period.",
+        p.relay_tip_syncs,
+    );
+    metric(
         "cairn_relay_queue_full_total",
         "counter",
         "Local blocks or transactions not published because the relay queue was full.",

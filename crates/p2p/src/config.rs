@@ -123,6 +123,12 @@ pub const MAX_ANNOUNCERS_PER_TX: usize = 4;
 pub const MAX_POOL_ANNOUNCEMENT: usize = 32_768;
 /// Messages queued from the swarm task to the relay task.
 pub const DEFAULT_RELAY_QUEUE: usize = 1024;
+/// How long a node that heard of a better tip waits for gossip to bring the block before it
+/// syncs with the announcer: gossip (compact) usually delivers within it, and a sync at once
+/// would download the full block a second time.
+pub const TIP_ANNOUNCE_GRACE: Duration = Duration::from_secs(1);
+/// Tip announcements waiting out their grace period, at most (the newest replace the oldest).
+pub const MAX_PENDING_TIPS: usize = 64;
 /// Period of the relay task's timer (announcement rounds, fetch scheduling).
 pub const RELAY_TICK: Duration = Duration::from_millis(50);
 

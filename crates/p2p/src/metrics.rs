@@ -47,6 +47,7 @@ pub struct Metrics {
     pub(crate) compact_dropped: AtomicU64,
     pub(crate) compact_published: AtomicU64,
     pub(crate) full_blocks_for_legacy: AtomicU64,
+    pub(crate) relay_tip_syncs: AtomicU64,
     pub(crate) gossip_peers_below_gossip: AtomicU64,
     pub(crate) gossip_peers_below_publish: AtomicU64,
     pub(crate) gossip_peers_graylisted: AtomicU64,
@@ -107,6 +108,7 @@ impl Metrics {
             compact_dropped: g(&self.compact_dropped),
             compact_published: g(&self.compact_published),
             full_blocks_for_legacy: g(&self.full_blocks_for_legacy),
+            relay_tip_syncs: g(&self.relay_tip_syncs),
             gossip_peers_below_gossip: g(&self.gossip_peers_below_gossip),
             gossip_peers_below_publish: g(&self.gossip_peers_below_publish),
             gossip_peers_graylisted: g(&self.gossip_peers_graylisted),
@@ -194,6 +196,8 @@ pub struct MetricsSnapshot {
     pub compact_published: u64,
     /// Full blocks published for peers that do not take compact blocks.
     pub full_blocks_for_legacy: u64,
+    /// Syncs started because a peer announced a better tip that gossip had not brought within the grace period.
+    pub relay_tip_syncs: u64,
     /// Connected peers whose gossipsub score is below the gossip threshold (-10): no IHAVE to or from them. (gauge, refreshed every second)
     pub gossip_peers_below_gossip: u64,
     /// Connected peers whose gossipsub score is below the publish threshold (-50): our own messages skip them. (gauge, refreshed every second)

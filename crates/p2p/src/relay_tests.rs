@@ -275,3 +275,34 @@ async fn a_full_block_only_peer_gets_and_sends_full_blocks() {
         n.handle.shutdown().await;
     }
 }
+
+/// A block gossip never brought (here: never published) still reaches a peer within about a
+/// second: the tip change is announced over `/cairn/relay/1`, and after the grace period the
+/// peer syncs with the announcer instead of waiting for the next status round (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tip_gossip_missed_is_fetched_after_the_announcement() {
+    let slow_status = |c: &mut crate::NetworkConfig| c.status_interval = Duration::from_secs(60);
+    let a = start_node(Arc::new(MemoryChain::new(1)), vec![], slow_status).await;
+    let b = start_node(
+        Arc::new(MemoryChain::new(1)),
+        vec![a.addr.clone()],
+        slow_status,
+    )
+    .await;
+    wait_peers(&b, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let block = a.chain.mine(1).remove(0);
+    let hash = block.hash();
+    let started = Instant::now();
+    wait_for("the block reaches B", Duration::from_secs(10), async || {
+        b.chain.contains_block(&hash)
+    })
+    .await;
+    println!(
+        "unpublished block reached the peer in {:?}",
+        started.elapsed()
+    );
+    assert!(b.handle.metrics().relay_tip_syncs >= 1);
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}

@@ -24,8 +24,8 @@ use crate::P2pError;
 use crate::codec::{Frame, Status};
 use crate::config::{
     MAX_ANNOUNCERS_PER_TX, MAX_INVENTORIES_IN_FLIGHT, MAX_INVENTORY_IDS, MAX_KNOWN_PER_PEER,
-    MAX_OUTBOX_PER_PEER, MAX_POOL_ANNOUNCEMENT, MAX_TX_FETCHES_IN_FLIGHT, MAX_TXS_RESPONSE_BYTES,
-    MAX_WANTED_TXS, NetworkConfig, RELAY_TICK,
+    MAX_OUTBOX_PER_PEER, MAX_PENDING_TIPS, MAX_POOL_ANNOUNCEMENT, MAX_TX_FETCHES_IN_FLIGHT,
+    MAX_TXS_RESPONSE_BYTES, MAX_WANTED_TXS, NetworkConfig, RELAY_TICK, TIP_ANNOUNCE_GRACE,
 };
 use crate::metrics::Metrics;
 use crate::service::{NetworkEvent, NetworkHandle, REJECTED_GOSSIP_PENALTY};
@@ -37,6 +37,8 @@ pub(crate) enum RelayInput {
     PeerDisconnected(PeerId),
     /// A peer told its chain (handshake or periodic status).
     PeerStatus(PeerId, Status),
+    /// A peer's best block changed (already answered `Ack`).
+    NewTip(PeerId, Status),
     /// A peer announced these txids (already answered `Ack`).
     Inventory(PeerId, Vec<Txid>),
     /// A peer asks for transactions; answer on `channel`.
@@ -129,6 +131,10 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     fetched: KnownIds,
     next_announce: Instant,
     rebuilder: Rebuilder,
+    /// Our best block when peers were last told.
+    announced_tip: Option<cairn_primitives::BlockHash>,
+    /// Better tips peers announced, checked after [`TIP_ANNOUNCE_GRACE`]: (due, peer, work).
+    pending_tips: VecDeque<(Instant, PeerId, [u8; 32])>,
 }
 
 impl<C: ChainAccess> TxRelay<C> {
@@ -153,6 +159,8 @@ impl<C: ChainAccess> TxRelay<C> {
             fetched: KnownIds::new(MAX_KNOWN_PER_PEER),
             next_announce: Instant::now(),
             rebuilder: Rebuilder::default(),
+            announced_tip: None,
+            pending_tips: VecDeque::new(),
         }
     }
 
@@ -181,6 +189,15 @@ impl<C: ChainAccess> TxRelay<C> {
                 self.peers.insert(peer, RelayPeer::new());
             }
             RelayInput::PeerStatus(peer, status) => self.on_status(peer, status),
+            RelayInput::NewTip(peer, status) => {
+                if status.total_work > self.chain.status().total_work {
+                    if self.pending_tips.len() >= MAX_PENDING_TIPS {
+                        self.pending_tips.pop_front();
+                    }
+                    let due = Instant::now() + TIP_ANNOUNCE_GRACE;
+                    self.pending_tips.push_back((due, peer, status.total_work));
+                }
+            }
             RelayInput::PeerDisconnected(peer) => {
                 self.peers.remove(&peer);
             }
@@ -301,8 +318,47 @@ impl<C: ChainAccess> TxRelay<C> {
         }));
     }
 
+    /// Tells every peer when our best block changes, and syncs with a peer whose announced
+    /// better tip gossip has not brought within the grace period (a node gossipsub left out
+    /// would otherwise wait for the next status round, 5 s).
+    fn tips(&mut self, now: Instant) {
+        let ours = self.chain.status();
+        if self.announced_tip != Some(ours.best_hash) {
+            self.announced_tip = Some(ours.best_hash);
+            for (peer, state) in &self.peers {
+                if !state.speaks_relay {
+                    continue;
+                }
+                let (net, peer) = (self.net.clone(), *peer);
+                self.running.push(Box::pin(async move {
+                    let _ = net.relay_request(peer, &RelayRequest::NewTip(ours)).await;
+                    Done::Rebuilt
+                }));
+            }
+        }
+        while self
+            .pending_tips
+            .front()
+            .is_some_and(|(due, _, _)| *due <= now)
+        {
+            let Some((_, peer, work)) = self.pending_tips.pop_front() else {
+                break;
+            };
+            if work > self.chain.status().total_work && self.peers.contains_key(&peer) {
+                Metrics::inc(&self.metrics().relay_tip_syncs);
+                debug!(%peer, "a better tip announced and not gossiped to us; syncing with its announcer");
+                let net = self.net.clone();
+                self.running.push(Box::pin(async move {
+                    let _ = net.sync_with(peer).await;
+                    Done::Rebuilt
+                }));
+            }
+        }
+    }
+
     fn on_tick(&mut self) {
         let now = Instant::now();
+        self.tips(now);
         if self.config.tx_announcements && now >= self.next_announce {
             self.next_announce = now + self.config.announce_interval;
             self.announce();

@@ -43,6 +43,10 @@ pub enum RelayRequest {
     /// (ascending, at most [`compact::MAX_BLOCK_TXS_INDEXES`]). Answered
     /// [`RelayResponse::BlockTxs`] with all of them, or `Error`.
     GetBlockTxs { block: BlockHash, indexes: Vec<u32> },
+    /// "My best block is now this" (sent to every peer when the tip changes). Answered
+    /// [`RelayResponse::Ack`]. A receiver with less work that has not got the block from gossip
+    /// within [`crate::config::TIP_ANNOUNCE_GRACE`] syncs with the sender.
+    NewTip(crate::codec::Status),
 }
 
 /// A relay response.

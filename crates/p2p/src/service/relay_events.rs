@@ -286,6 +286,7 @@ impl Service {
                 ids.len() > MAX_INVENTORY_IDS
             }
             RelayRequest::GetBlockTxs { indexes, .. } => indexes.len() > MAX_BLOCK_TXS_INDEXES,
+            RelayRequest::NewTip(_) => false,
         };
         if too_many {
             Metrics::inc(&self.metrics.invalid_messages);
@@ -296,6 +297,13 @@ impl Service {
             RelayRequest::Inventory(ids) => {
                 self.respond_relay_now(channel, &RelayResponse::Ack);
                 self.to_relay(RelayInput::Inventory(peer, ids));
+                return;
+            }
+            RelayRequest::NewTip(status) => {
+                self.respond_relay_now(channel, &RelayResponse::Ack);
+                if status.genesis == self.config.genesis {
+                    self.to_relay(RelayInput::NewTip(peer, status));
+                }
                 return;
             }
             RelayRequest::GetTxs(txids) => RelayInput::GetTxs {
