@@ -285,6 +285,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     net_config.mdns = config.mdns;
     net_config.max_peers = config.max_peers;
     net_config.max_block_size = params.max_block_size;
+    net_config.compact_blocks = config.compact_blocks;
+    net_config.idontwant = config.gossip_idontwant;
+    net_config.tx_announcements = config.tx_announcements;
     let node_chain = Arc::new(network::NodeChain {
         chain: chain.clone(),
         precheck,

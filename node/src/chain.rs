@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_consensus::ChainParams;
 use cairn_mempool::{Mempool, MempoolConfig, MempoolError, PeerTag, Prechecked};
-use cairn_primitives::{Block, BlockHash, BlockHeader, Transaction, XOnlyPublicKey};
+use cairn_primitives::{Block, BlockHash, BlockHeader, Transaction, Txid, XOnlyPublicKey};
 use cairn_rpc::Notification;
 use cairn_storage::{AcceptStatus, BlockSource, ChainEvent, ChainReader, ChainState, StorageError};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -29,6 +29,35 @@ pub const CHAIN_QUEUE_LEN: usize = 1_024;
 pub const RELAY_QUEUE_LEN: usize = 4_096;
 /// Mempool file name in the data dir.
 pub const MEMPOOL_FILE: &str = "mempool.dat";
+/// Txids accepted and not yet taken by the relay task for announcement. The task takes them
+/// every 250 ms, so this holds far more than any burst; beyond it the oldest are dropped
+/// (counted: `cairn_relay_fresh_dropped_total`), and peers then get them only from gossip or
+/// the pool announcement at their next connection.
+pub const FRESH_TXIDS_LEN: usize = 131_072;
+
+/// Txids the chain task accepted, waiting to be announced to peers (see [`FRESH_TXIDS_LEN`]).
+#[derive(Debug, Default)]
+pub struct FreshTxids {
+    queue: std::sync::Mutex<std::collections::VecDeque<Txid>>,
+}
+
+impl FreshTxids {
+    /// Adds accepted txids; returns how many old ones were dropped to make room.
+    fn push(&self, txids: impl Iterator<Item = Txid>) -> usize {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.extend(txids);
+        let over = q.len().saturating_sub(FRESH_TXIDS_LEN);
+        q.drain(..over);
+        over
+    }
+
+    /// The oldest `max` txids, removed.
+    pub fn take(&self, max: usize) -> Vec<Txid> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let n = q.len().min(max);
+        q.drain(..n).collect()
+    }
+}
 
 /// Names a file holding a signed number of seconds added to the clock, read at every use:
 /// for tests of clock skew between nodes (a test shifts one node's clock, then moves it).
@@ -178,6 +207,8 @@ pub struct ChainHandle {
     pub mempool_config: Arc<MempoolConfig>,
     pub params: Arc<ChainParams>,
     pub tip: watch::Receiver<(u64, BlockHash)>,
+    /// Accepted txids for the relay task to announce.
+    pub fresh: Arc<FreshTxids>,
 }
 
 const STOPPED: &str = "the chain task has stopped";
@@ -293,6 +324,7 @@ struct ChainTask {
     params: Arc<ChainParams>,
     notifications: broadcast::Sender<Notification>,
     relay: mpsc::Sender<Relay>,
+    fresh: Arc<FreshTxids>,
     tip: watch::Sender<(u64, BlockHash)>,
     metrics: Arc<NodeMetrics>,
     mempool_file: PathBuf,
@@ -325,11 +357,13 @@ pub fn spawn(
     let (tip_tx, tip_rx) = watch::channel((tip.height, tip.hash));
     let (cmd_tx, mut cmd_rx) = mpsc::channel(CHAIN_QUEUE_LEN);
     let (relay_tx, relay_rx) = mpsc::channel(RELAY_QUEUE_LEN);
+    let fresh = Arc::new(FreshTxids::default());
     let handle = ChainHandle {
         tx: cmd_tx,
         reader: reader.clone(),
         mempool: Arc::clone(&mempool),
         mempool_config: Arc::new(parts.mempool_config),
+        fresh: Arc::clone(&fresh),
         params: Arc::clone(&params),
         tip: tip_rx,
     };
@@ -340,6 +374,7 @@ pub fn spawn(
         params,
         notifications: parts.notifications,
         relay: relay_tx,
+        fresh,
         tip: tip_tx,
         metrics: parts.metrics,
         mempool_file: parts.datadir.join(MEMPOOL_FILE),
@@ -477,7 +512,7 @@ impl ChainTask {
             AcceptStatus::New => {
                 NodeMetrics::inc(&self.metrics.blocks_validated);
                 if let Some(block) = to_relay {
-                    let _ = self.relay.try_send(Relay::Block(block));
+                    self.relay_local(Relay::Block(block));
                 }
                 if outcome.connected().iter().any(|(_, h)| *h == hash) {
                     BlockFate::Connected
@@ -593,10 +628,25 @@ impl ChainTask {
             // The first is the submitted one (gossip relays it on Accept); the others are
             // orphans it unlocked, which were never relayed.
             if i > 0 || origin == Origin::Local {
-                let _ = self.relay.try_send(Relay::Tx(Arc::clone(&acc.tx)));
+                self.relay_local(Relay::Tx(Arc::clone(&acc.tx)));
             }
         }
+        let dropped = self.fresh.push(outcome.accepted.iter().map(|acc| acc.txid));
+        if dropped > 0 {
+            NodeMetrics::add(&self.metrics.fresh_txids_dropped, dropped);
+            debug!(dropped, "announcement queue full; oldest txids dropped");
+        }
         Ok(fee)
+    }
+
+    /// Hands a local block or transaction to the relay task. A full queue drops it (counted,
+    /// logged): the block reaches peers through their sync, the transaction through the
+    /// announcements (every accepted txid is announced, this queue or not).
+    fn relay_local(&self, r: Relay) {
+        if self.relay.try_send(r).is_err() {
+            NodeMetrics::inc(&self.metrics.relay_queue_full);
+            debug!("relay queue full; local publish skipped");
+        }
     }
 
     fn load_mempool(&mut self) {

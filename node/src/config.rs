@@ -50,6 +50,13 @@ pub struct ConfigFile {
     pub mempool_max_bytes: Option<usize>,
     pub dbcache_bytes: Option<usize>,
     pub explorer: Option<bool>,
+    /// Relay blocks compactly to peers that take it (default true; false: full blocks only,
+    /// to compare).
+    pub compact_blocks: Option<bool>,
+    /// Gossipsub IDONTWANT (default true; false only to measure its effect).
+    pub gossip_idontwant: Option<bool>,
+    /// Announce transactions over `/cairn/relay/1` (default true; false: gossip alone).
+    pub tx_announcements: Option<bool>,
 }
 
 /// The resolved configuration the node runs with.
@@ -78,6 +85,9 @@ pub struct NodeConfig {
     pub dbcache_bytes: usize,
     /// Serve the block explorer on the RPC port.
     pub explorer: bool,
+    pub compact_blocks: bool,
+    pub gossip_idontwant: bool,
+    pub tx_announcements: bool,
 }
 
 fn default_dev_datadir() -> PathBuf {
@@ -214,6 +224,9 @@ impl NodeConfig {
             mempool_max_bytes,
             dbcache_bytes,
             explorer: !cli.common.no_explorer && file.explorer.unwrap_or(true),
+            compact_blocks: file.compact_blocks.unwrap_or(true),
+            gossip_idontwant: file.gossip_idontwant.unwrap_or(true),
+            tx_announcements: file.tx_announcements.unwrap_or(true),
             datadir,
         })
     }

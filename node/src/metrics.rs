@@ -14,11 +14,19 @@ pub struct NodeMetrics {
     pub blocks_rejected: AtomicU64,
     pub txs_accepted: AtomicU64,
     pub txs_rejected: AtomicU64,
+    /// Local blocks or transactions not published because the relay queue was full.
+    pub relay_queue_full: AtomicU64,
+    /// Accepted txids dropped from the announcement queue before the relay task took them.
+    pub fresh_txids_dropped: AtomicU64,
 }
 
 impl NodeMetrics {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -234,6 +242,186 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         "counter",
         "Gossip messages dropped because the node was busy.",
         p.dropped_events,
+    );
+    metric(
+        "cairn_p2p_gossip_publish_failed_total",
+        "counter",
+        "Publishes gossipsub refused (no peers on the topic, every queue full, too large); duplicates excluded.",
+        p.gossip_publish_failed,
+    );
+    metric(
+        "cairn_p2p_gossip_slow_peer_publish_total",
+        "counter",
+        "Our own messages gossipsub could not send a peer in a heartbeat (its SlowPeer report).",
+        p.gossip_slow_peer_publish,
+    );
+    metric(
+        "cairn_p2p_gossip_slow_peer_forward_total",
+        "counter",
+        "Forwards gossipsub could not send a peer in a heartbeat (its SlowPeer report).",
+        p.gossip_slow_peer_forward,
+    );
+    metric(
+        "cairn_p2p_gossip_queue_full_total",
+        "counter",
+        "Messages dropped because a peer's gossipsub send queue was full.",
+        p.gossip_queue_full,
+    );
+    metric(
+        "cairn_p2p_gossip_send_timeout_total",
+        "counter",
+        "Messages dropped because they waited too long in a peer's gossipsub send queue.",
+        p.gossip_send_timeout,
+    );
+    metric(
+        "cairn_p2p_gossip_validation_late_total",
+        "counter",
+        "Verdicts that came after gossipsub's message cache let go of the message (an Accept then forwards nothing).",
+        p.gossip_validation_late,
+    );
+    metric(
+        "cairn_p2p_relay_inputs_dropped_total",
+        "counter",
+        "Relay inputs (inventories, requests, compact blocks) dropped because the relay queue was full.",
+        p.relay_inputs_dropped,
+    );
+    metric(
+        "cairn_p2p_relay_announced_total",
+        "counter",
+        "Txids announced to peers (each copy counted).",
+        p.relay_announced,
+    );
+    metric(
+        "cairn_p2p_relay_outbox_dropped_total",
+        "counter",
+        "Announcements dropped because a peer's outbox was full.",
+        p.relay_outbox_dropped,
+    );
+    metric(
+        "cairn_p2p_relay_wanted_dropped_total",
+        "counter",
+        "Announced transactions not tracked because too many were wanted.",
+        p.relay_wanted_dropped,
+    );
+    metric(
+        "cairn_p2p_relay_txs_fetched_total",
+        "counter",
+        "Transactions received through GetTxs (gossip had not brought them).",
+        p.relay_txs_fetched,
+    );
+    metric(
+        "cairn_p2p_relay_txs_served_total",
+        "counter",
+        "Transactions sent in answer to GetTxs.",
+        p.relay_txs_served,
+    );
+    metric(
+        "cairn_p2p_relay_tx_not_found_total",
+        "counter",
+        "Wanted transactions given up: no announcer could send them.",
+        p.relay_tx_not_found,
+    );
+    metric(
+        "cairn_p2p_relay_requests_failed_total",
+        "counter",
+        "Relay requests that failed (timeout, disconnect, unsupported).",
+        p.relay_requests_failed,
+    );
+    metric(
+        "cairn_p2p_compact_received_total",
+        "counter",
+        "Compact blocks received on gossip.",
+        p.compact_received,
+    );
+    metric(
+        "cairn_p2p_compact_rebuilt_total",
+        "counter",
+        "Compact blocks rebuilt from the mempool alone.",
+        p.compact_rebuilt,
+    );
+    metric(
+        "cairn_p2p_compact_round_trips_total",
+        "counter",
+        "Compact blocks that needed a GetBlockTxs round trip.",
+        p.compact_round_trips,
+    );
+    metric(
+        "cairn_p2p_compact_txs_requested_total",
+        "counter",
+        "Transactions asked for with GetBlockTxs.",
+        p.compact_txs_requested,
+    );
+    metric(
+        "cairn_p2p_compact_collisions_total",
+        "counter",
+        "Compact blocks whose short ids collided or whose rebuild missed the merkle root.",
+        p.compact_collisions,
+    );
+    metric(
+        "cairn_p2p_compact_full_fallbacks_total",
+        "counter",
+        "Compact blocks fetched whole over sync instead.",
+        p.compact_full_fallbacks,
+    );
+    metric(
+        "cairn_p2p_compact_failed_total",
+        "counter",
+        "Compact blocks neither rebuilt nor fetched.",
+        p.compact_failed,
+    );
+    metric(
+        "cairn_p2p_compact_dropped_total",
+        "counter",
+        "Compact blocks dropped because too many rebuilds were in flight.",
+        p.compact_dropped,
+    );
+    metric(
+        "cairn_p2p_compact_published_total",
+        "counter",
+        "Compact blocks published.",
+        p.compact_published,
+    );
+    metric(
+        "cairn_p2p_full_blocks_for_legacy_total",
+        "counter",
+        "Full blocks published for peers that do not take compact blocks.",
+        p.full_blocks_for_legacy,
+    );
+    metric(
+        "cairn_p2p_gossip_peers_below_gossip",
+        "gauge",
+        "Connected peers whose gossipsub score is below the gossip threshold (-10): no IHAVE to or from them.",
+        p.gossip_peers_below_gossip,
+    );
+    metric(
+        "cairn_p2p_gossip_peers_below_publish",
+        "gauge",
+        "Connected peers whose gossipsub score is below the publish threshold (-50): our own messages skip them.",
+        p.gossip_peers_below_publish,
+    );
+    metric(
+        "cairn_p2p_gossip_peers_graylisted",
+        "gauge",
+        "Connected peers whose gossipsub score is below the graylist threshold (-80): everything they send is ignored.",
+        p.gossip_peers_graylisted,
+    );
+    metric(
+        "cairn_p2p_relay_tip_syncs_total",
+        "counter",
+        "Syncs started because a peer announced a better tip that gossip had not brought within the grace period.",
+        p.relay_tip_syncs,
+    );
+    metric(
+        "cairn_relay_queue_full_total",
+        "counter",
+        "Local blocks or transactions not published because the relay queue was full.",
+        load(&m.relay_queue_full),
+    );
+    metric(
+        "cairn_relay_fresh_dropped_total",
+        "counter",
+        "Accepted txids dropped from the announcement queue before the relay task took them.",
+        load(&m.fresh_txids_dropped),
     );
     render_storage(&mut out, &g.storage);
     out.push_str(&extra);

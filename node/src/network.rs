@@ -2,6 +2,7 @@
 //! that answers gossip with validation verdicts, and the relay of locally created blocks and
 //! transactions.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,8 +10,10 @@ use std::time::Duration;
 
 use cairn_consensus::ConsensusError;
 use cairn_mempool::{MempoolError, PeerTag};
+use cairn_p2p::relay::compact::{ShortIdKeys, match_short_ids};
 use cairn_p2p::{Acceptance, ChainAccess, NetworkEvent, NetworkHandle, PeerId, Refusal, Status};
-use cairn_primitives::{Block, BlockHash, BlockHeader};
+use cairn_primitives::encoding::encode;
+use cairn_primitives::{Block, BlockHash, BlockHeader, Transaction, Txid};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
@@ -126,6 +129,68 @@ impl ChainAccess for NodeChain {
             }
         }
     }
+
+    fn has_tx(&self, txid: &Txid) -> bool {
+        self.pool().knows(txid)
+    }
+
+    fn fresh_txids(&self, max: usize) -> Vec<Txid> {
+        self.chain.fresh.take(max)
+    }
+
+    fn pool_txids(&self, max: usize) -> Vec<Txid> {
+        let mut ids = self.pool().txids();
+        ids.truncate(max);
+        ids
+    }
+
+    fn tx_bytes(&self, txids: &[Txid], budget: usize) -> Vec<Vec<u8>> {
+        let txs: Vec<Arc<Transaction>> = {
+            let pool = self.pool();
+            txids.iter().filter_map(|t| pool.get(t)).collect()
+        };
+        let mut out = Vec::with_capacity(txs.len());
+        let mut total = 0;
+        for bytes in txs.iter().map(|t| encode(&**t)) {
+            total += bytes.len();
+            if total > budget {
+                break;
+            }
+            out.push(bytes);
+        }
+        out
+    }
+
+    /// A transaction a peer announced and sent: accepted as a gossiped one (not published
+    /// again on gossip; the announcements carry it on).
+    async fn submit_tx(&self, peer: PeerId, tx: Transaction) -> Result<(), Refusal> {
+        match self
+            .chain
+            .accept_tx(tx, Origin::Gossip, peer_tag(&peer))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if tx_acceptance(&e) == Acceptance::Reject => {
+                Err(Refusal::Invalid(e.to_string()))
+            }
+            Err(e) => Err(Refusal::Later(e.to_string())),
+        }
+    }
+
+    fn txs_by_short_id(
+        &self,
+        keys: &ShortIdKeys,
+        wanted: &HashMap<u64, usize>,
+    ) -> Vec<(usize, Transaction)> {
+        let pool = self.pool();
+        match_short_ids(keys, wanted, pool.transactions())
+    }
+}
+
+impl NodeChain {
+    fn pool(&self) -> std::sync::RwLockReadGuard<'_, cairn_mempool::Mempool> {
+        self.chain.mempool.read().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A stable small tag for a peer (the mempool's orphan pool counts per source).
@@ -215,6 +280,9 @@ pub async fn handle_events(
                 msg_id,
             } => {
                 let hash = block.hash();
+                // Kept for peers that take only full blocks (the gossip message that brought it
+                // may have been compact).
+                let kept = Arc::new(block.clone());
                 let acceptance = block_acceptance(
                     &net,
                     source,
@@ -223,6 +291,9 @@ pub async fn handle_events(
                 )
                 .await;
                 let _ = net.report_validation(msg_id, source, acceptance).await;
+                if acceptance == Acceptance::Accept {
+                    net.relay_block_to_full_block_peers(kept).await;
+                }
             }
             NetworkEvent::PeerConnected {
                 peer,

@@ -102,3 +102,90 @@ fn nodes_sync_and_relay() {
     let tx_b = b.rpc("getrawtransaction", json!([sent, true])).unwrap();
     assert_eq!(tx_b["confirmations"], json!(1));
 }
+
+/// Signed transactions each spending one mature coinbase of `miner_key` (so they are
+/// independent of each other), paying `fee`.
+fn spend_coinbases(
+    node: &TestNode,
+    key: &cairn_primitives::SecretKey,
+    n: usize,
+) -> Vec<Transaction> {
+    let info = node.rpc("getblockchaininfo", json!([])).unwrap();
+    let genesis: cairn_primitives::BlockHash =
+        info["genesishash"].as_str().unwrap().parse().unwrap();
+    let utxos = node
+        .rpc("getaddressutxos", json!([address(node, key)]))
+        .unwrap();
+    utxos
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["spendable"] == json!(true) && u["value"].as_u64().unwrap() > 10_000)
+        .take(n)
+        .map(|u| {
+            let mut tx = Transaction {
+                version: Transaction::VERSION,
+                inputs: vec![TxIn {
+                    prevout: OutPoint::new(
+                        u["txid"].as_str().unwrap().parse().unwrap(),
+                        u["vout"].as_u64().unwrap() as u32,
+                    ),
+                    signature: Signature([0; 64]),
+                }],
+                outputs: vec![TxOut {
+                    value: Amount(u["value"].as_u64().unwrap() - 5_000),
+                    pubkey: key.public_key(),
+                }],
+                lock_time: 0,
+            };
+            sign_transaction(&mut tx, &genesis, &[key]);
+            tx
+        })
+        .collect()
+}
+
+/// Gossip delivers a transaction once, to the peers connected at that moment. A node that
+/// joins later gets the pool it missed: its peers announce their pools to every new peer over
+/// `/cairn/relay/1`, and it fetches what it lacks.
+#[test]
+fn a_node_that_joins_gets_the_pool_it_missed() {
+    let a = TestNode::run(&[]).unwrap();
+    let faucet = faucet_key();
+    a.rpc("generatetoaddress", json!([40, address(&a, &faucet)]))
+        .unwrap();
+    let txs = spend_coinbases(&a, &faucet, 20);
+    assert!(txs.len() >= 20, "enough mature coinbases");
+    for tx in &txs {
+        a.rpc("sendrawtransaction", json!([encode_hex(tx)]))
+            .unwrap();
+    }
+    assert_eq!(
+        a.rpc("getmempoolinfo", json!([])).unwrap()["size"],
+        json!(txs.len())
+    );
+
+    // B was not there when they were gossiped.
+    let b = TestNode::run(&["--bootnode", &a.p2p_addr().unwrap()]).unwrap();
+    let synced = wait_until(WAIT, "B syncs and gets A's pool", || {
+        let size = b.rpc("getmempoolinfo", json!([])).ok()?["size"].as_u64()?;
+        (b.height().ok()? == 40 && size == txs.len() as u64).then_some(())
+    });
+    if let Err(e) = synced {
+        panic!(
+            "{e}: B at height {:?}, pool {}",
+            b.height(),
+            b.rpc("getmempoolinfo", json!([])).unwrap()
+        );
+    }
+    let metrics = ureq::get(&format!("{}metrics", b.rpc_url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let fetched = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_p2p_relay_txs_fetched_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap();
+    assert_eq!(fetched, txs.len() as u64, "fetched over the relay protocol");
+}

@@ -308,6 +308,18 @@ impl Mempool {
     pub fn orphan_count(&self) -> usize {
         self.orphans.len()
     }
+    /// Whether the pool or the orphan pool holds `txid` (relay: no need to fetch it).
+    pub fn knows(&self, txid: &Txid) -> bool {
+        self.entries.contains_key(txid) || self.orphans.contains_key(txid)
+    }
+    /// Every pooled and orphan transaction, in no order (compact blocks match short ids
+    /// against them).
+    pub fn transactions(&self) -> impl Iterator<Item = &Transaction> {
+        self.entries
+            .values()
+            .map(|e| &*e.tx)
+            .chain(self.orphans.values().map(|o| &*o.tx))
+    }
     pub fn spender_of(&self, outpoint: &OutPoint) -> Option<Txid> {
         self.spenders.get(outpoint).copied()
     }

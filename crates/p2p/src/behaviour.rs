@@ -13,7 +13,8 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, connection_limits, identify, identity, kad, mdns, ping};
 
 use crate::codec::{SYNC_PROTOCOL, SyncCodec};
-use crate::config::{GOSSIP_FRAME_OVERHEAD, NetworkConfig};
+use crate::config::{GOSSIP_FRAME_OVERHEAD, MAX_RELAY_REQUEST_SIZE, NetworkConfig};
+use crate::relay::RELAY_PROTOCOL;
 
 /// Identify protocol version string.
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "/cairn/1";
@@ -21,6 +22,9 @@ pub const IDENTIFY_PROTOCOL_VERSION: &str = "/cairn/1";
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/kad/1");
 /// Gossipsub heartbeat.
 pub const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(700);
+/// Messages above this size get a gossipsub v1.2 IDONTWANT to mesh peers (rust-libp2p's
+/// default: below it the control message costs about what it saves).
+pub const IDONTWANT_THRESHOLD: usize = 1000;
 
 /// Everything the swarm speaks.
 #[derive(NetworkBehaviour)]
@@ -33,6 +37,7 @@ pub(crate) struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub sync: request_response::Behaviour<SyncCodec>,
+    pub relay: request_response::Behaviour<SyncCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -73,7 +78,15 @@ impl Behaviour {
 
         let tx_topic = IdentTopic::new(config.tx_topic());
         let block_topic = IdentTopic::new(config.block_topic());
+        let compact_topic = IdentTopic::new(config.compact_block_topic());
+        // IDONTWANT off = a threshold no message reaches.
+        let idontwant_threshold = if config.idontwant {
+            IDONTWANT_THRESHOLD
+        } else {
+            usize::MAX
+        };
         let gossip_config = gossipsub::ConfigBuilder::default()
+            .idontwant_message_size_threshold(idontwant_threshold)
             .heartbeat_interval(GOSSIP_HEARTBEAT)
             .validation_mode(ValidationMode::Anonymous)
             .validate_messages()
@@ -88,7 +101,7 @@ impl Behaviour {
         let mut gossipsub =
             gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
                 .map_err(|e| err(e.to_string()))?;
-        let (params, thresholds) = peer_score_params(&tx_topic, &block_topic);
+        let (params, thresholds) = peer_score_params(&tx_topic, &block_topic, &compact_topic);
         gossipsub.with_peer_score(params, thresholds).map_err(err)?;
         gossipsub
             .subscribe(&tx_topic)
@@ -96,6 +109,11 @@ impl Behaviour {
         gossipsub
             .subscribe(&block_topic)
             .map_err(|e| err(e.to_string()))?;
+        if config.compact_blocks {
+            gossipsub
+                .subscribe(&compact_topic)
+                .map_err(|e| err(e.to_string()))?;
+        }
 
         let sync = request_response::Behaviour::with_codec(
             SyncCodec {
@@ -103,6 +121,19 @@ impl Behaviour {
                 max_response_size: config.max_sync_response_size,
             },
             [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(config.request_timeout)
+                .with_max_concurrent_streams(config.request_burst as usize),
+        );
+
+        // Same framing as sync; its own protocol id, so a peer without it is simply not asked
+        // (never penalised), and its own request limit.
+        let relay = request_response::Behaviour::with_codec(
+            SyncCodec {
+                max_request_size: MAX_RELAY_REQUEST_SIZE,
+                max_response_size: config.max_sync_response_size,
+            },
+            [(RELAY_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(config.request_timeout)
                 .with_max_concurrent_streams(config.request_burst as usize),
@@ -126,6 +157,7 @@ impl Behaviour {
             kad,
             gossipsub,
             sync,
+            relay,
             mdns: mdns.into(),
         })
     }
@@ -149,8 +181,8 @@ impl Behaviour {
 ///   the graylist threshold (−80). Invalid deliveries are the gossip offence Cairn really fears;
 ///   the service also adds its own misbehaviour points, so repeated rejects end in a ban.
 /// * **P5 application** (weight 1): unused; bans are enforced by the service (block list).
-/// * **P6 IP colocation** (weight −10 above 10 peers on one IP): resists one host running many
-///   identities, while allowing local devnets and a few peers behind one NAT.
+/// * **P6 IP colocation** (weight −10 above 10 peers on one IP; loopback exempt): resists one
+///   host running many identities, while allowing local devnets and a few peers behind one NAT.
 /// * **P7 behaviour penalty** (weight −10, threshold 6, decay 0.9): GRAFT during backoff and
 ///   broken IWANT promises, tolerated a few times (they happen by races).
 /// * **Thresholds**: gossip −10, publish −50, graylist −80 (ignore everything from the peer),
@@ -159,6 +191,7 @@ impl Behaviour {
 pub fn peer_score_params(
     tx_topic: &IdentTopic,
     block_topic: &IdentTopic,
+    compact_topic: &IdentTopic,
 ) -> (PeerScoreParams, PeerScoreThresholds) {
     let topic = |weight: f64, invalid_weight: f64| TopicScoreParams {
         topic_weight: weight,
@@ -187,16 +220,31 @@ pub fn peer_score_params(
         behaviour_penalty_weight: -10.0,
         behaviour_penalty_threshold: 6.0,
         behaviour_penalty_decay: 0.9,
+        // Loopback is one machine's own nodes (a local devnet, the test suites): without this,
+        // a node with more than 10 local peers would graylist them all and gossip would stop.
+        ip_colocation_factor_whitelist: [
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ]
+        .into_iter()
+        .collect(),
         ..PeerScoreParams::default()
     };
     params.topics.insert(tx_topic.hash(), topic(0.5, -50.0));
     params.topics.insert(block_topic.hash(), topic(1.0, -100.0));
-    let thresholds = PeerScoreThresholds {
+    params
+        .topics
+        .insert(compact_topic.hash(), topic(1.0, -100.0));
+    (params, score_thresholds())
+}
+
+/// Gossipsub score thresholds (see [`peer_score_params`]).
+pub fn score_thresholds() -> PeerScoreThresholds {
+    PeerScoreThresholds {
         gossip_threshold: -10.0,
         publish_threshold: -50.0,
         graylist_threshold: -80.0,
         accept_px_threshold: 20.0,
         opportunistic_graft_threshold: 5.0,
-    };
-    (params, thresholds)
+    }
 }

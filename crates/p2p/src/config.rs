@@ -89,6 +89,49 @@ pub const BOOTNODE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Kademlia random walk period.
 pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
 
+// ---------------------------------------------------------------- transaction relay repair
+// `/cairn/relay/1` (see `relay` and docs/protocol.md §8.6): announcements peers can ask for.
+
+/// Largest relay request (an inventory of txids or a list of indexes).
+pub const MAX_RELAY_REQUEST_SIZE: usize = 256 * 1024;
+/// Most txids in one `Inventory` or `GetTxs` request (32 bytes each: 128 KiB).
+pub const MAX_INVENTORY_IDS: usize = 4_096;
+/// Bytes of transactions in one `Txs` answer; what does not fit is left out (asked again).
+pub const MAX_TXS_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
+/// How often fresh txids are announced to every peer (a trickle: one message per peer and
+/// interval, whatever the number of transactions).
+pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(250);
+/// How long an announced transaction is left to gossip before it is fetched: under a burst
+/// gossip is still delivering it, and fetching at once would send it twice.
+pub const DEFAULT_TX_FETCH_DELAY: Duration = Duration::from_millis(500);
+/// Inventory requests in flight to one peer; more announcements wait in its outbox.
+pub const MAX_INVENTORIES_IN_FLIGHT: usize = 2;
+/// `GetTxs` requests in flight to one peer.
+pub const MAX_TX_FETCHES_IN_FLIGHT: usize = 2;
+/// Txids waiting to be announced to one peer; beyond, the newest are dropped (counted).
+pub const MAX_OUTBOX_PER_PEER: usize = 32_768;
+/// Txids remembered per peer as known to it (announced either way), oldest forgotten first.
+/// Forgetting one costs at most a redundant announcement.
+pub const MAX_KNOWN_PER_PEER: usize = 32_768;
+/// Transactions announced to us, missing, and not fetched yet; beyond, announcements are
+/// dropped (counted) until fetches drain it.
+pub const MAX_WANTED_TXS: usize = 100_000;
+/// Peers remembered as able to serve one wanted transaction (asked in turn on failure).
+pub const MAX_ANNOUNCERS_PER_TX: usize = 4;
+/// Txids of the pool announced to a peer when it connects (so a node that joins or
+/// reconnects gets what it missed), at most.
+pub const MAX_POOL_ANNOUNCEMENT: usize = 32_768;
+/// Messages queued from the swarm task to the relay task.
+pub const DEFAULT_RELAY_QUEUE: usize = 1024;
+/// How long a node that heard of a better tip waits for gossip to bring the block before it
+/// syncs with the announcer: gossip (compact) usually delivers within it, and a sync at once
+/// would download the full block a second time.
+pub const TIP_ANNOUNCE_GRACE: Duration = Duration::from_secs(1);
+/// Tip announcements waiting out their grace period, at most (the newest replace the oldest).
+pub const MAX_PENDING_TIPS: usize = 64;
+/// Period of the relay task's timer (announcement rounds, fetch scheduling).
+pub const RELAY_TICK: Duration = Duration::from_millis(50);
+
 /// Configuration of the network service.
 #[derive(Clone, Debug)]
 pub struct NetworkConfig {
@@ -137,6 +180,17 @@ pub struct NetworkConfig {
     pub sync_queue: usize,
     pub idle_connection_timeout: Duration,
     pub discovery_interval: Duration,
+    /// Announce transactions over `/cairn/relay/1` and fetch what peers announce (the repair
+    /// path behind gossip). Off only to measure gossip alone.
+    pub tx_announcements: bool,
+    pub announce_interval: Duration,
+    pub tx_fetch_delay: Duration,
+    pub relay_queue: usize,
+    /// Publish blocks compactly on the `cmpctblock` topic (full blocks still go to peers that
+    /// do not take compact blocks). Off: full blocks only, as before (to compare).
+    pub compact_blocks: bool,
+    /// Gossipsub v1.2 IDONTWANT for messages above 1 kB. Off only to measure its effect.
+    pub idontwant: bool,
 }
 
 impl NetworkConfig {
@@ -181,6 +235,12 @@ impl NetworkConfig {
             sync_queue: DEFAULT_SYNC_QUEUE,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             discovery_interval: DEFAULT_DISCOVERY_INTERVAL,
+            tx_announcements: true,
+            announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
+            tx_fetch_delay: DEFAULT_TX_FETCH_DELAY,
+            relay_queue: DEFAULT_RELAY_QUEUE,
+            compact_blocks: true,
+            idontwant: true,
         }
     }
 
@@ -228,6 +288,7 @@ impl NetworkConfig {
             || self.serve_workers == 0
             || self.serve_queue_per_peer == 0
             || self.sync_queue == 0
+            || self.relay_queue == 0
         {
             return err("queue lengths must be positive");
         }
@@ -254,6 +315,11 @@ impl NetworkConfig {
     /// Gossip topic for blocks: `/cairn/1/<genesis hex>/block`.
     pub fn block_topic(&self) -> String {
         format!("/cairn/1/{}/block", self.genesis.to_hex())
+    }
+
+    /// Gossip topic for compact blocks: `/cairn/1/<genesis hex>/cmpctblock`.
+    pub fn compact_block_topic(&self) -> String {
+        format!("/cairn/1/{}/cmpctblock", self.genesis.to_hex())
     }
 }
 

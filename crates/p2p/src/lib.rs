@@ -3,8 +3,9 @@
 //!
 //! **Owns**: the libp2p swarm (TCP + Noise + Yamux; identify, ping, connection limits,
 //! Kademlia, optional mDNS, inbound slots: [`slots`]), the gossipsub topics
-//! `/cairn/1/<genesis hex>/tx` and
-//! `/cairn/1/<genesis hex>/block`, the request-response protocol `/cairn/sync/1`, the
+//! `/cairn/1/<genesis hex>/tx`, `/cairn/1/<genesis hex>/block` and
+//! `/cairn/1/<genesis hex>/cmpctblock`, the request-response protocols `/cairn/sync/1` and
+//! `/cairn/relay/1` (transaction announcements and compact-block repair: [`relay`]), the
 //! headers-first download driver, per-peer rate limits, misbehaviour scores and bans, and the
 //! persistent node key (`<datadir>/p2p_key`).
 //!
@@ -25,6 +26,9 @@ mod error;
 #[cfg(test)]
 mod hostile_tests;
 pub mod metrics;
+pub mod relay;
+#[cfg(test)]
+mod relay_tests;
 pub mod service;
 pub mod slots;
 pub mod sync;

@@ -23,6 +23,34 @@ pub struct Metrics {
     pub(crate) stalled_peers: AtomicU64,
     pub(crate) evicted_peers: AtomicU64,
     pub(crate) refused_inbound: AtomicU64,
+    pub(crate) gossip_publish_failed: AtomicU64,
+    pub(crate) gossip_slow_peer_publish: AtomicU64,
+    pub(crate) gossip_slow_peer_forward: AtomicU64,
+    pub(crate) gossip_queue_full: AtomicU64,
+    pub(crate) gossip_send_timeout: AtomicU64,
+    pub(crate) gossip_validation_late: AtomicU64,
+    pub(crate) relay_inputs_dropped: AtomicU64,
+    pub(crate) relay_announced: AtomicU64,
+    pub(crate) relay_outbox_dropped: AtomicU64,
+    pub(crate) relay_wanted_dropped: AtomicU64,
+    pub(crate) relay_txs_fetched: AtomicU64,
+    pub(crate) relay_txs_served: AtomicU64,
+    pub(crate) relay_tx_not_found: AtomicU64,
+    pub(crate) relay_requests_failed: AtomicU64,
+    pub(crate) compact_received: AtomicU64,
+    pub(crate) compact_rebuilt: AtomicU64,
+    pub(crate) compact_round_trips: AtomicU64,
+    pub(crate) compact_txs_requested: AtomicU64,
+    pub(crate) compact_collisions: AtomicU64,
+    pub(crate) compact_full_fallbacks: AtomicU64,
+    pub(crate) compact_failed: AtomicU64,
+    pub(crate) compact_dropped: AtomicU64,
+    pub(crate) compact_published: AtomicU64,
+    pub(crate) full_blocks_for_legacy: AtomicU64,
+    pub(crate) relay_tip_syncs: AtomicU64,
+    pub(crate) gossip_peers_below_gossip: AtomicU64,
+    pub(crate) gossip_peers_below_publish: AtomicU64,
+    pub(crate) gossip_peers_graylisted: AtomicU64,
 }
 
 impl Metrics {
@@ -56,6 +84,34 @@ impl Metrics {
             stalled_peers: g(&self.stalled_peers),
             evicted_peers: g(&self.evicted_peers),
             refused_inbound: g(&self.refused_inbound),
+            gossip_publish_failed: g(&self.gossip_publish_failed),
+            gossip_slow_peer_publish: g(&self.gossip_slow_peer_publish),
+            gossip_slow_peer_forward: g(&self.gossip_slow_peer_forward),
+            gossip_queue_full: g(&self.gossip_queue_full),
+            gossip_send_timeout: g(&self.gossip_send_timeout),
+            gossip_validation_late: g(&self.gossip_validation_late),
+            relay_inputs_dropped: g(&self.relay_inputs_dropped),
+            relay_announced: g(&self.relay_announced),
+            relay_outbox_dropped: g(&self.relay_outbox_dropped),
+            relay_wanted_dropped: g(&self.relay_wanted_dropped),
+            relay_txs_fetched: g(&self.relay_txs_fetched),
+            relay_txs_served: g(&self.relay_txs_served),
+            relay_tx_not_found: g(&self.relay_tx_not_found),
+            relay_requests_failed: g(&self.relay_requests_failed),
+            compact_received: g(&self.compact_received),
+            compact_rebuilt: g(&self.compact_rebuilt),
+            compact_round_trips: g(&self.compact_round_trips),
+            compact_txs_requested: g(&self.compact_txs_requested),
+            compact_collisions: g(&self.compact_collisions),
+            compact_full_fallbacks: g(&self.compact_full_fallbacks),
+            compact_failed: g(&self.compact_failed),
+            compact_dropped: g(&self.compact_dropped),
+            compact_published: g(&self.compact_published),
+            full_blocks_for_legacy: g(&self.full_blocks_for_legacy),
+            relay_tip_syncs: g(&self.relay_tip_syncs),
+            gossip_peers_below_gossip: g(&self.gossip_peers_below_gossip),
+            gossip_peers_below_publish: g(&self.gossip_peers_below_publish),
+            gossip_peers_graylisted: g(&self.gossip_peers_graylisted),
         }
     }
 }
@@ -92,4 +148,60 @@ pub struct MetricsSnapshot {
     pub evicted_peers: u64,
     /// Inbound connections refused (per-IP limit, or no inbound peer could be evicted).
     pub refused_inbound: u64,
+    /// Publishes gossipsub refused (no peers on the topic, every queue full, too large); duplicates excluded.
+    pub gossip_publish_failed: u64,
+    /// Our own messages gossipsub could not send a peer in a heartbeat (its `SlowPeer` report).
+    pub gossip_slow_peer_publish: u64,
+    /// Forwards gossipsub could not send a peer in a heartbeat (its `SlowPeer` report).
+    pub gossip_slow_peer_forward: u64,
+    /// Messages dropped because a peer's gossipsub send queue was full.
+    pub gossip_queue_full: u64,
+    /// Messages dropped because they waited too long in a peer's gossipsub send queue.
+    pub gossip_send_timeout: u64,
+    /// Verdicts that came after gossipsub's message cache let go of the message (an `Accept` then forwards nothing).
+    pub gossip_validation_late: u64,
+    /// Relay inputs (inventories, requests, compact blocks) dropped because the relay queue was full.
+    pub relay_inputs_dropped: u64,
+    /// Txids announced to peers (each copy counted).
+    pub relay_announced: u64,
+    /// Announcements dropped because a peer's outbox was full.
+    pub relay_outbox_dropped: u64,
+    /// Announced transactions not tracked because too many were wanted.
+    pub relay_wanted_dropped: u64,
+    /// Transactions received through `GetTxs` (gossip had not brought them).
+    pub relay_txs_fetched: u64,
+    /// Transactions sent in answer to `GetTxs`.
+    pub relay_txs_served: u64,
+    /// Wanted transactions given up: no announcer could send them.
+    pub relay_tx_not_found: u64,
+    /// Relay requests that failed (timeout, disconnect, unsupported).
+    pub relay_requests_failed: u64,
+    /// Compact blocks received on gossip.
+    pub compact_received: u64,
+    /// Compact blocks rebuilt from the mempool alone.
+    pub compact_rebuilt: u64,
+    /// Compact blocks that needed a `GetBlockTxs` round trip.
+    pub compact_round_trips: u64,
+    /// Transactions asked for with `GetBlockTxs`.
+    pub compact_txs_requested: u64,
+    /// Compact blocks whose short ids collided or whose rebuild missed the merkle root.
+    pub compact_collisions: u64,
+    /// Compact blocks fetched whole over sync instead.
+    pub compact_full_fallbacks: u64,
+    /// Compact blocks neither rebuilt nor fetched.
+    pub compact_failed: u64,
+    /// Compact blocks dropped because too many rebuilds were in flight.
+    pub compact_dropped: u64,
+    /// Compact blocks published.
+    pub compact_published: u64,
+    /// Full blocks published for peers that do not take compact blocks.
+    pub full_blocks_for_legacy: u64,
+    /// Syncs started because a peer announced a better tip that gossip had not brought within the grace period.
+    pub relay_tip_syncs: u64,
+    /// Connected peers whose gossipsub score is below the gossip threshold (-10): no IHAVE to or from them. (gauge, refreshed every second)
+    pub gossip_peers_below_gossip: u64,
+    /// Connected peers whose gossipsub score is below the publish threshold (-50): our own messages skip them. (gauge, refreshed every second)
+    pub gossip_peers_below_publish: u64,
+    /// Connected peers whose gossipsub score is below the graylist threshold (-80): everything they send is ignored. (gauge, refreshed every second)
+    pub gossip_peers_graylisted: u64,
 }

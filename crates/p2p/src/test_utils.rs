@@ -6,18 +6,31 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use cairn_primitives::{Block, BlockHash, BlockHeader, MerkleRoot, Transaction};
+use cairn_primitives::{Block, BlockHash, BlockHeader, MerkleRoot, Transaction, Txid};
 use libp2p::PeerId;
 
 use crate::codec::{Status, work_from_u128};
 use crate::config::MAX_LOCATOR_LEN;
 use crate::sync::{ChainAccess, Refusal};
 
-/// An in-memory chain (headers, bodies, a best header chain and a best block chain).
+/// An in-memory chain (headers, bodies, a best header chain and a best block chain) and a
+/// mempool that takes every transaction (no validation).
 #[derive(Debug)]
 pub struct MemoryChain {
     genesis: BlockHash,
     inner: Mutex<Inner>,
+    pool: Mutex<MemoryPool>,
+    /// Test knob: short-id lookups answer a wrong transaction for every position (as if every
+    /// short id collided with another pool transaction).
+    collide: std::sync::atomic::AtomicBool,
+}
+
+/// Transactions in arrival order, and those not yet announced.
+#[derive(Debug, Default)]
+struct MemoryPool {
+    txs: HashMap<Txid, Transaction>,
+    order: Vec<Txid>,
+    fresh: std::collections::VecDeque<Txid>,
 }
 
 #[derive(Debug)]
@@ -93,11 +106,46 @@ impl MemoryChain {
         Self {
             genesis: hash,
             inner: Mutex::new(inner),
+            pool: Mutex::new(MemoryPool::default()),
+            collide: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_pool(&self) -> MutexGuard<'_, MemoryPool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts a transaction in the pool (as a node does once it accepted it); `false` if it was
+    /// there already.
+    pub fn add_tx(&self, tx: Transaction) -> bool {
+        let txid = tx.txid();
+        let mut pool = self.lock_pool();
+        if pool.txs.contains_key(&txid) {
+            return false;
+        }
+        pool.txs.insert(txid, tx);
+        pool.order.push(txid);
+        pool.fresh.push_back(txid);
+        true
+    }
+
+    /// Makes every short-id lookup return a wrong transaction (a simulated collision).
+    pub fn simulate_short_id_collisions(&self, on: bool) {
+        self.collide.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the pool holds `txid`.
+    pub fn pool_contains(&self, txid: &Txid) -> bool {
+        self.lock_pool().txs.contains_key(txid)
+    }
+
+    /// Transactions in the pool.
+    pub fn pool_len(&self) -> usize {
+        self.lock_pool().txs.len()
     }
 
     pub fn genesis(&self) -> BlockHash {
@@ -328,6 +376,55 @@ impl ChainAccess for MemoryChain {
             )));
         }
         inner.add_block(block).map_err(Refusal::Invalid)
+    }
+
+    fn has_tx(&self, txid: &Txid) -> bool {
+        self.pool_contains(txid)
+    }
+
+    fn fresh_txids(&self, max: usize) -> Vec<Txid> {
+        let mut pool = self.lock_pool();
+        let n = pool.fresh.len().min(max);
+        pool.fresh.drain(..n).collect()
+    }
+
+    fn pool_txids(&self, max: usize) -> Vec<Txid> {
+        self.lock_pool().order.iter().take(max).copied().collect()
+    }
+
+    fn tx_bytes(&self, txids: &[Txid], budget: usize) -> Vec<Vec<u8>> {
+        let pool = self.lock_pool();
+        let mut out = Vec::new();
+        let mut total = 0;
+        for tx in txids.iter().filter_map(|t| pool.txs.get(t)) {
+            let bytes = cairn_primitives::encoding::encode(tx);
+            total += bytes.len();
+            if total > budget {
+                break;
+            }
+            out.push(bytes);
+        }
+        out
+    }
+
+    async fn submit_tx(&self, _peer: PeerId, tx: Transaction) -> Result<(), Refusal> {
+        self.add_tx(tx);
+        Ok(())
+    }
+
+    fn txs_by_short_id(
+        &self,
+        keys: &crate::relay::compact::ShortIdKeys,
+        wanted: &HashMap<u64, usize>,
+    ) -> Vec<(usize, Transaction)> {
+        if self.collide.load(std::sync::atomic::Ordering::Relaxed) {
+            return wanted
+                .values()
+                .map(|&pos| (pos, coinbase(1_000_000 + pos as u64)))
+                .collect();
+        }
+        let pool = self.lock_pool();
+        crate::relay::compact::match_short_ids(keys, wanted, pool.txs.values())
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) async fn start_node(
         while let Some(event) = events.recv().await {
             match event {
                 NetworkEvent::Transaction { tx, source, msg_id } => {
+                    c.add_tx(tx.clone());
                     let _ = seen_tx.send(Seen::Tx(tx, Instant::now()));
                     let _ = h
                         .report_validation(msg_id, source, Acceptance::Accept)
@@ -76,7 +77,12 @@ pub(crate) async fn start_node(
                 } => {
                     let verdict = if c.contains_block(&block.header.prev_hash) {
                         match c.add_block(block.clone()) {
-                            Ok(()) => Acceptance::Accept,
+                            Ok(()) => {
+                                // As the node does: peers that take only full blocks get it.
+                                h.relay_block_to_full_block_peers(Arc::new(block.clone()))
+                                    .await;
+                                Acceptance::Accept
+                            }
                             Err(_) => Acceptance::Reject,
                         }
                     } else {

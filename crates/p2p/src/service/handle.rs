@@ -8,6 +8,27 @@ pub(crate) enum Command {
         payload: Vec<u8>,
         reply: oneshot::Sender<Result<MessageId, P2pError>>,
     },
+    /// A block: compactly (when `compact`) and in full where peers need it (see
+    /// [`NetworkHandle::publish_block`]).
+    PublishBlock {
+        block: Arc<Block>,
+        compact: bool,
+        reply: Option<oneshot::Sender<Result<MessageId, P2pError>>>,
+    },
+    RelayRequest {
+        peer: PeerId,
+        frame: Vec<u8>,
+        reply: oneshot::Sender<Result<RelayResponse, P2pError>>,
+    },
+    RespondRelay {
+        channel: ResponseChannel<Frame>,
+        frame: Vec<u8>,
+    },
+    Penalise {
+        peer: PeerId,
+        points: u32,
+        reason: String,
+    },
     ReportValidation {
         msg_id: MessageId,
         source: PeerId,
@@ -71,9 +92,30 @@ impl NetworkHandle {
         self.publish_raw(GossipKind::Tx, encode(tx)).await
     }
 
-    /// Gossips a block (payload = its canonical encoding). Returns its message id.
+    /// Gossips a block the node produced (mined, `submitblock`): compactly on the
+    /// `cmpctblock` topic, and in full on the `block` topic when compact blocks are off or a
+    /// connected peer takes only full blocks (docs/protocol.md §8.7). Returns the message id
+    /// of the compact announcement (of the full block when compact blocks are off).
     pub async fn publish_block(&self, block: &Block) -> Result<MessageId, P2pError> {
-        self.publish_raw(GossipKind::Block, encode(block)).await
+        self.ask(|reply| Command::PublishBlock {
+            block: Arc::new(block.clone()),
+            compact: true,
+            reply: Some(reply),
+        })
+        .await?
+    }
+
+    /// A block that arrived by gossip and was connected: gossipsub forwards the message that
+    /// brought it, so this only publishes it in full for connected peers that take only full
+    /// blocks (nothing when there are none).
+    pub async fn relay_block_to_full_block_peers(&self, block: Arc<Block>) {
+        let _ = self
+            .send(Command::PublishBlock {
+                block,
+                compact: false,
+                reply: None,
+            })
+            .await;
     }
 
     /// Publishes arbitrary bytes on a topic: for tests and tools (a node publishes typed values).
@@ -175,6 +217,32 @@ impl NetworkHandle {
 
     pub(crate) async fn respond(&self, channel: ResponseChannel<Frame>, frame: Vec<u8>) {
         let _ = self.send(Command::Respond { channel, frame }).await;
+    }
+
+    /// Sends one relay request (`/cairn/relay/1`) and waits for the decoded response.
+    pub async fn relay_request(
+        &self,
+        peer: PeerId,
+        request: &RelayRequest,
+    ) -> Result<RelayResponse, P2pError> {
+        let frame = encode(request);
+        self.ask(|reply| Command::RelayRequest { peer, frame, reply })
+            .await?
+    }
+
+    pub(crate) async fn respond_relay(&self, channel: ResponseChannel<Frame>, frame: Vec<u8>) {
+        let _ = self.send(Command::RespondRelay { channel, frame }).await;
+    }
+
+    /// Adds misbehaviour points to a peer (banned at the threshold).
+    pub(crate) async fn penalise(&self, peer: PeerId, points: u32, reason: &str) {
+        let _ = self
+            .send(Command::Penalise {
+                peer,
+                points,
+                reason: reason.to_string(),
+            })
+            .await;
     }
 
     /// Counters.

@@ -33,10 +33,12 @@ use crate::config::{
     BAN_THRESHOLD, BOOTNODE_BACKOFF_MAX, BOOTNODE_BACKOFF_MIN, NODE_KEY_FILE, NetworkConfig,
 };
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::relay::{RelayInput, RelayRequest, RelayResponse, TxRelay};
 use crate::sync::{ChainAccess, ServeRequest, SyncDriver, SyncInput};
 
 mod handle;
 mod node_key;
+mod relay_events;
 mod swarm;
 
 pub(crate) use handle::Command;
@@ -186,6 +188,7 @@ impl NetworkService {
         let (event_tx, event_rx) = mpsc::channel(config.event_queue);
         let (sync_tx, sync_rx) = mpsc::channel(config.sync_queue);
         let (serve_tx, serve_rx) = mpsc::channel(config.serve_queue);
+        let (relay_tx, relay_rx) = mpsc::channel(config.relay_queue);
         let handle = NetworkHandle {
             commands: cmd_tx,
             local_peer_id,
@@ -206,10 +209,13 @@ impl NetworkService {
         let mut service = Service {
             tx_topic: IdentTopic::new(config.tx_topic()).hash(),
             block_topic: IdentTopic::new(config.block_topic()).hash(),
+            compact_topic: IdentTopic::new(config.compact_block_topic()).hash(),
             awaiting_validation: HashMap::new(),
             swarm,
             commands: cmd_rx,
-            events: event_tx,
+            events: event_tx.clone(),
+            relay: relay_tx,
+            pending_relay: HashMap::new(),
             sync: sync_tx,
             serve: serve_tx,
             metrics,
@@ -242,7 +248,8 @@ impl NetworkService {
             config.serve_workers,
             config.serve_queue_per_peer,
         ));
-        tokio::spawn(SyncDriver::new(chain, handle.clone(), &config, sync_rx).run());
+        tokio::spawn(SyncDriver::new(chain.clone(), handle.clone(), &config, sync_rx).run());
+        tokio::spawn(TxRelay::new(chain, handle.clone(), &config, relay_rx, event_tx).run());
         Ok((handle, event_rx))
     }
 }

@@ -21,6 +21,11 @@ pub(super) struct Service {
     pub(super) last_discovery: Option<Instant>,
     pub(super) tx_topic: TopicHash,
     pub(super) block_topic: TopicHash,
+    pub(super) compact_topic: TopicHash,
+    /// Inputs of the relay task (announcements, requests, compact blocks).
+    pub(super) relay: mpsc::Sender<RelayInput>,
+    pub(super) pending_relay:
+        HashMap<OutboundRequestId, oneshot::Sender<Result<RelayResponse, P2pError>>>,
     /// Gossip handed to the node and not yet judged, with its kind (the penalty of a reject
     /// depends on it). Bounded: cleared when it reaches twice the event queue (messages the
     /// node never judged), at worst costing a block reject the transaction penalty.
@@ -71,10 +76,14 @@ impl Service {
         for (_, (_, reply)) in self.pending.drain() {
             let _ = reply.send(Err(P2pError::ServiceStopped));
         }
+        for (_, reply) in self.pending_relay.drain() {
+            let _ = reply.send(Err(P2pError::ServiceStopped));
+        }
     }
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        self.refresh_score_gauges();
         let expired: Vec<PeerId> = self
             .bans
             .iter()
@@ -141,11 +150,7 @@ impl Service {
                 };
                 let len = payload.len();
                 let id = crate::behaviour::message_id(&payload);
-                let result = match self.swarm.behaviour_mut().gossipsub.publish(topic, payload) {
-                    Ok(id) => Ok(id),
-                    Err(PublishError::Duplicate) => Ok(id),
-                    Err(e) => Err(P2pError::Publish(e.to_string())),
-                };
+                let result = self.publish(topic, payload).map(|_| id);
                 if result.is_ok() {
                     let m = &self.metrics;
                     Metrics::inc(match kind {
@@ -156,15 +161,38 @@ impl Service {
                 }
                 let _ = reply.send(result);
             }
+            Command::PublishBlock {
+                block,
+                compact,
+                reply,
+            } => {
+                let result = self.publish_block(&block, compact);
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            Command::RelayRequest { peer, frame, reply } => {
+                self.send_relay_request(peer, frame, reply)
+            }
+            Command::RespondRelay { channel, frame } => {
+                Metrics::add(&self.metrics.sync_bytes_out, frame.len());
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .relay
+                    .send_response(channel, Frame::new(frame));
+            }
+            Command::Penalise {
+                peer,
+                points,
+                reason,
+            } => self.penalise(peer, points, &reason),
             Command::ReportValidation {
                 msg_id,
                 source,
                 acceptance,
             } => {
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&msg_id, &source, acceptance.into());
+                self.validation(&msg_id, &source, acceptance.into());
                 let kind = self.awaiting_validation.remove(&msg_id);
                 if acceptance == Acceptance::Reject {
                     Metrics::inc(&self.metrics.invalid_messages);
@@ -233,8 +261,26 @@ impl Service {
         }
     }
 
+    /// Publishes on gossip; every refusal but "duplicate" is counted and logged (under a burst
+    /// "every queue full" means the message reached nobody from here).
+    pub(super) fn publish(&mut self, topic: TopicHash, payload: Vec<u8>) -> Result<(), P2pError> {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic.clone(), payload)
+        {
+            Ok(_) | Err(PublishError::Duplicate) => Ok(()),
+            Err(e) => {
+                Metrics::inc(&self.metrics.gossip_publish_failed);
+                debug!(%topic, error = %e, "gossip publish failed");
+                Err(P2pError::Publish(e.to_string()))
+            }
+        }
+    }
+
     /// Adds misbehaviour points; at [`BAN_THRESHOLD`] the peer is banned.
-    fn penalise(&mut self, peer: PeerId, points: u32, reason: &str) {
+    pub(super) fn penalise(&mut self, peer: PeerId, points: u32, reason: &str) {
         let score = match self.peers.get_mut(&peer) {
             Some(state) => {
                 state.misbehaviour = state.misbehaviour.saturating_add(points);
@@ -331,6 +377,7 @@ impl Service {
             .events
             .try_send(NetworkEvent::PeerDisconnected { peer });
         self.to_sync(SyncInput::PeerDisconnected(peer));
+        self.to_relay(RelayInput::PeerDisconnected(peer));
     }
 
     fn on_connected(&mut self, peer: PeerId, endpoint: ConnectedPoint, connections: u32) {
@@ -390,6 +437,7 @@ impl Service {
             direction,
         });
         self.to_sync(SyncInput::PeerConnected(peer));
+        self.to_relay(RelayInput::PeerConnected(peer));
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
@@ -399,7 +447,12 @@ impl Service {
                 message_id,
                 message,
             }) => self.on_gossip(propagation_source, message_id, message),
+            BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            }) => self.on_slow_peer(peer_id, failed_messages),
             BehaviourEvent::Sync(event) => self.on_sync_event(event),
+            BehaviourEvent::Relay(event) => self.on_relay_event(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let speaks_kad = info.protocols.contains(&KAD_PROTOCOL);
                 if speaks_kad {
@@ -461,6 +514,9 @@ impl Service {
                     msg_id: msg_id.clone(),
                 },
             )
+        } else if message.topic == self.compact_topic {
+            self.on_compact_gossip(source, msg_id, &message.data);
+            return;
         } else if message.topic == self.block_topic {
             Metrics::inc(&self.metrics.blocks_in);
             decode_with_limit::<Block>(&message.data, self.config.max_block_size).map(|block| {
@@ -487,6 +543,7 @@ impl Service {
                     self.awaiting_validation.insert(msg_id.clone(), kind);
                 } else {
                     Metrics::inc(&self.metrics.dropped_events);
+                    debug!(%source, "event queue full; gossip message dropped (Ignore)");
                     self.validation(&msg_id, &source, MessageAcceptance::Ignore);
                 }
             }
@@ -498,11 +555,24 @@ impl Service {
         }
     }
 
-    fn validation(&mut self, id: &MessageId, source: &PeerId, acceptance: MessageAcceptance) {
-        self.swarm
+    /// Reports a verdict to gossipsub. A verdict for a message its cache no longer holds (the
+    /// node took longer than the cache's few heartbeats) forwards nothing: counted, logged.
+    pub(super) fn validation(
+        &mut self,
+        id: &MessageId,
+        source: &PeerId,
+        acceptance: MessageAcceptance,
+    ) {
+        let accept = matches!(acceptance, MessageAcceptance::Accept);
+        let found = self
+            .swarm
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(id, source, acceptance);
+        if !found && accept {
+            Metrics::inc(&self.metrics.gossip_validation_late);
+            debug!(%source, "verdict after the message left gossipsub's cache; not forwarded");
+        }
     }
 
     fn on_sync_event(&mut self, event: request_response::Event<Frame, Frame>) {
@@ -542,6 +612,9 @@ impl Service {
                                 if let SyncResponse::Status(s) = &response {
                                     state.info.status = Some(*s);
                                 }
+                            }
+                            if let SyncResponse::Status(s) = &response {
+                                self.to_relay(RelayInput::PeerStatus(peer, *s));
                             }
                             Ok(response)
                         }
@@ -655,6 +728,7 @@ impl Service {
                 state.info.supports_sync = Some(true);
             }
             self.to_sync(SyncInput::PeerStatus(peer, *status));
+            self.to_relay(RelayInput::PeerStatus(peer, *status));
         }
         if let Err(mpsc::error::TrySendError::Full(req) | mpsc::error::TrySendError::Closed(req)) =
             self.serve.try_send(ServeRequest {

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_primitives::encoding::{encode, encoded_len};
-use cairn_primitives::{Block, BlockHash, BlockHeader};
+use cairn_primitives::{Block, BlockHash, BlockHeader, Transaction, Txid};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use libp2p::PeerId;
@@ -45,6 +45,7 @@ use crate::config::{
     MAX_BLOCKS_PER_REQUEST, MAX_HEADERS_PER_REQUEST, MAX_LOCATOR_LEN, NetworkConfig,
 };
 use crate::metrics::Metrics;
+use crate::relay::compact::ShortIdKeys;
 use crate::service::{NetworkHandle, RateLimit};
 
 mod driver;
@@ -118,6 +119,57 @@ pub trait ChainAccess: Send + Sync + 'static {
         peer: PeerId,
         block: Block,
     ) -> impl Future<Output = Result<(), Refusal>> + Send;
+
+    // ------------------------------------------------------------ transaction relay
+    // The defaults describe a node without a mempool (a test chain, a light relay): it
+    // announces nothing and fetches nothing.
+
+    /// Relay. Whether the mempool holds this transaction (or it was just confirmed): a quick
+    /// read, called for every announced txid.
+    fn has_tx(&self, _txid: &Txid) -> bool {
+        true
+    }
+
+    /// Relay. Txids the node accepted into its mempool since the last call (any origin),
+    /// oldest first, at most `max`; the rest are returned by the next call. The relay task
+    /// announces them to every peer.
+    fn fresh_txids(&self, _max: usize) -> Vec<Txid> {
+        Vec::new()
+    }
+
+    /// Relay. Txids of the mempool, parents before children, at most `max`: announced to a
+    /// peer when it connects.
+    fn pool_txids(&self, _max: usize) -> Vec<Txid> {
+        Vec::new()
+    }
+
+    /// Relay. Canonical encodings of these mempool transactions, in the order asked, unknown
+    /// ones skipped, stopping before the total would exceed `budget` bytes.
+    fn tx_bytes(&self, _txids: &[Txid], _budget: usize) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+
+    /// Relay. A transaction fetched from `peer` (it announced it). [`Refusal::Invalid`] (it
+    /// breaks a consensus rule) costs the peer misbehaviour points; policy refusals and races
+    /// must be [`Refusal::Later`].
+    fn submit_tx(
+        &self,
+        _peer: PeerId,
+        _tx: Transaction,
+    ) -> impl Future<Output = Result<(), Refusal>> + Send {
+        async { Err(Refusal::Later("no mempool".into())) }
+    }
+
+    /// Compact blocks. The mempool transactions (and recently evicted or orphaned ones the node
+    /// still holds) whose short id under `keys` is in `wanted`, as `(position, transaction)`;
+    /// see [`crate::relay::compact::match_short_ids`]. Runs on the blocking pool.
+    fn txs_by_short_id(
+        &self,
+        _keys: &ShortIdKeys,
+        _wanted: &HashMap<u64, usize>,
+    ) -> Vec<(usize, Transaction)> {
+        Vec::new()
+    }
 }
 
 /// Why the node refused headers or a block a peer sent over sync.

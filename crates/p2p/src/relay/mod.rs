@@ -1,0 +1,106 @@
+//! `/cairn/relay/1`: the repair path behind gossip, and its messages.
+//!
+//! Gossipsub is fast but lossy under a burst: it drops forwards from full or slow per-peer
+//! queues, a verdict that comes after its message cache let go of a message is never
+//! forwarded, and IHAVE/IWANT repairs only for a few heartbeats. So every transaction a node
+//! accepts is also *announced* (its txid) to every peer that does not already know it, in one
+//! `Inventory` per peer and [`crate::config::DEFAULT_ANNOUNCE_INTERVAL`], and a peer that lacks
+//! it after [`crate::config::DEFAULT_TX_FETCH_DELAY`] (gossip had its chance) asks for it with
+//! `GetTxs`, as Bitcoin's inv/getdata. A peer that connects is announced the whole pool (up to
+//! [`crate::config::MAX_POOL_ANNOUNCEMENT`]), so a node that joins or reconnects gets what it
+//! missed. Every queue is bounded by a named constant and every drop is counted.
+//!
+//! Compact blocks (`compact`) use the same protocol to fetch the transactions a receiver could
+//! not find in its mempool (`GetBlockTxs`).
+//!
+//! One request per stream, framed as `/cairn/sync/1` (the requester writes one encoded
+//! [`RelayRequest`] and closes; the responder writes one [`RelayResponse`]).
+
+use cairn_primitives::{BlockHash, Transaction, Txid};
+use libp2p::StreamProtocol;
+
+pub mod compact;
+mod driver;
+mod known;
+
+pub(crate) use driver::{RelayInput, TxRelay};
+pub use known::KnownIds;
+
+/// Protocol id of the relay protocol.
+pub const RELAY_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/relay/1");
+
+/// A relay request.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum RelayRequest {
+    /// "I have these transactions" (at most [`crate::config::MAX_INVENTORY_IDS`]). Answered
+    /// [`RelayResponse::Ack`] at once; the receiver fetches what it lacks later.
+    Inventory(Vec<Txid>),
+    /// "Send me these" (at most [`crate::config::MAX_INVENTORY_IDS`]). Answered
+    /// [`RelayResponse::Txs`]: those the responder has, in the order asked, within
+    /// [`crate::config::MAX_TXS_RESPONSE_BYTES`].
+    GetTxs(Vec<Txid>),
+    /// The transactions at these positions of a block the responder announced compactly
+    /// (ascending, at most [`compact::MAX_BLOCK_TXS_INDEXES`]). Answered
+    /// [`RelayResponse::BlockTxs`] with all of them, or `Error`.
+    GetBlockTxs { block: BlockHash, indexes: Vec<u32> },
+    /// "My best block is now this" (sent to every peer when the tip changes). Answered
+    /// [`RelayResponse::Ack`]. A receiver with less work that has not got the block from gossip
+    /// within [`crate::config::TIP_ANNOUNCE_GRACE`] syncs with the sender.
+    NewTip(crate::codec::Status),
+}
+
+/// A relay response.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum RelayResponse {
+    Ack,
+    Txs(Vec<Transaction>),
+    BlockTxs {
+        block: BlockHash,
+        txs: Vec<Transaction>,
+    },
+    /// Understood but not served (busy, unknown block ...). Nobody is penalised for it.
+    Error(String),
+}
+
+/// Enum tag (`u32`) + vector length (`u64`) in front of the transactions of a `Txs` response.
+pub(crate) const TXS_RESPONSE_PREFIX: usize = 12;
+/// Variant index of [`RelayResponse::Txs`] in the canonical encoding.
+const TXS_VARIANT: u32 = 1;
+
+/// The canonical encoding of `RelayResponse::Txs` around already encoded transactions.
+pub(crate) fn txs_response(txs: &[Vec<u8>]) -> Vec<u8> {
+    let len = txs.iter().map(Vec::len).sum::<usize>();
+    let mut out = Vec::with_capacity(TXS_RESPONSE_PREFIX + len);
+    out.extend_from_slice(&TXS_VARIANT.to_le_bytes());
+    out.extend_from_slice(&(txs.len() as u64).to_le_bytes());
+    for t in txs {
+        out.extend_from_slice(t);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_primitives::encoding::{decode, encode};
+
+    #[test]
+    fn txs_response_is_the_canonical_encoding() {
+        let txs = vec![
+            crate::test_utils::coinbase(1),
+            crate::test_utils::coinbase(2),
+        ];
+        let raw: Vec<Vec<u8>> = txs.iter().map(encode).collect();
+        assert_eq!(txs_response(&raw), encode(&RelayResponse::Txs(txs)));
+        assert_eq!(txs_response(&[]), encode(&RelayResponse::Txs(vec![])));
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let r = RelayRequest::GetBlockTxs {
+            block: BlockHash::ZERO,
+            indexes: vec![1, 5],
+        };
+        assert_eq!(decode::<RelayRequest>(&encode(&r)), Ok(r));
+    }
+}

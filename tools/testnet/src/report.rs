@@ -1,0 +1,355 @@
+//! Summaries (percentiles), the scenario measurements common to all scenarios, the printed
+//! table and the JSON report.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::host::Memory;
+use crate::network::{EndCheck, MinedBlock};
+use crate::topology::Counters;
+
+/// Block size classes of the "block connected by every host" table (upper bounds, bytes).
+pub const SIZE_CLASSES: [(u64, &str); 4] = [
+    (10_000, "<10 kB"),
+    (100_000, "10-100 kB"),
+    (500_000, "100-500 kB"),
+    (u64::MAX, ">=500 kB"),
+];
+
+/// Gossip messages the node delivered (each is useful: gossipsub drops copies it has seen
+/// before the node sees them).
+const USEFUL_MESSAGE_METRICS: [&str; 2] = [
+    "cairn_p2p_gossip_tx_in_total",
+    "cairn_p2p_gossip_blocks_in_total",
+];
+/// Copies gossipsub received and dropped as already seen. cairnd does not export it yet; when a
+/// node does, the duplicate factor is computed from it.
+pub const DUPLICATE_METRIC: &str = "cairn_p2p_gossip_duplicates_total";
+/// Payload bytes the node received by gossip and by sync.
+const PAYLOAD_IN_METRICS: [&str; 2] = [
+    "cairn_p2p_gossip_bytes_in_total",
+    "cairn_p2p_sync_bytes_in_total",
+];
+/// Gossip messages dropped because the node was busy.
+const DROPPED_METRIC: &str = "cairn_p2p_dropped_events_total";
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(rank).copied()
+}
+
+pub fn summary(values: &[f64]) -> Value {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    json!({
+        "count": v.len(),
+        "p50": percentile(&v, 0.50).map(round1),
+        "p99": percentile(&v, 0.99).map(round1),
+        "max": v.last().copied().map(round1),
+    })
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn fmt_opt(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |x| format!("{x:.0}"))
+}
+
+/// What every scenario measures.
+#[derive(Default)]
+pub struct Measures {
+    /// Transaction: first mempool to last mempool, ms.
+    pub tx_ms: Vec<f64>,
+    pub tx_sent: usize,
+    pub tx_refused: usize,
+    /// Accepted where sent but missing from some mempool at the end of the scenario.
+    pub tx_incomplete: usize,
+    pub blocks: Vec<MinedBlock>,
+    /// Bytes per host while transactions were relayed (the send-and-settle windows).
+    pub tx_traffic: Vec<Counters>,
+}
+
+impl Measures {
+    pub fn add_tx_traffic(&mut self, window: &[Counters]) {
+        if self.tx_traffic.len() < window.len() {
+            self.tx_traffic.resize(window.len(), Counters::default());
+        }
+        for (t, w) in self.tx_traffic.iter_mut().zip(window) {
+            t.sent += w.sent;
+            t.received += w.received;
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        let mut classes = Vec::new();
+        for (i, (limit, label)) in SIZE_CLASSES.iter().enumerate() {
+            let low = if i == 0 { 0 } else { SIZE_CLASSES[i - 1].0 };
+            let in_class: Vec<&MinedBlock> = self
+                .blocks
+                .iter()
+                .filter(|b| b.size >= low && b.size < *limit)
+                .collect();
+            if in_class.is_empty() {
+                continue;
+            }
+            let ms: Vec<f64> = in_class.iter().filter_map(|b| b.spread_ms).collect();
+            let sent: Vec<f64> = in_class
+                .iter()
+                .flat_map(|b| b.traffic.iter().map(|c| c.sent as f64))
+                .collect();
+            let received: Vec<f64> = in_class
+                .iter()
+                .flat_map(|b| b.traffic.iter().map(|c| c.received as f64))
+                .collect();
+            let mean_size =
+                in_class.iter().map(|b| b.size as f64).sum::<f64>() / in_class.len() as f64;
+            let mean_received = received.iter().sum::<f64>() / received.len().max(1) as f64;
+            classes.push(json!({
+                "size_class": label,
+                "blocks": in_class.len(),
+                "incomplete": in_class.len() - ms.len(),
+                "mean_size_bytes": mean_size.round(),
+                "connected_by_every_host_ms": summary(&ms),
+                "bytes_sent_per_host": summary(&sent),
+                "bytes_received_per_host": summary(&received),
+                "received_per_block_byte": round2(mean_received / mean_size.max(1.0)),
+            }));
+        }
+        let per_tx = |f: fn(&Counters) -> u64| -> Value {
+            let v: Vec<f64> = self
+                .tx_traffic
+                .iter()
+                .map(|c| f(c) as f64 / self.tx_sent.max(1) as f64)
+                .collect();
+            summary(&v)
+        };
+        json!({
+            "tx_to_every_mempool_ms": summary(&self.tx_ms),
+            "tx_sent": self.tx_sent,
+            "tx_refused": self.tx_refused,
+            "tx_incomplete": self.tx_incomplete,
+            "tx_bytes_sent_per_host_per_tx": per_tx(|c| c.sent),
+            "tx_bytes_received_per_host_per_tx": per_tx(|c| c.received),
+            "blocks": self.blocks.iter().map(|b| json!({
+                "hash": b.hash, "miner": b.miner, "size": b.size, "ntx": b.ntx,
+                "connected_by_every_host_ms": b.spread_ms.map(round1),
+                "bytes_sent_per_host": summary(&b.traffic.iter().map(|c| c.sent as f64).collect::<Vec<_>>()),
+                "bytes_received_per_host": summary(&b.traffic.iter().map(|c| c.received as f64).collect::<Vec<_>>()),
+            })).collect::<Vec<_>>(),
+            "block_classes": classes,
+        })
+    }
+}
+
+/// Duplicate factor and its closest available substitute, from `/metrics` before and after
+/// and the interface counters over the same interval.
+pub fn duplicates(
+    before: &[HashMap<String, f64>],
+    after: &[HashMap<String, f64>],
+    wire: &[Counters],
+) -> Value {
+    let delta = |name: &str| -> f64 {
+        after
+            .iter()
+            .zip(before)
+            .map(|(a, b)| {
+                let (a, b) = (
+                    a.get(name).copied().unwrap_or(0.0),
+                    b.get(name).copied().unwrap_or(0.0),
+                );
+                // A host restarted in between counts from zero again.
+                if a >= b { a - b } else { a }
+            })
+            .sum()
+    };
+    let has = |name: &str| after.iter().any(|m| m.contains_key(name));
+    let useful: f64 = USEFUL_MESSAGE_METRICS.iter().map(|m| delta(m)).sum();
+    let payload: f64 = PAYLOAD_IN_METRICS.iter().map(|m| delta(m)).sum();
+    let wire_in: f64 = wire.iter().map(|c| c.received as f64).sum();
+    let factor = if has(DUPLICATE_METRIC) && useful > 0.0 {
+        json!(round2((useful + delta(DUPLICATE_METRIC)) / useful))
+    } else {
+        Value::Null
+    };
+    json!({
+        "duplicate_factor": factor,
+        "duplicate_factor_note": if factor.is_null() {
+            format!("unavailable: cairnd does not export gossipsub's duplicate count ({DUPLICATE_METRIC})")
+        } else {
+            "copies received (useful + duplicates) per useful gossip message".to_string()
+        },
+        "useful_gossip_messages": useful,
+        "wire_bytes_per_payload_byte": if payload > 0.0 { json!(round2(wire_in / payload)) } else { Value::Null },
+        "wire_bytes_per_payload_byte_note": "interface bytes received / gossip+sync payload bytes the nodes delivered (includes duplicates, IHAVE/IWANT, framing, TCP)",
+        "dropped_events": delta(DROPPED_METRIC),
+    })
+}
+
+pub fn memory_json(hosts: &[usize], mem: &[Option<Memory>]) -> Value {
+    let rss: Vec<f64> = mem.iter().flatten().map(|m| m.rss as f64 / 1e6).collect();
+    let peak: Vec<f64> = mem
+        .iter()
+        .flatten()
+        .map(|m| m.peak_rss as f64 / 1e6)
+        .collect();
+    json!({
+        "rss_mb": summary(&rss),
+        "peak_rss_mb": summary(&peak),
+        "per_host": hosts.iter().zip(mem).map(|(h, m)| json!({
+            "host": h,
+            "rss_bytes": m.map(|m| m.rss),
+            "peak_rss_bytes": m.map(|m| m.peak_rss),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn end_json(e: &EndCheck) -> Value {
+    let first = e.per_host.first().cloned().unwrap_or(Value::Null);
+    json!({
+        "one_tip_and_utxo_digest": e.agree,
+        "tip": first["tip"],
+        "height": first["height"],
+        "utxo_digest": first["utxo_digest"],
+        "converge_ms": round1(e.converge_ms),
+        "per_host": e.per_host,
+    })
+}
+
+/// The printed table: one block of lines per scenario.
+pub fn table(report: &Value) -> String {
+    let mut out = String::new();
+    let h = &report["harness"];
+    out.push_str(&format!(
+        "cairn-testnet: {} hosts, {} Mbit/s per host each way, seeds {}, load {} -> {}\n",
+        h["hosts"],
+        h["rate_mbit"],
+        h["seeds"],
+        h["load_start"].as_str().unwrap_or("?"),
+        h["load_end"].as_str().unwrap_or("?")
+    ));
+    for s in report["scenarios"].as_array().into_iter().flatten() {
+        let m = &s["measures"];
+        out.push_str(&format!(
+            "\n== {} ({}; {:.0} s) ==\n",
+            s["name"].as_str().unwrap_or("?"),
+            if s["ok"] == json!(true) {
+                "ok"
+            } else {
+                "FAILED"
+            },
+            s["seconds"].as_f64().unwrap_or(0.0)
+        ));
+        if let Some(e) = s["error"].as_str() {
+            out.push_str(&format!("  error: {e}\n"));
+        }
+        let tx = &m["tx_to_every_mempool_ms"];
+        if m["tx_sent"].as_u64().unwrap_or(0) > 0 {
+            out.push_str(&format!(
+                "  tx to every mempool: p50 {} ms, p99 {} ms, max {} ms ({} txs, {} refused, {} never reached every mempool)\n",
+                fmt_opt(&tx["p50"]), fmt_opt(&tx["p99"]), fmt_opt(&tx["max"]),
+                m["tx_sent"], m["tx_refused"], m["tx_incomplete"]
+            ));
+            out.push_str(&format!(
+                "  tx relay bytes per host per tx: sent p50 {}, received p50 {}\n",
+                fmt_opt(&m["tx_bytes_sent_per_host_per_tx"]["p50"]),
+                fmt_opt(&m["tx_bytes_received_per_host_per_tx"]["p50"])
+            ));
+        }
+        let classes = m["block_classes"].as_array().cloned().unwrap_or_default();
+        if !classes.is_empty() {
+            out.push_str("  block size class | blocks | mean size | every host p50/p99 ms | sent/host p50 | recv/host p50 (max) | recv/block byte\n");
+            for c in classes {
+                let t = &c["connected_by_every_host_ms"];
+                out.push_str(&format!(
+                    "  {:<16} | {:>6} | {:>9} | {:>9} / {:<9} | {:>13} | {:>10} ({}) | {}\n",
+                    c["size_class"].as_str().unwrap_or("?"),
+                    c["blocks"],
+                    fmt_opt(&c["mean_size_bytes"]),
+                    fmt_opt(&t["p50"]),
+                    fmt_opt(&t["p99"]),
+                    fmt_opt(&c["bytes_sent_per_host"]["p50"]),
+                    fmt_opt(&c["bytes_received_per_host"]["p50"]),
+                    fmt_opt(&c["bytes_received_per_host"]["max"]),
+                    c["received_per_block_byte"]
+                ));
+            }
+        }
+        let d = &s["duplicates"];
+        if !d.is_null() {
+            out.push_str(&format!(
+                "  duplicate factor: {}; wire bytes per payload byte received: {}; dropped gossip events: {}\n",
+                if d["duplicate_factor"].is_null() { "n/a (not exported by cairnd)".to_string() } else { d["duplicate_factor"].to_string() },
+                d["wire_bytes_per_payload_byte"],
+                d["dropped_events"]
+            ));
+        }
+        let mem = &s["memory"];
+        if !mem.is_null() {
+            out.push_str(&format!(
+                "  RSS per host: p50 {} MB, max {} MB (peak max {} MB)\n",
+                fmt_opt(&mem["rss_mb"]["p50"]),
+                fmt_opt(&mem["rss_mb"]["max"]),
+                fmt_opt(&mem["peak_rss_mb"]["max"])
+            ));
+        }
+        for line in s["lines"].as_array().into_iter().flatten() {
+            out.push_str(&format!("  {}\n", line.as_str().unwrap_or("")));
+        }
+        let e = &s["end_check"];
+        if !e.is_null() {
+            out.push_str(&format!(
+                "  end check: {} hosts, one tip and one UTXO digest: {} (height {}, tip {}…, digest {}…)\n",
+                e["per_host"].as_array().map_or(0, Vec::len),
+                if e["one_tip_and_utxo_digest"] == json!(true) { "yes" } else { "NO" },
+                e["height"],
+                e["tip"].as_str().unwrap_or("").get(..12).unwrap_or(""),
+                e["utxo_digest"].as_str().unwrap_or("").get(..12).unwrap_or(""),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), Some(51.0));
+        assert_eq!(percentile(&v, 0.99), Some(99.0));
+        assert_eq!(percentile(&[], 0.5), None);
+        assert_eq!(summary(&[3.0, 1.0, 2.0])["p50"], json!(2.0));
+    }
+
+    #[test]
+    fn duplicate_factor_comes_from_the_metric_when_a_node_exports_it() {
+        let m = |useful: f64, dup: Option<f64>| {
+            let mut h = HashMap::from([(USEFUL_MESSAGE_METRICS[0].to_string(), useful)]);
+            if let Some(d) = dup {
+                h.insert(DUPLICATE_METRIC.to_string(), d);
+            }
+            h
+        };
+        let wire = [Counters {
+            sent: 0,
+            received: 0,
+        }];
+        let without = duplicates(&[m(0.0, None)], &[m(10.0, None)], &wire);
+        assert!(without["duplicate_factor"].is_null());
+        let with = duplicates(&[m(0.0, Some(0.0))], &[m(10.0, Some(25.0))], &wire);
+        assert_eq!(with["duplicate_factor"], json!(3.5));
+    }
+}
