@@ -70,7 +70,10 @@ fn main() {
         full_chain(
             arg(&args, "--full-blocks", DEFAULT_FULL_BLOCKS),
             arg(&args, "--txs", DEFAULT_TXS_PER_BLOCK),
-            arg(&args, "--dbcache", DEFAULT_DBCACHE_MIB),
+            args.iter()
+                .position(|a| a == "--dbcache")
+                .and_then(|i| args.get(i + 1))
+                .map(|v| v.parse().expect("--dbcache MIB")),
         );
     }
 }
@@ -159,7 +162,10 @@ fn peak_rss(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn full_chain(n_blocks: usize, txs_per_block: usize, dbcache_mib: u64) {
+/// `dbcache_mib`: passed to the syncing node when given (a node built before `--dbcache` runs
+/// without it).
+fn full_chain(n_blocks: usize, txs_per_block: usize, dbcache: Option<u64>) {
+    let dbcache_mib = dbcache.unwrap_or(DEFAULT_DBCACHE_MIB);
     eprintln!("generating {n_blocks} blocks of {txs_per_block} signed transactions...");
     let t = Instant::now();
     let mut chain = TestChain::new(ChainParams::devnet());
@@ -186,14 +192,18 @@ fn full_chain(n_blocks: usize, txs_per_block: usize, dbcache_mib: u64) {
     // Measured with both nodes idle, just before the sync.
     let verify = verify_rate(threads());
     let verify_one = verify_rate(1);
-    let dbcache = dbcache_mib.to_string();
+    let dbcache_arg = dbcache_mib.to_string();
+    let extra: Vec<&str> = match dbcache {
+        Some(_) => vec!["--dbcache", &dbcache_arg],
+        None => vec![],
+    };
     let a_metrics = format!("{}metrics", a.rpc_url);
     let a_cpu = || {
         let text = ureq::get(&a_metrics).call().unwrap().into_string().unwrap();
         metric(&text, "process_cpu_seconds_total")
     };
     let a_cpu_before = a_cpu();
-    let (b, secs) = sync_from(&a, n_blocks as u64, &["--dbcache", &dbcache]);
+    let (b, secs) = sync_from(&a, n_blocks as u64, &extra);
     let a_cpu_sync = a_cpu() - a_cpu_before;
     let pid = b.pid().expect("running");
     let rss = peak_rss(pid);
