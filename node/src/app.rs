@@ -275,6 +275,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         notifications: notifications.clone(),
         metrics: Arc::clone(&node_metrics),
         datadir: datadir.clone(),
+        sig_cache: Arc::clone(&sig_cache),
     })?;
 
     // Network.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cairn_consensus::ChainParams;
+use cairn_consensus::{ChainParams, SigCache};
 use cairn_mempool::{Mempool, MempoolConfig, MempoolError, PeerTag, Prechecked};
 use cairn_primitives::{Block, BlockHash, BlockHeader, Transaction, Txid, XOnlyPublicKey};
 use cairn_rpc::Notification;
@@ -209,6 +209,8 @@ pub struct ChainHandle {
     pub tip: watch::Receiver<(u64, BlockHash)>,
     /// Accepted txids for the relay task to announce.
     pub fresh: Arc<FreshTxids>,
+    /// Signatures verified at acceptance, so the block that confirms them skips them.
+    pub sig_cache: Arc<SigCache>,
 }
 
 const STOPPED: &str = "the chain task has stopped";
@@ -286,13 +288,20 @@ impl ChainHandle {
         // 100 µs) runs on this worker: handing it to the blocking pool costs a thread switch
         // each way, which measured as more than the work. Larger ones go to the blocking pool.
         let checked = if tx.inputs.len() <= PRECHECK_INLINE_MAX_INPUTS {
-            cairn_mempool::precheck(tx, &self.reader, &self.params, &self.mempool_config)?
+            cairn_mempool::precheck_cached(
+                tx,
+                &self.reader,
+                &self.params,
+                &self.mempool_config,
+                Some(&self.sig_cache),
+            )?
         } else {
             let reader = self.reader.clone();
             let params = Arc::clone(&self.params);
             let config = Arc::clone(&self.mempool_config);
+            let sigs = Arc::clone(&self.sig_cache);
             tokio::task::spawn_blocking(move || {
-                cairn_mempool::precheck(tx, &reader, &params, &config)
+                cairn_mempool::precheck_cached(tx, &reader, &params, &config, Some(&sigs))
             })
             .await
             .map_err(|e| MempoolError::Internal(e.to_string()))??
@@ -337,6 +346,8 @@ pub struct ChainTaskParts {
     pub notifications: broadcast::Sender<Notification>,
     pub metrics: Arc<NodeMetrics>,
     pub datadir: PathBuf,
+    /// Shared with the chain state's connects (see `cairn_consensus::SigCache`).
+    pub sig_cache: Arc<SigCache>,
 }
 
 /// Starts the chain task on its own thread. Returns the handle, the relay queue and the thread.
@@ -366,6 +377,7 @@ pub fn spawn(
         fresh: Arc::clone(&fresh),
         params: Arc::clone(&params),
         tip: tip_rx,
+        sig_cache: parts.sig_cache,
     };
     let mut task = ChainTask {
         state: parts.state,

@@ -25,5 +25,5 @@ pub use config::*;
 pub use error::MempoolError;
 pub use pool::{
     AcceptOutcome, AcceptedTx, AddressActivity, EntryInfo, LOCAL, Mempool, MempoolInfo, PeerTag,
-    Prechecked, Template, TestAccept, precheck,
+    Prechecked, Template, TestAccept, precheck, precheck_cached,
 };

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cairn_consensus::rules::tx::{check_transaction, coinbase_is_mature, lock_time_is_final};
-use cairn_consensus::{ChainParams, Coin, ConsensusError, UtxoView};
+use cairn_consensus::{ChainParams, Coin, ConsensusError, SigCache, UtxoView};
 use cairn_primitives::keys::{sighash, verify};
 use cairn_primitives::{
     Amount, Block, BlockHash, OutPoint, Transaction, TxIn, TxOut, Txid, Wtxid, XOnlyPublicKey,
@@ -63,6 +63,18 @@ pub fn precheck(
     params: &ChainParams,
     config: &MempoolConfig,
 ) -> Result<Prechecked, MempoolError> {
+    precheck_cached(tx, chain, params, config, None)
+}
+
+/// [`precheck`] that records every signature it verifies in `sigs`, so the block that later
+/// confirms the transaction does not verify it again (as Bitcoin Core's signature cache).
+pub fn precheck_cached(
+    tx: Transaction,
+    chain: &impl UtxoView,
+    params: &ChainParams,
+    config: &MempoolConfig,
+    sigs: Option<&SigCache>,
+) -> Result<Prechecked, MempoolError> {
     let txid = tx.txid();
     if tx.is_coinbase() {
         return Err(ConsensusError::UnexpectedCoinbase { txid }.into());
@@ -91,7 +103,11 @@ pub fn precheck(
     let mut verified = vec![None; tx.inputs.len()];
     for (i, input) in tx.inputs.iter().enumerate() {
         if let Some(coin) = chain.coin(&input.prevout) {
-            if !verify(&coin.output.pubkey, &msg, &input.signature) {
+            let valid = match sigs {
+                Some(cache) => cache.verify_and_insert(&coin.output.pubkey, &msg, &input.signature),
+                None => verify(&coin.output.pubkey, &msg, &input.signature),
+            };
+            if !valid {
                 return Err(ConsensusError::InvalidSignature { txid, input: i }.into());
             }
             verified[i] = Some(coin.output.pubkey);
