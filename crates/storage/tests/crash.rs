@@ -32,6 +32,8 @@ const ENV_SMALL_CACHE: &str = "CAIRN_CRASH_CHILD_SMALL_CACHE";
 const SMALL_CACHE_BYTES: usize = 4 * 1024;
 /// Kills to perform.
 const KILLS: usize = 60;
+/// Import variants (see `run_child`): headers first or not, tiny UTXO cache or not.
+const VARIANTS: usize = 4;
 
 /// The child: imports every block of the file into the database, then exits.
 #[test]
@@ -129,14 +131,24 @@ fn crash_at_random_points_leaves_a_consistent_database() {
     // Expected digest at every block of both branches.
     let expected = common::expected_digests(&params, &chain, &[a[59].hash(), b[24].hash()]);
 
-    // How long a full import takes, to spread the kills over it.
-    let calib = temp();
-    let start = Instant::now();
-    assert!(
-        run_child(calib.path(), &file, None, 0),
-        "child import failed"
-    );
-    let full = start.elapsed();
+    // How long a full import takes in each variant (they differ: headers first, tiny cache),
+    // the shortest of two runs, to spread the kills over it.
+    let full: Vec<Duration> = (0..VARIANTS)
+        .map(|v| {
+            (0..2)
+                .map(|_| {
+                    let calib = temp();
+                    let start = Instant::now();
+                    assert!(
+                        run_child(calib.path(), &file, None, v),
+                        "child import failed"
+                    );
+                    start.elapsed()
+                })
+                .min()
+                .unwrap_or_default()
+        })
+        .collect();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -154,7 +166,8 @@ fn crash_at_random_points_leaves_a_consistent_database() {
         if i % 3 != 0 {
             dir = temp();
         }
-        let delay = Duration::from_micros(rng.next() % (full.as_micros() as u64).max(1));
+        let span = full[i % VARIANTS].as_micros() as u64;
+        let delay = Duration::from_micros(rng.next() % span.max(1));
         if run_child(dir.path(), &file, Some(delay), i) {
             killed_mid_import += 1;
         }
