@@ -152,3 +152,40 @@ fn reorg_at_the_tip_unindexes_inline() {
         reference.reader().index_dump().unwrap()
     );
 }
+
+#[test]
+fn a_schema_2_directory_is_upgraded_in_place() {
+    use cairn_storage::schema::{CF_META, COLUMN_FAMILIES, MetaKey};
+    let mut chain = TestChain::new(ChainParams::devnet());
+    let blocks: Vec<Block> = (0..12).map(|_| chain.mine(4)).collect();
+    let dir = temp();
+    {
+        let mut s = open(dir.path());
+        for b in &blocks {
+            s.accept_block(b.clone(), TEST_NOW).unwrap();
+        }
+    }
+    // Make it what version 2 wrote: no index or UTXO tip, version 2 (everything else was
+    // already written per block by version 2, which the clean shutdown's flush reproduces).
+    let set_version = |v: u32| {
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), COLUMN_FAMILIES)
+            .unwrap();
+        let meta = db.cf_handle(CF_META).unwrap();
+        db.delete_cf(meta, MetaKey::IndexTip.key()).unwrap();
+        db.delete_cf(meta, MetaKey::UtxoTip.key()).unwrap();
+        db.put_cf(meta, MetaKey::SchemaVersion.key(), v.to_le_bytes())
+            .unwrap();
+    };
+    set_version(2);
+    {
+        let s = open(dir.path());
+        assert_eq!(s.tip().hash, blocks[11].hash());
+        assert!(s.index_progress().synced());
+        check_consistency(&s.reader(), &chain);
+    }
+    // Version 1 is not upgradable: refused, never misread.
+    set_version(1);
+    let err =
+        ChainState::open(dir.path(), ChainParams::devnet(), StorageConfig::default()).unwrap_err();
+    assert!(matches!(err, StorageError::SchemaMismatch { .. }), "{err}");
+}
