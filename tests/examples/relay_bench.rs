@@ -15,9 +15,10 @@
 use std::time::{Duration, Instant};
 
 use cairn_primitives::encoding::encode_hex;
-use cairn_primitives::keys::sign_transaction;
-use cairn_primitives::{Address, Amount, BlockHash, OutPoint, Signature, Transaction, TxIn, TxOut};
-use cairn_tests::{NodeOptions, TestNode, faucet_key, post_json};
+use cairn_primitives::{Address, BlockHash, OutPoint};
+use cairn_tests::{
+    NodeOptions, TestNode, bench_arg, faucet_key, mine_until_pool_empty, post_json, signed_tx,
+};
 use serde_json::{Value, json};
 
 const DEFAULT_NODES: usize = 12;
@@ -30,53 +31,6 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(20);
 /// Issue 20's target: every mempool holds every transaction within 10 s of the last send.
 const TARGET: Duration = Duration::from_secs(10);
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
-}
-
-fn tx(
-    inputs: &[OutPoint],
-    outputs: &[u64],
-    key: &cairn_primitives::SecretKey,
-    genesis: &BlockHash,
-) -> Transaction {
-    let mut t = Transaction {
-        version: Transaction::VERSION,
-        inputs: inputs
-            .iter()
-            .map(|op| TxIn {
-                prevout: *op,
-                signature: Signature([0; 64]),
-            })
-            .collect(),
-        outputs: outputs
-            .iter()
-            .map(|v| TxOut {
-                value: Amount(*v),
-                pubkey: key.public_key(),
-            })
-            .collect(),
-        lock_time: 0,
-    };
-    let keys: Vec<_> = inputs.iter().map(|_| key).collect();
-    sign_transaction(&mut t, genesis, &keys);
-    t
-}
-
-fn mine_all(node: &TestNode, addr: &str) {
-    for _ in 0..50 {
-        if node.rpc("getmempoolinfo", json!([])).unwrap()["size"] == json!(0) {
-            return;
-        }
-        node.rpc("generatetoaddress", json!([1, addr])).unwrap();
-    }
-    panic!("the pool did not empty in 50 blocks");
-}
 
 /// `n` confirmed coins of the faucet key on `node`'s chain: the genesis allocation fanned out
 /// twice.
@@ -96,14 +50,14 @@ fn coins(node: &TestNode, n: usize, genesis: &BlockHash, addr: &str) -> Vec<(Out
     );
     let per_fanout = n.div_ceil(FANOUT);
     let first_value = (alloc["value"].as_u64().unwrap() - 1_000_000) / per_fanout as u64;
-    let first = tx(&[alloc_op], &vec![first_value; per_fanout], &key, genesis);
+    let first = signed_tx(&[alloc_op], &vec![first_value; per_fanout], &key, genesis);
     node.rpc("sendrawtransaction", json!([encode_hex(&first)]))
         .unwrap();
-    mine_all(node, addr);
+    mine_until_pool_empty(node, addr, 50).unwrap();
     let leaf_value = (first_value - 1_000_000) / FANOUT as u64;
     let mut out = Vec::new();
     for vout in 0..per_fanout {
-        let f = tx(
+        let f = signed_tx(
             &[OutPoint::new(first.txid(), vout as u32)],
             &vec![leaf_value; FANOUT],
             &key,
@@ -113,7 +67,7 @@ fn coins(node: &TestNode, n: usize, genesis: &BlockHash, addr: &str) -> Vec<(Out
             .unwrap();
         out.extend((0..FANOUT).map(|i| (OutPoint::new(f.txid(), i as u32), leaf_value)));
     }
-    mine_all(node, addr);
+    mine_until_pool_empty(node, addr, 50).unwrap();
     out.truncate(n);
     out
 }
@@ -127,13 +81,13 @@ fn metric(text: &str, name: &str) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let nodes_n = arg(&args, "--nodes", DEFAULT_NODES);
-    let n = arg(&args, "--txs", DEFAULT_TXS);
-    let batch = arg(&args, "--batch", DEFAULT_BATCH);
+    let nodes_n = bench_arg(&args, "--nodes", DEFAULT_NODES);
+    let n = bench_arg(&args, "--txs", DEFAULT_TXS);
+    let batch = bench_arg(&args, "--batch", DEFAULT_BATCH);
     let gossip_only = args.iter().any(|a| a == "--gossip-only");
     let full_blocks = args.iter().any(|a| a == "--full-blocks");
     let no_idontwant = args.iter().any(|a| a == "--no-idontwant");
-    let blocks = arg(&args, "--blocks", 0);
+    let blocks = bench_arg(&args, "--blocks", 0);
 
     let start = |boot: &[String]| {
         let dir = tempfile::Builder::new()
@@ -198,7 +152,7 @@ fn main() {
 
     let txs: Vec<String> = coins
         .iter()
-        .map(|(op, v)| encode_hex(&tx(&[*op], &[v - 1_000], &key, &genesis)))
+        .map(|(op, v)| encode_hex(&signed_tx(&[*op], &[v - 1_000], &key, &genesis)))
         .collect();
     let sent_started = Instant::now();
     for (i, chunk) in txs.chunks(batch).enumerate() {

@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_primitives::encoding::encode_hex;
-use cairn_primitives::keys::sign_transaction;
-use cairn_primitives::{Address, Amount, BlockHash, OutPoint, Signature, Transaction, TxIn, TxOut};
-use cairn_tests::{TestNode, faucet_key, post_json};
+use cairn_primitives::{Address, BlockHash, OutPoint};
+use cairn_tests::{TestNode, bench_arg, faucet_key, mine_until_pool_empty, post_json, signed_tx};
 use serde_json::{Value, json};
 
 const DEFAULT_TXS: usize = 20_000;
@@ -29,54 +28,6 @@ const GETBLOCK_INTERVAL: Duration = Duration::from_millis(50);
 const SAMPLE_BLOCK_TXS: usize = 200;
 /// Design brief: batched ingestion at >= 0.50 of the all-core verify rate.
 const INGEST_TARGET_RATIO: f64 = 0.50;
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
-}
-
-fn tx(
-    inputs: &[OutPoint],
-    outputs: &[u64],
-    key: &cairn_primitives::SecretKey,
-    genesis: &BlockHash,
-) -> Transaction {
-    let mut t = Transaction {
-        version: Transaction::VERSION,
-        inputs: inputs
-            .iter()
-            .map(|op| TxIn {
-                prevout: *op,
-                signature: Signature([0; 64]),
-            })
-            .collect(),
-        outputs: outputs
-            .iter()
-            .map(|v| TxOut {
-                value: Amount(*v),
-                pubkey: key.public_key(),
-            })
-            .collect(),
-        lock_time: 0,
-    };
-    let keys: Vec<_> = inputs.iter().map(|_| key).collect();
-    sign_transaction(&mut t, genesis, &keys);
-    t
-}
-
-/// Mines until the pool is empty (the fan-outs exceed one block).
-fn mine_all(node: &TestNode, addr: &str) {
-    for _ in 0..20 {
-        if node.rpc("getmempoolinfo", json!([])).unwrap()["size"] == json!(0) {
-            return;
-        }
-        node.rpc("generatetoaddress", json!([1, addr])).unwrap();
-    }
-    panic!("the pool did not empty in 20 blocks");
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -156,9 +107,9 @@ fn run(
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let n = arg(&args, "--txs", DEFAULT_TXS);
-    let clients = arg(&args, "--clients", DEFAULT_CLIENTS);
-    let batch = arg(&args, "--batch", DEFAULT_BATCH);
+    let n = bench_arg(&args, "--txs", DEFAULT_TXS);
+    let clients = bench_arg(&args, "--clients", DEFAULT_CLIENTS);
+    let batch = bench_arg(&args, "--batch", DEFAULT_BATCH);
 
     let node = TestNode::run(&[]).unwrap();
     let info = node.rpc("getblockchaininfo", json!([])).unwrap();
@@ -183,15 +134,15 @@ fn main() {
     let alloc_value = alloc["value"].as_u64().unwrap();
     let per_fanout = (2 * n + SAMPLE_BLOCK_TXS).div_ceil(FANOUT);
     let first_value = (alloc_value - 1_000_000) / per_fanout as u64;
-    let first = tx(&[alloc_op], &vec![first_value; per_fanout], &key, &genesis);
+    let first = signed_tx(&[alloc_op], &vec![first_value; per_fanout], &key, &genesis);
     node.rpc("sendrawtransaction", json!([encode_hex(&first)]))
         .unwrap();
     // Confirmed first: the fan-outs together are above the descendant size limit.
-    mine_all(&node, &addr);
+    mine_until_pool_empty(&node, &addr, 20).unwrap();
     let leaf_value = (first_value - 1_000_000) / FANOUT as u64;
     let mut coins = Vec::new();
     for vout in 0..per_fanout {
-        let f = tx(
+        let f = signed_tx(
             &[OutPoint::new(first.txid(), vout as u32)],
             &vec![leaf_value; FANOUT],
             &key,
@@ -201,18 +152,23 @@ fn main() {
             .unwrap();
         coins.extend((0..FANOUT as u32).map(|v| OutPoint::new(f.txid(), v)));
     }
-    mine_all(&node, &addr);
+    mine_until_pool_empty(&node, &addr, 20).unwrap();
 
     // The block `getblock` reads: a typical one, 200 one-in-one-out payments.
     let fee = 1_000;
     for op in &coins[2 * n..2 * n + SAMPLE_BLOCK_TXS] {
         node.rpc(
             "sendrawtransaction",
-            json!([encode_hex(&tx(&[*op], &[leaf_value - fee], &key, &genesis))]),
+            json!([encode_hex(&signed_tx(
+                &[*op],
+                &[leaf_value - fee],
+                &key,
+                &genesis
+            ))]),
         )
         .unwrap();
     }
-    mine_all(&node, &addr);
+    mine_until_pool_empty(&node, &addr, 20).unwrap();
     let best = node
         .rpc("getbestblockhash", json!([]))
         .unwrap()
@@ -226,7 +182,7 @@ fn main() {
     eprintln!("signing {} transactions...", 2 * n);
     let make = |ops: &[OutPoint]| -> Vec<String> {
         ops.iter()
-            .map(|op| encode_hex(&tx(&[*op], &[leaf_value - fee], &key, &genesis)))
+            .map(|op| encode_hex(&signed_tx(&[*op], &[leaf_value - fee], &key, &genesis)))
             .collect()
     };
     let singles = make(&coins[..n]);

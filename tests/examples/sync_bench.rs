@@ -20,7 +20,7 @@ use cairn_consensus::ChainParams;
 use cairn_primitives::encoding::encode_hex;
 use cairn_primitives::{Address, Block};
 use cairn_storage::test_utils::TestChain;
-use cairn_tests::{TestNode, faucet_key};
+use cairn_tests::{TestNode, bench_arg, faucet_key};
 use serde_json::json;
 
 const DEFAULT_BLOCKS: u64 = 2_000;
@@ -43,14 +43,6 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(1_800);
 /// How often the syncing node's height is polled (the benchmark's resolution).
 const POLL: Duration = Duration::from_millis(20);
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().ok().expect("a number"))
-        .unwrap_or(default)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let only = args
@@ -64,12 +56,12 @@ fn main() {
         threads()
     );
     if only.as_deref() != Some("full") {
-        empty_chain(arg(&args, "--blocks", DEFAULT_BLOCKS));
+        empty_chain(bench_arg(&args, "--blocks", DEFAULT_BLOCKS));
     }
     if only.as_deref() != Some("empty") {
         full_chain(
-            arg(&args, "--full-blocks", DEFAULT_FULL_BLOCKS),
-            arg(&args, "--txs", DEFAULT_TXS_PER_BLOCK),
+            bench_arg(&args, "--full-blocks", DEFAULT_FULL_BLOCKS),
+            bench_arg(&args, "--txs", DEFAULT_TXS_PER_BLOCK),
             args.iter()
                 .position(|a| a == "--dbcache")
                 .and_then(|i| args.get(i + 1))
@@ -284,9 +276,8 @@ fn full_chain(n_blocks: usize, txs_per_block: usize, dbcache: Option<u64>) {
     );
     match rss {
         Some(r) => println!(
-            "  peak RSS of the syncing node: {:.0} MiB = its UTXO cache limit (--dbcache {dbcache_mib} MiB) + {:.0} MiB",
-            r as f64 / 1048576.0,
-            r as f64 / 1048576.0 - dbcache_mib as f64
+            "  peak RSS of the syncing node: {:.0} MiB (UTXO cache limit {dbcache_mib} MiB; docs/operations.md: cache + ~250 MiB)",
+            r as f64 / 1048576.0
         ),
         None => println!("  peak RSS: unavailable (no /proc)"),
     }

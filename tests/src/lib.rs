@@ -618,3 +618,56 @@ pub fn verify_rate(threads: usize, samples: usize, rounds: usize) -> f64 {
         })
         .fold(0.0, f64::max)
 }
+
+/// A benchmark's numeric flag `name VALUE`, or `default`. Panics on a value that does not
+/// parse: these are the benchmark programs' own command lines.
+pub fn bench_arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().ok().expect("a number"))
+        .unwrap_or(default)
+}
+
+/// A transaction spending `inputs` (all owned by `key`) to one output per value, paid back to
+/// `key`, signed for the chain with genesis `genesis`.
+pub fn signed_tx(
+    inputs: &[cairn_primitives::OutPoint],
+    outputs: &[u64],
+    key: &cairn_primitives::SecretKey,
+    genesis: &cairn_primitives::BlockHash,
+) -> cairn_primitives::Transaction {
+    use cairn_primitives::{Amount, Signature, Transaction, TxIn, TxOut};
+    let mut t = Transaction {
+        version: Transaction::VERSION,
+        inputs: inputs
+            .iter()
+            .map(|op| TxIn {
+                prevout: *op,
+                signature: Signature([0; 64]),
+            })
+            .collect(),
+        outputs: outputs
+            .iter()
+            .map(|v| TxOut {
+                value: Amount(*v),
+                pubkey: key.public_key(),
+            })
+            .collect(),
+        lock_time: 0,
+    };
+    let keys: Vec<_> = inputs.iter().map(|_| key).collect();
+    cairn_primitives::keys::sign_transaction(&mut t, genesis, &keys);
+    t
+}
+
+/// Mines blocks paying `addr` until `node`'s mempool is empty, at most `max_blocks`.
+pub fn mine_until_pool_empty(node: &TestNode, addr: &str, max_blocks: usize) -> Result<()> {
+    for _ in 0..max_blocks {
+        if node.rpc("getmempoolinfo", json!([]))?["size"] == json!(0) {
+            return Ok(());
+        }
+        node.rpc("generatetoaddress", json!([1, addr]))?;
+    }
+    anyhow::bail!("the pool did not empty in {max_blocks} blocks")
+}
