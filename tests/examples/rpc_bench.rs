@@ -2,7 +2,7 @@
 //! concurrent client (single calls and batches), and `getblock` latency p50/p99 under that
 //! load, beside the raw BIP340 verify rate (all cores) measured in the same run.
 //!
-//! `cargo build --release --workspace --bins && cargo run --release -p cairn-tests --example rpc_bench -- [--txs N] [--clients C] [--batch B]`
+//! `cargo build --release --workspace --bins && cargo run --release -p cairn-tests --example rpc_bench -- [--txs N] [--clients C] [--batch B] [--only batched]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,6 +110,12 @@ fn main() {
     let n = bench_arg(&args, "--txs", DEFAULT_TXS);
     let clients = bench_arg(&args, "--clients", DEFAULT_CLIENTS);
     let batch = bench_arg(&args, "--batch", DEFAULT_BATCH);
+    // `--only batched`: skip the single-call phase (for profiling the batched one alone).
+    let batched_only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .is_some_and(|v| v == "batched");
 
     let node = TestNode::run(&[]).unwrap();
     let info = node.rpc("getblockchaininfo", json!([])).unwrap();
@@ -185,7 +191,11 @@ fn main() {
             .map(|op| encode_hex(&signed_tx(&[*op], &[leaf_value - fee], &key, &genesis)))
             .collect()
     };
-    let singles = make(&coins[..n]);
+    let singles = if batched_only {
+        Vec::new()
+    } else {
+        make(&coins[..n])
+    };
     let batched = make(&coins[n..2 * n]);
 
     // Raw verify rate, all cores, same run, measured with the node idle just before the load.
@@ -196,10 +206,15 @@ fn main() {
     // ingestion figure is compared with, so the highest observed is the honest divisor.
     let verify_all = cairn_tests::verify_rate(threads, VERIFY_SAMPLES, VERIFY_ROUNDS);
 
-    let (single_rate, single_lat) = run(&node, singles, clients, 1, &best);
+    let (single_rate, single_lat) = if batched_only {
+        (f64::NAN, Vec::new())
+    } else {
+        run(&node, singles, clients, 1, &best)
+    };
     let (batch_rate, batch_lat) = run(&node, batched, clients, batch, &best);
     let pool = node.rpc("getmempoolinfo", json!([])).unwrap();
-    assert_eq!(pool["size"], json!(2 * n), "every transaction accepted");
+    let expected = if batched_only { n } else { 2 * n };
+    assert_eq!(pool["size"], json!(expected), "every transaction accepted");
 
     println!(
         "RPC benchmark ({threads} cores, {clients} client threads, debug={})",

@@ -206,7 +206,14 @@ impl ChainReader {
     /// to [`INDEX_READ_WAIT`] for them, then reports how far they are rather than answering
     /// from a partial index.
     pub(crate) fn indexed_view(&self) -> StorageResult<View<'_>> {
-        let mut waited = false;
+        self.indexed_view_after(true)
+    }
+
+    /// [`ChainReader::indexed_view`], waiting for the indexes only if `wait`: without it, a
+    /// lagging index is reported at once (for callers on an async worker, which must not
+    /// block).
+    fn indexed_view_after(&self, wait: bool) -> StorageResult<View<'_>> {
+        let mut waited = !wait;
         loop {
             let v = self.view();
             let tip = v.tip()?;
@@ -363,6 +370,15 @@ impl ChainReader {
         };
         let delta: cairn_consensus::BlockConnect = decode_value("undo data", hash, &b)?;
         Ok(Some(delta.spent))
+    }
+
+    /// Whether `txid` is in a main-chain block, from the transaction index alone (no block
+    /// read). Never waits: while the indexes lag the tip it answers
+    /// [`StorageError::IndexBehind`] at once, and the caller may ask [`ChainReader::transaction`],
+    /// which waits.
+    pub fn is_confirmed_now(&self, txid: &Txid) -> StorageResult<bool> {
+        let v = self.indexed_view_after(false)?;
+        Ok(v.get(CF_TX, txid.0)?.is_some())
     }
 
     /// A main-chain transaction and its location.

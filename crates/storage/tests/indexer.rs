@@ -73,6 +73,14 @@ fn background_indexes_equal_inline_indexes() {
         reference.reader().index_dump().unwrap()
     );
     check_consistency(&r, &chain);
+    // Caught up: the non-waiting confirmation check answers from the index.
+    for b in [&blocks[0], &blocks[79]] {
+        assert!(r.is_confirmed_now(&b.transactions[1].txid()).unwrap());
+    }
+    assert!(
+        !r.is_confirmed_now(&cairn_primitives::Txid([7; 32]))
+            .unwrap()
+    );
 }
 
 #[test]
@@ -105,6 +113,14 @@ fn lagging_index_is_reported_then_survives_reorg_and_restart() {
             }
             other => panic!("expected IndexBehind, got {other:?}"),
         }
+        // The non-waiting check answers at once, and never "not confirmed" from a partial index.
+        let started = std::time::Instant::now();
+        let txid = a[59].transactions[0].txid();
+        assert!(matches!(
+            r.is_confirmed_now(&txid),
+            Err(StorageError::IndexBehind { tip: 60, .. })
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
         // Reads that need no index still answer.
         assert_eq!(r.tip().unwrap().1, a[59].hash());
         // Reorganise onto B while the indexes lag.
