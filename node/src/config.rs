@@ -55,6 +55,9 @@ pub struct ConfigFile {
     pub compact_blocks: Option<bool>,
     /// Gossipsub IDONTWANT (default true; false only to measure its effect).
     pub gossip_idontwant: Option<bool>,
+    /// Announce blocks by header and let peers pull the compact block (default true; false:
+    /// push compact blocks on gossip, to compare).
+    pub block_announcements: Option<bool>,
     /// Announce transactions over `/cairn/relay/1` (default true; false: gossip alone).
     pub tx_announcements: Option<bool>,
 }
@@ -87,6 +90,7 @@ pub struct NodeConfig {
     pub explorer: bool,
     pub compact_blocks: bool,
     pub gossip_idontwant: bool,
+    pub block_announcements: bool,
     pub tx_announcements: bool,
 }
 
@@ -226,6 +230,7 @@ impl NodeConfig {
             explorer: !cli.common.no_explorer && file.explorer.unwrap_or(true),
             compact_blocks: file.compact_blocks.unwrap_or(true),
             gossip_idontwant: file.gossip_idontwant.unwrap_or(true),
+            block_announcements: file.block_announcements.unwrap_or(true),
             tx_announcements: file.tx_announcements.unwrap_or(true),
             datadir,
         })

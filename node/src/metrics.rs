@@ -382,6 +382,48 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         p.compact_published,
     );
     metric(
+        "cairn_p2p_block_announcements_in_total",
+        "counter",
+        "Block announcements (headers) received on gossip, first copies.",
+        p.block_announcements_in,
+    );
+    metric(
+        "cairn_p2p_block_announcements_published_total",
+        "counter",
+        "Block announcements published (own blocks).",
+        p.block_announcements_published,
+    );
+    metric(
+        "cairn_p2p_compact_pulled_total",
+        "counter",
+        "Compact blocks pulled from an announcer with GetCompact.",
+        p.compact_pulled,
+    );
+    metric(
+        "cairn_p2p_compact_pull_failed_total",
+        "counter",
+        "GetCompact requests that brought no usable compact block (the full block is fetched).",
+        p.compact_pull_failed,
+    );
+    metric(
+        "cairn_p2p_compact_served_total",
+        "counter",
+        "GetCompact requests answered with a compact block.",
+        p.compact_served,
+    );
+    metric(
+        "cairn_p2p_gossip_duplicates_total",
+        "counter",
+        "Gossip copies gossipsub received and dropped as already seen, every topic.",
+        p.gossip_duplicates,
+    );
+    metric(
+        "cairn_p2p_gossip_block_duplicates_total",
+        "counter",
+        "Gossip copies dropped as already seen on the block topics (block, cmpctblock, blockann).",
+        p.gossip_block_duplicates,
+    );
+    metric(
         "cairn_p2p_full_blocks_for_legacy_total",
         "counter",
         "Full blocks published for peers that do not take compact blocks.",

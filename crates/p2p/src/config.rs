@@ -191,6 +191,11 @@ pub struct NetworkConfig {
     pub compact_blocks: bool,
     /// Gossipsub v1.2 IDONTWANT for messages above 1 kB. Off only to measure its effect.
     pub idontwant: bool,
+    /// With `compact_blocks`: announce blocks by header on the `blockann` topic and let each
+    /// receiver pull the compact block from one announcer (`GetCompact`, BIP152's
+    /// low-bandwidth mode), instead of pushing the compact block on `cmpctblock` to every mesh
+    /// peer. Off: compact blocks pushed on gossip (to compare).
+    pub block_announcements: bool,
 }
 
 impl NetworkConfig {
@@ -241,6 +246,7 @@ impl NetworkConfig {
             relay_queue: DEFAULT_RELAY_QUEUE,
             compact_blocks: true,
             idontwant: true,
+            block_announcements: true,
         }
     }
 
@@ -315,6 +321,11 @@ impl NetworkConfig {
     /// Gossip topic for blocks: `/cairn/1/<genesis hex>/block`.
     pub fn block_topic(&self) -> String {
         format!("/cairn/1/{}/block", self.genesis.to_hex())
+    }
+
+    /// Gossip topic for block announcements (a header each): `/cairn/1/<genesis hex>/blockann`.
+    pub fn block_announce_topic(&self) -> String {
+        format!("/cairn/1/{}/blockann", self.genesis.to_hex())
     }
 
     /// Gossip topic for compact blocks: `/cairn/1/<genesis hex>/cmpctblock`.

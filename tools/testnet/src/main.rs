@@ -43,6 +43,8 @@ const DEFAULT_BLOCK_TIMEOUT_SECS: u64 = 30;
 const DEFAULT_CONVERGE_TIMEOUT_SECS: u64 = 120;
 /// Spare coins beyond what the scenarios need (refusals, rounding).
 const SPARE_COINS: usize = 1_000;
+const DEFAULT_BURST_TXS: usize = 10_000;
+const SMALL_BURST_TXS: usize = 100;
 
 /// `--small`: a few hosts for a few seconds, the test suite's mode.
 const SMALL_HOSTS: usize = 4;
@@ -59,6 +61,7 @@ enum Scenario {
     Partition,
     Churn,
     LateJoiner,
+    Burst,
 }
 
 /// Many-host Cairn testnet in Linux network namespaces (needs root).
@@ -79,7 +82,7 @@ struct Cli {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "steady,partition,churn,late-joiner"
+        default_value = "steady,burst,partition,churn,late-joiner"
     )]
     scenarios: Vec<Scenario>,
     /// Steady load: rounds (transactions, then one block).
@@ -134,6 +137,14 @@ struct Cli {
     /// Seed of the random choices (which host gets a transaction, who mines, who is killed).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// A line of every host's config file (`cairn.toml`), as KEY=VALUE (a TOML value:
+    /// `gossip_idontwant=false`, `compact_blocks=false`, `block_announcements=false`);
+    /// repeatable.
+    #[arg(long = "node-config", value_name = "KEY=VALUE")]
+    node_config: Vec<String>,
+    /// Burst: transactions sent at once, spread over every host.
+    #[arg(long, default_value_t = DEFAULT_BURST_TXS)]
+    burst_txs: usize,
     /// Only remove what an earlier run left (namespaces cairn-tn-*, links ctn-*), then exit.
     #[arg(long)]
     clean: bool,
@@ -151,6 +162,7 @@ impl Cli {
             self.sync_blocks = SMALL_SYNC_BLOCKS;
             self.sync_peers = SMALL_SYNC_PEERS.to_vec();
             self.settle_secs = SMALL_SETTLE_SECS;
+            self.burst_txs = SMALL_BURST_TXS;
         }
     }
 
@@ -163,7 +175,17 @@ impl Cli {
                     .unwrap_or(0)
             })
             .sum();
-        steady + 2 * self.partition_txs + 2 * self.churn_txs + self.sync_blocks * 12 + SPARE_COINS
+        let burst = if self.scenarios.contains(&Scenario::Burst) {
+            self.burst_txs
+        } else {
+            0
+        };
+        steady
+            + burst
+            + 2 * self.partition_txs
+            + 2 * self.churn_txs
+            + self.sync_blocks * 12
+            + SPARE_COINS
     }
 }
 
@@ -179,6 +201,27 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// `KEY=VALUE` flags as `key = value` lines of a TOML file; the key must be a bare TOML key.
+fn node_config_lines(flags: &[String]) -> Result<Vec<String>> {
+    flags
+        .iter()
+        .map(|f| {
+            let (k, v) = f
+                .split_once('=')
+                .with_context(|| format!("--node-config {f}: expected KEY=VALUE"))?;
+            let k = k.trim();
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                bail!("--node-config {f}: not a bare key");
+            }
+            Ok(format!("{k} = {}", v.trim()))
+        })
+        .collect()
 }
 
 fn default_cairnd() -> Result<PathBuf> {
@@ -253,6 +296,7 @@ fn run() -> Result<bool> {
         block_timeout: Duration::from_secs(cli.block_timeout_secs),
         converge_timeout: Duration::from_secs(cli.converge_timeout_secs),
         coins: cli.coins(),
+        node_config: node_config_lines(&cli.node_config)?,
     };
     eprintln!(
         "starting {} hosts at {} Mbit/s (work dir {}, load {load_start})",
@@ -292,6 +336,9 @@ fn run() -> Result<bool> {
             Scenario::LateJoiner => scenarios::run(&mut net, "late-joiner", |n| {
                 scenarios::late_joiner(n, cli.sync_blocks, &cli.sync_peers)
             }),
+            Scenario::Burst => {
+                scenarios::run(&mut net, "burst", |n| scenarios::burst(n, cli.burst_txs))
+            }
         };
         scenarios.push(v);
     }
@@ -317,6 +364,7 @@ fn run() -> Result<bool> {
             "load_end": load_average(),
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "timestamps": "WebSocket notifications of every host (newtransactions, newblocks), stamped on arrival with the harness's clock",
+            "node_config": cli.node_config,
             "cleanup": notes,
         },
         "scenarios": scenarios,

@@ -47,6 +47,8 @@ pub struct Options {
     pub converge_timeout: Duration,
     /// Coins to fund for the whole run.
     pub coins: usize,
+    /// Lines of every host's `cairn.toml` (`key = value`), e.g. `gossip_idontwant = false`.
+    pub node_config: Vec<String>,
 }
 
 /// A deterministic generator (SplitMix64): a run is repeatable from its `--seed`.
@@ -206,7 +208,14 @@ impl Network {
 
     pub fn spawn_with(&mut self, i: usize, bootnodes: &[String]) -> Result<()> {
         let (cairnd, genesis) = (self.opts.cairnd.clone(), self.opts.genesis.clone());
-        self.hosts[i].spawn(&cairnd, genesis.as_deref(), bootnodes, &self.registry)
+        let config = self.opts.node_config.clone();
+        self.hosts[i].spawn(
+            &cairnd,
+            genesis.as_deref(),
+            bootnodes,
+            &config,
+            &self.registry,
+        )
     }
 
     pub fn subscribe(&mut self, i: usize) -> Result<()> {

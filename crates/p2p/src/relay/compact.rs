@@ -24,6 +24,7 @@ use tracing::{debug, trace};
 use super::driver::Done;
 use super::{RelayRequest, RelayResponse};
 use crate::codec::{SyncRequest, SyncResponse};
+use crate::config::BAN_THRESHOLD;
 use crate::metrics::Metrics;
 use crate::service::{Acceptance, NetworkEvent, NetworkHandle};
 use crate::sync::ChainAccess;
@@ -293,10 +294,76 @@ pub(crate) fn answer_block_txs<C: ChainAccess + ?Sized>(
     encode(&RelayResponse::BlockTxs { block, txs })
 }
 
-/// Starts rebuild jobs, at most [`MAX_REBUILDS_IN_FLIGHT`] at once.
+/// Compact blocks kept encoded for `GetCompact` answers (the latest blocks peers pull).
+pub const MAX_CACHED_COMPACT_BLOCKS: usize = 8;
+
+/// A random nonce for a compact block's short-id key (BIP152: so a collision cannot be
+/// engineered ahead of the announcement). From the OS; a clock-derived value if it fails.
+pub(crate) fn random_nonce() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::getrandom(&mut b).is_err() {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    }
+    u64::from_le_bytes(b)
+}
+
+/// Encoded `RelayResponse::Compact` answers for the latest blocks asked, so a block pulled by
+/// every neighbour is decoded and hashed once (one nonce per block, as one BIP152
+/// announcement).
 #[derive(Debug, Default)]
+pub(crate) struct CompactCache {
+    entries: std::collections::VecDeque<(BlockHash, Arc<Vec<u8>>)>,
+}
+
+impl CompactCache {
+    /// The encoded answer to `GetCompact(hash)`: from the cache, else built from the stored
+    /// block (then cached); `Error` when the block is not stored.
+    pub(crate) fn answer<C: ChainAccess + ?Sized>(
+        &mut self,
+        chain: &C,
+        hash: BlockHash,
+    ) -> (Arc<Vec<u8>>, bool) {
+        if let Some((_, frame)) = self.entries.iter().find(|(h, _)| *h == hash) {
+            return (Arc::clone(frame), true);
+        }
+        let block = chain
+            .block_bytes(&[hash], usize::MAX)
+            .into_iter()
+            .next()
+            .and_then(|bytes| decode::<Block>(&bytes).ok());
+        let Some(block) = block else {
+            return (
+                Arc::new(encode(&RelayResponse::Error("unknown block".into()))),
+                false,
+            );
+        };
+        let frame = Arc::new(encode(&RelayResponse::Compact(CompactBlock::from_block(
+            &block,
+            random_nonce(),
+        ))));
+        if self.entries.len() >= MAX_CACHED_COMPACT_BLOCKS {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((hash, Arc::clone(&frame)));
+        (frame, true)
+    }
+}
+
+/// What a rebuild starts from: a compact block pushed on gossip, or an announced header whose
+/// compact block is pulled from the announcer first.
+pub(crate) enum RebuildFrom {
+    Pushed(Box<CompactBlock>),
+    Announced(BlockHeader),
+}
+
+/// Starts rebuild jobs, at most [`MAX_REBUILDS_IN_FLIGHT`] at once.
+#[derive(Debug)]
 pub(crate) struct Rebuilder {
     in_flight: Arc<AtomicUsize>,
+    max_block_size: usize,
 }
 
 /// Decrements the in-flight count when a job ends, however it ends.
@@ -308,12 +375,19 @@ impl Drop for Slot {
 }
 
 impl Rebuilder {
+    pub(crate) fn new(max_block_size: usize) -> Self {
+        Self {
+            in_flight: Arc::default(),
+            max_block_size,
+        }
+    }
+
     pub(crate) fn start<C: ChainAccess>(
         &self,
         chain: Arc<C>,
         net: NetworkHandle,
         events: mpsc::Sender<NetworkEvent>,
-        compact: CompactBlock,
+        from: RebuildFrom,
         source: PeerId,
         msg_id: MessageId,
     ) -> Pin<Box<dyn Future<Output = Done> + Send>> {
@@ -329,11 +403,29 @@ impl Rebuilder {
             });
         }
         let slot = Slot(Arc::clone(&self.in_flight));
+        let max_block_size = self.max_block_size;
         Box::pin(async move {
             let _slot = slot;
-            let hash = compact.header.hash();
             let started = Instant::now();
-            let block = match rebuild(&chain, &net, compact, source).await {
+            let (hash, compact) = match from {
+                RebuildFrom::Pushed(c) => (c.header.hash(), Some(*c)),
+                RebuildFrom::Announced(header) => {
+                    let hash = header.hash();
+                    if chain.status().best_hash == hash {
+                        // Our own tip (a late copy of what we relayed): nothing to fetch.
+                        let _ = net
+                            .report_validation(msg_id, source, Acceptance::Ignore)
+                            .await;
+                        return Done::Rebuilt;
+                    }
+                    (hash, pull(&net, source, header, max_block_size).await)
+                }
+            };
+            let rebuilt = match compact {
+                Some(c) => rebuild(&chain, &net, c, source).await,
+                None => None,
+            };
+            let block = match rebuilt {
                 Some(block) => Some(block),
                 None => fetch_full(&net, source, hash).await,
             };
@@ -411,6 +503,49 @@ async fn rebuild<C: ChainAccess>(
         debug!(%hash, "rebuilt block does not match its merkle root (short-id collision); fetching it whole");
     }
     block
+}
+
+/// The compact form of an announced block, from its announcer (`GetCompact`). `None` when it
+/// does not come (the caller fetches the full block); an answer that is not a well-formed
+/// compact block of the announced header is the announcer's fault (ban, as malformed gossip).
+async fn pull(
+    net: &NetworkHandle,
+    source: PeerId,
+    header: BlockHeader,
+    max_block_size: usize,
+) -> Option<CompactBlock> {
+    let m = net.metrics_ref();
+    let hash = header.hash();
+    match net
+        .relay_request(source, &RelayRequest::GetCompact(hash))
+        .await
+    {
+        Ok(RelayResponse::Compact(c)) => {
+            if c.header != header {
+                Metrics::inc(&m.invalid_messages);
+                net.penalise(
+                    source,
+                    BAN_THRESHOLD,
+                    "GetCompact answered with another block",
+                )
+                .await;
+                return None;
+            }
+            if let Err(e) = c.check(max_block_size) {
+                Metrics::inc(&m.invalid_messages);
+                net.penalise(source, BAN_THRESHOLD, &e.to_string()).await;
+                return None;
+            }
+            Metrics::inc(&m.compact_pulled);
+            Metrics::inc(&m.compact_received);
+            Some(c)
+        }
+        other => {
+            Metrics::inc(&m.compact_pull_failed);
+            debug!(%hash, %source, answer = ?other.map(|_| ()), "announced compact block not received");
+            None
+        }
+    }
 }
 
 /// The full block from `source` over the sync protocol.

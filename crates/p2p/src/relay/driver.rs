@@ -18,7 +18,7 @@ use libp2p::request_response::ResponseChannel;
 use tokio::sync::mpsc;
 use tracing::{debug, trace};
 
-use super::compact::{CompactBlock, Rebuilder};
+use super::compact::{CompactBlock, CompactCache, RebuildFrom, Rebuilder};
 use super::{KnownIds, RelayRequest, RelayResponse, TXS_RESPONSE_PREFIX, txs_response};
 use crate::P2pError;
 use crate::codec::{Frame, Status};
@@ -59,6 +59,19 @@ pub(crate) enum RelayInput {
         compact: Box<CompactBlock>,
         source: PeerId,
         msg_id: libp2p::gossipsub::MessageId,
+    },
+    /// A block was announced on gossip: pull its compact form from the announcer, then as
+    /// `Compact`.
+    Announcement {
+        header: cairn_primitives::BlockHeader,
+        source: PeerId,
+        msg_id: libp2p::gossipsub::MessageId,
+    },
+    /// A peer asks for the compact form of a block we announced.
+    GetCompact {
+        peer: PeerId,
+        block: cairn_primitives::BlockHash,
+        channel: ResponseChannel<Frame>,
     },
 }
 
@@ -131,6 +144,7 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     fetched: KnownIds,
     next_announce: Instant,
     rebuilder: Rebuilder,
+    compact_cache: CompactCache,
     /// Our best block when peers were last told.
     announced_tip: Option<cairn_primitives::BlockHash>,
     /// Better tips peers announced, checked after [`TIP_ANNOUNCE_GRACE`]: (due, peer, work).
@@ -158,7 +172,8 @@ impl<C: ChainAccess> TxRelay<C> {
             running: FuturesUnordered::new(),
             fetched: KnownIds::new(MAX_KNOWN_PER_PEER),
             next_announce: Instant::now(),
-            rebuilder: Rebuilder::default(),
+            rebuilder: Rebuilder::new(config.max_block_size),
+            compact_cache: CompactCache::default(),
             announced_tip: None,
             pending_tips: VecDeque::new(),
         }
@@ -229,11 +244,42 @@ impl<C: ChainAccess> TxRelay<C> {
                     Arc::clone(&self.chain),
                     self.net.clone(),
                     self.events.clone(),
-                    *compact,
+                    RebuildFrom::Pushed(compact),
                     source,
                     msg_id,
                 );
                 self.running.push(job);
+            }
+            RelayInput::Announcement {
+                header,
+                source,
+                msg_id,
+            } => {
+                let job = self.rebuilder.start(
+                    Arc::clone(&self.chain),
+                    self.net.clone(),
+                    self.events.clone(),
+                    RebuildFrom::Announced(header),
+                    source,
+                    msg_id,
+                );
+                self.running.push(job);
+            }
+            RelayInput::GetCompact {
+                peer,
+                block,
+                channel,
+            } => {
+                let (frame, served) = self.compact_cache.answer(&*self.chain, block);
+                if served {
+                    Metrics::inc(&self.metrics().compact_served);
+                }
+                trace!(%peer, %block, bytes = frame.len(), "compact block served");
+                let net = self.net.clone();
+                self.running.push(Box::pin(async move {
+                    net.respond_relay(channel, frame.to_vec()).await;
+                    Done::Rebuilt
+                }));
             }
         }
     }

@@ -47,6 +47,10 @@ pub enum RelayRequest {
     /// [`RelayResponse::Ack`]. A receiver with less work that has not got the block from gossip
     /// within [`crate::config::TIP_ANNOUNCE_GRACE`] syncs with the sender.
     NewTip(crate::codec::Status),
+    /// The compact form of a block the responder announced on the `blockann` topic (BIP152's
+    /// low-bandwidth `getdata(CMPCT_BLOCK)`). Answered [`RelayResponse::Compact`], or `Error`
+    /// when the responder does not have the block.
+    GetCompact(BlockHash),
 }
 
 /// A relay response.
@@ -60,6 +64,8 @@ pub enum RelayResponse {
     },
     /// Understood but not served (busy, unknown block ...). Nobody is penalised for it.
     Error(String),
+    /// Answers `GetCompact`.
+    Compact(compact::CompactBlock),
 }
 
 /// Enum tag (`u32`) + vector length (`u64`) in front of the transactions of a `Txs` response.
