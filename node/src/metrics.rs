@@ -412,6 +412,12 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         p.compact_served,
     );
     metric(
+        "cairn_p2p_compact_tip_pulls_total",
+        "counter",
+        "Compact blocks pulled because a peer's NewTip (one block ahead) came before any gossip announcement.",
+        p.compact_tip_pulls,
+    );
+    metric(
         "cairn_p2p_gossip_duplicates_total",
         "counter",
         "Gossip copies gossipsub received and dropped as already seen, every topic.",

@@ -61,6 +61,7 @@ pub struct Metrics {
     pub(crate) compact_pulled: AtomicU64,
     pub(crate) compact_pull_failed: AtomicU64,
     pub(crate) compact_served: AtomicU64,
+    pub(crate) compact_tip_pulls: AtomicU64,
     pub(crate) full_blocks_for_legacy: AtomicU64,
     pub(crate) relay_tip_syncs: AtomicU64,
     pub(crate) gossip_peers_below_gossip: AtomicU64,
@@ -194,6 +195,7 @@ impl Metrics {
             compact_pulled: g(&self.compact_pulled),
             compact_pull_failed: g(&self.compact_pull_failed),
             compact_served: g(&self.compact_served),
+            compact_tip_pulls: g(&self.compact_tip_pulls),
             full_blocks_for_legacy: g(&self.full_blocks_for_legacy),
             relay_tip_syncs: g(&self.relay_tip_syncs),
             gossip_peers_below_gossip: g(&self.gossip_peers_below_gossip),
@@ -296,6 +298,9 @@ pub struct MetricsSnapshot {
     pub compact_pull_failed: u64,
     /// `GetCompact` requests answered with a compact block.
     pub compact_served: u64,
+    /// Compact blocks pulled because a peer's `NewTip` (one block ahead) came before any
+    /// gossip announcement.
+    pub compact_tip_pulls: u64,
     /// Full blocks published for peers that do not take compact blocks.
     pub full_blocks_for_legacy: u64,
     /// Syncs started because a peer announced a better tip that gossip had not brought within the grace period.

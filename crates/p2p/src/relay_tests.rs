@@ -378,9 +378,10 @@ async fn a_full_block_only_peer_gets_and_sends_full_blocks() {
     }
 }
 
-/// A block gossip never brought (here: never published) still reaches a peer within about a
-/// second: the tip change is announced over `/cairn/relay/1`, and after the grace period the
-/// peer syncs with the announcer instead of waiting for the next status round (a minute here).
+/// A block gossip never brought (here: never published) still reaches a peer at once: the tip
+/// change is announced over `/cairn/relay/1` (`NewTip`), and the peer, one block behind, pulls
+/// the compact block from the announcer instead of waiting for the next status round (a
+/// minute here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tip_gossip_missed_is_fetched_after_the_announcement() {
     let slow_status = |c: &mut crate::NetworkConfig| c.status_interval = Duration::from_secs(60);
@@ -404,7 +405,10 @@ async fn a_tip_gossip_missed_is_fetched_after_the_announcement() {
         "unpublished block reached the peer in {:?}",
         started.elapsed()
     );
-    assert!(b.handle.metrics().relay_tip_syncs >= 1);
+    // One block ahead: its compact form is pulled from the announcer of the tip.
+    let mb = b.handle.metrics();
+    assert_eq!((mb.compact_tip_pulls, mb.compact_pulled), (1, 1), "{mb:?}");
+    assert_eq!(a.handle.metrics().compact_served, 1);
     a.handle.shutdown().await;
     b.handle.shutdown().await;
 }

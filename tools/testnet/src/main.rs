@@ -44,6 +44,8 @@ const DEFAULT_CONVERGE_TIMEOUT_SECS: u64 = 120;
 /// Spare coins beyond what the scenarios need (refusals, rounding).
 const SPARE_COINS: usize = 1_000;
 const DEFAULT_BURST_TXS: usize = 10_000;
+const DEFAULT_QUIET_SECS: f64 = 3.0;
+const MAX_QUIET_SECS: f64 = 60.0;
 const SMALL_BURST_TXS: usize = 100;
 
 /// `--small`: a few hosts for a few seconds, the test suite's mode.
@@ -142,6 +144,14 @@ struct Cli {
     /// repeatable.
     #[arg(long = "node-config", value_name = "KEY=VALUE")]
     node_config: Vec<String>,
+    /// Seconds of quiet before each block is mined (gossipsub's IHAVE gossip of the last
+    /// transactions lasts 3 heartbeats, 2.1 s): the block's byte window then holds its relay.
+    #[arg(long, default_value_t = DEFAULT_QUIET_SECS)]
+    quiet_secs: f64,
+    /// Send transactions at this rate (tx/s over all hosts) in steady, partition and churn
+    /// rounds; default: as fast as the hosts' RPC takes them (batches of 100).
+    #[arg(long)]
+    tx_rate: Option<f64>,
     /// Burst: transactions sent at once, spread over every host.
     #[arg(long, default_value_t = DEFAULT_BURST_TXS)]
     burst_txs: usize,
@@ -297,6 +307,8 @@ fn run() -> Result<bool> {
         converge_timeout: Duration::from_secs(cli.converge_timeout_secs),
         coins: cli.coins(),
         node_config: node_config_lines(&cli.node_config)?,
+        tx_rate: cli.tx_rate,
+        quiet_before_block: Duration::from_secs_f64(cli.quiet_secs.clamp(0.0, MAX_QUIET_SECS)),
     };
     eprintln!(
         "starting {} hosts at {} Mbit/s (work dir {}, load {load_start})",
@@ -365,6 +377,7 @@ fn run() -> Result<bool> {
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "timestamps": "WebSocket notifications of every host (newtransactions, newblocks), stamped on arrival with the harness's clock",
             "node_config": cli.node_config,
+            "tx_rate": cli.tx_rate,
             "cleanup": notes,
         },
         "scenarios": scenarios,

@@ -165,6 +165,13 @@ impl Measures {
                 "connected_by_every_host_ms": b.spread_ms.map(round1),
                 "bytes_sent_per_host": summary(&b.traffic.iter().map(|c| c.sent as f64).collect::<Vec<_>>()),
                 "bytes_received_per_host": summary(&b.traffic.iter().map(|c| c.received as f64).collect::<Vec<_>>()),
+                "window_metrics_per_host": crate::network::BLOCK_WINDOW_METRICS.iter().enumerate().map(|(i, name)| {
+                    let per_host: Vec<f64> = b.window_metrics.iter().map(|m| m.get(i).copied().unwrap_or(0.0)).collect();
+                    (name.trim_start_matches("cairn_p2p_").to_string(), json!({
+                        "sum": per_host.iter().sum::<f64>(),
+                        "per_host": summary(&per_host),
+                    }))
+                }).collect::<serde_json::Map<String, Value>>(),
             })).collect::<Vec<_>>(),
             "block_classes": classes,
         })

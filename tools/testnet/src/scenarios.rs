@@ -201,7 +201,11 @@ pub fn burst(net: &mut Network, n: usize) -> Result<Outcome> {
     let txs: Vec<SignedTx> = net.payments(n)?;
     let before = net.counters(&hosts)?;
     let t = Instant::now();
-    let (ok, refused) = net.send_spread(&txs, &hosts)?;
+    // A burst is never paced.
+    let rate = net.opts.tx_rate.take();
+    let sent = net.send_spread(&txs, &hosts);
+    net.opts.tx_rate = rate;
+    let (ok, refused) = sent?;
     let last_send = Instant::now();
     let send_s = last_send.duration_since(t).as_secs_f64();
     if let Some(r) = refused.first() {

@@ -352,11 +352,20 @@ impl CompactCache {
     }
 }
 
-/// What a rebuild starts from: a compact block pushed on gossip, or an announced header whose
-/// compact block is pulled from the announcer first.
+/// What a rebuild starts from: a compact block pushed on gossip, an announced header whose
+/// compact block is pulled from the announcer first, or a peer's new tip (`NewTip`, one block
+/// ahead of ours) whose compact block is pulled from that peer.
 pub(crate) enum RebuildFrom {
     Pushed(Box<CompactBlock>),
     Announced(BlockHeader),
+    Tip(BlockHash),
+}
+
+/// Answers the gossip message that brought a block `Ignore` (nothing when it came otherwise).
+async fn ignore(net: &NetworkHandle, msg_id: Option<MessageId>, source: PeerId) {
+    if let Some(id) = msg_id {
+        let _ = net.report_validation(id, source, Acceptance::Ignore).await;
+    }
 }
 
 /// Starts rebuild jobs, at most [`MAX_REBUILDS_IN_FLIGHT`] at once.
@@ -389,16 +398,14 @@ impl Rebuilder {
         events: mpsc::Sender<NetworkEvent>,
         from: RebuildFrom,
         source: PeerId,
-        msg_id: MessageId,
+        msg_id: Option<MessageId>,
     ) -> Pin<Box<dyn Future<Output = Done> + Send>> {
         if self.in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_REBUILDS_IN_FLIGHT {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             return Box::pin(async move {
                 Metrics::inc(&net.metrics_ref().compact_dropped);
                 debug!(%source, "compact block dropped: too many rebuilds in flight");
-                let _ = net
-                    .report_validation(msg_id, source, Acceptance::Ignore)
-                    .await;
+                ignore(&net, msg_id, source).await;
                 Done::Rebuilt
             });
         }
@@ -413,13 +420,12 @@ impl Rebuilder {
                     let hash = header.hash();
                     if chain.status().best_hash == hash {
                         // Our own tip (a late copy of what we relayed): nothing to fetch.
-                        let _ = net
-                            .report_validation(msg_id, source, Acceptance::Ignore)
-                            .await;
+                        ignore(&net, msg_id, source).await;
                         return Done::Rebuilt;
                     }
-                    (hash, pull(&net, source, header, max_block_size).await)
+                    (hash, pull(&net, source, hash, max_block_size).await)
                 }
+                RebuildFrom::Tip(hash) => (hash, pull(&net, source, hash, max_block_size).await),
             };
             let rebuilt = match compact {
                 Some(c) => rebuild(&chain, &net, c, source).await,
@@ -432,21 +438,24 @@ impl Rebuilder {
             let Some(block) = block else {
                 Metrics::inc(&net.metrics_ref().compact_failed);
                 debug!(%hash, %source, "compact block could not be rebuilt nor fetched");
-                let _ = net
-                    .report_validation(msg_id, source, Acceptance::Ignore)
-                    .await;
+                ignore(&net, msg_id, source).await;
                 return Done::Rebuilt;
             };
             trace!(%hash, ms = started.elapsed().as_millis() as u64, "compact block rebuilt");
+            let Some(msg_id) = msg_id else {
+                // From a tip announcement: no gossip message to judge. Submitted as a block
+                // of the sync protocol (its header first), so it is connected before we
+                // announce it in turn; peers that take only full blocks get it in full.
+                submit_pulled(&*chain, &net, source, block).await;
+                return Done::Rebuilt;
+            };
             let event = NetworkEvent::Block {
                 block,
                 source,
                 msg_id: msg_id.clone(),
             };
             if events.send(event).await.is_err() {
-                let _ = net
-                    .report_validation(msg_id, source, Acceptance::Ignore)
-                    .await;
+                ignore(&net, Some(msg_id), source).await;
             }
             Done::Rebuilt
         })
@@ -505,23 +514,43 @@ async fn rebuild<C: ChainAccess>(
     block
 }
 
+/// A block rebuilt from a tip announcement: its header, then the block, through the chain's
+/// sync entry points (every rule checked, as a block asked for over sync). A refusal is
+/// logged; nobody is banned here (the sync protocol judges the peer when it syncs).
+async fn submit_pulled<C: ChainAccess>(
+    chain: &C,
+    net: &NetworkHandle,
+    source: PeerId,
+    block: Block,
+) {
+    let hash = block.hash();
+    if let Err(e) = chain.submit_headers(source, vec![block.header]).await {
+        debug!(%hash, %source, error = ?e, "header of a pulled tip refused");
+        return;
+    }
+    let kept = Arc::new(block.clone());
+    match chain.submit_block(source, block).await {
+        Ok(()) => net.relay_block_to_full_block_peers(kept).await,
+        Err(e) => debug!(%hash, %source, error = ?e, "pulled tip refused"),
+    }
+}
+
 /// The compact form of an announced block, from its announcer (`GetCompact`). `None` when it
 /// does not come (the caller fetches the full block); an answer that is not a well-formed
-/// compact block of the announced header is the announcer's fault (ban, as malformed gossip).
+/// compact block of the block asked is the announcer's fault (ban, as malformed gossip).
 async fn pull(
     net: &NetworkHandle,
     source: PeerId,
-    header: BlockHeader,
+    hash: BlockHash,
     max_block_size: usize,
 ) -> Option<CompactBlock> {
     let m = net.metrics_ref();
-    let hash = header.hash();
     match net
         .relay_request(source, &RelayRequest::GetCompact(hash))
         .await
     {
         Ok(RelayResponse::Compact(c)) => {
-            if c.header != header {
+            if c.header.hash() != hash {
                 Metrics::inc(&m.invalid_messages);
                 net.penalise(
                     source,

@@ -23,9 +23,10 @@ use super::{KnownIds, RelayRequest, RelayResponse, TXS_RESPONSE_PREFIX, txs_resp
 use crate::P2pError;
 use crate::codec::{Frame, Status};
 use crate::config::{
-    MAX_ANNOUNCERS_PER_TX, MAX_INVENTORIES_IN_FLIGHT, MAX_INVENTORY_IDS, MAX_KNOWN_PER_PEER,
-    MAX_OUTBOX_PER_PEER, MAX_PENDING_TIPS, MAX_POOL_ANNOUNCEMENT, MAX_TX_FETCHES_IN_FLIGHT,
-    MAX_TXS_RESPONSE_BYTES, MAX_WANTED_TXS, NetworkConfig, RELAY_TICK, TIP_ANNOUNCE_GRACE,
+    BLOCK_IN_FLIGHT_GRACE, MAX_ANNOUNCERS_PER_TX, MAX_BLOCKS_IN_FLIGHT_TRACKED,
+    MAX_INVENTORIES_IN_FLIGHT, MAX_INVENTORY_IDS, MAX_KNOWN_PER_PEER, MAX_OUTBOX_PER_PEER,
+    MAX_PENDING_TIPS, MAX_POOL_ANNOUNCEMENT, MAX_TX_FETCHES_IN_FLIGHT, MAX_TXS_RESPONSE_BYTES,
+    MAX_WANTED_TXS, NetworkConfig, RELAY_TICK, TIP_ANNOUNCE_GRACE,
 };
 use crate::metrics::Metrics;
 use crate::service::{NetworkEvent, NetworkHandle, REJECTED_GOSSIP_PENALTY};
@@ -147,8 +148,11 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     compact_cache: CompactCache,
     /// Our best block when peers were last told.
     announced_tip: Option<cairn_primitives::BlockHash>,
-    /// Better tips peers announced, checked after [`TIP_ANNOUNCE_GRACE`]: (due, peer, work).
-    pending_tips: VecDeque<(Instant, PeerId, [u8; 32])>,
+    /// Better tips peers announced, checked after [`TIP_ANNOUNCE_GRACE`]: (due, peer, status).
+    pending_tips: VecDeque<(Instant, PeerId, Status)>,
+    /// Blocks whose compact form arrived and is being rebuilt or connected, with when: a tip
+    /// announcement of one of them waits (up to [`BLOCK_IN_FLIGHT_GRACE`]) instead of syncing.
+    blocks_in_flight: VecDeque<(cairn_primitives::BlockHash, Instant)>,
 }
 
 impl<C: ChainAccess> TxRelay<C> {
@@ -176,6 +180,7 @@ impl<C: ChainAccess> TxRelay<C> {
             compact_cache: CompactCache::default(),
             announced_tip: None,
             pending_tips: VecDeque::new(),
+            blocks_in_flight: VecDeque::new(),
         }
     }
 
@@ -205,12 +210,14 @@ impl<C: ChainAccess> TxRelay<C> {
             }
             RelayInput::PeerStatus(peer, status) => self.on_status(peer, status),
             RelayInput::NewTip(peer, status) => {
-                if status.total_work > self.chain.status().total_work {
+                if status.total_work > self.chain.status().total_work
+                    && !self.pull_tip(peer, &status)
+                {
                     if self.pending_tips.len() >= MAX_PENDING_TIPS {
                         self.pending_tips.pop_front();
                     }
                     let due = Instant::now() + TIP_ANNOUNCE_GRACE;
-                    self.pending_tips.push_back((due, peer, status.total_work));
+                    self.pending_tips.push_back((due, peer, status));
                 }
             }
             RelayInput::PeerDisconnected(peer) => {
@@ -240,13 +247,14 @@ impl<C: ChainAccess> TxRelay<C> {
                 source,
                 msg_id,
             } => {
+                self.block_in_flight(compact.header.hash());
                 let job = self.rebuilder.start(
                     Arc::clone(&self.chain),
                     self.net.clone(),
                     self.events.clone(),
                     RebuildFrom::Pushed(compact),
                     source,
-                    msg_id,
+                    Some(msg_id),
                 );
                 self.running.push(job);
             }
@@ -255,13 +263,27 @@ impl<C: ChainAccess> TxRelay<C> {
                 source,
                 msg_id,
             } => {
+                let hash = header.hash();
+                if self.in_flight(&hash) {
+                    // Pulled already (a tip announcement came first): not twice. Not
+                    // forwarded either; our peers hear of it by our own `NewTip`.
+                    let net = self.net.clone();
+                    self.running.push(Box::pin(async move {
+                        let _ = net
+                            .report_validation(msg_id, source, crate::service::Acceptance::Ignore)
+                            .await;
+                        Done::Rebuilt
+                    }));
+                    return;
+                }
+                self.block_in_flight(hash);
                 let job = self.rebuilder.start(
                     Arc::clone(&self.chain),
                     self.net.clone(),
                     self.events.clone(),
                     RebuildFrom::Announced(header),
                     source,
-                    msg_id,
+                    Some(msg_id),
                 );
                 self.running.push(job);
             }
@@ -383,23 +405,82 @@ impl<C: ChainAccess> TxRelay<C> {
             }
         }
         while self
+            .blocks_in_flight
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) >= BLOCK_IN_FLIGHT_GRACE)
+        {
+            self.blocks_in_flight.pop_front();
+        }
+        let mut waiting = Vec::new();
+        while self
             .pending_tips
             .front()
             .is_some_and(|(due, _, _)| *due <= now)
         {
-            let Some((_, peer, work)) = self.pending_tips.pop_front() else {
+            let Some((_, peer, status)) = self.pending_tips.pop_front() else {
                 break;
             };
-            if work > self.chain.status().total_work && self.peers.contains_key(&peer) {
-                Metrics::inc(&self.metrics().relay_tip_syncs);
-                debug!(%peer, "a better tip announced and not gossiped to us; syncing with its announcer");
-                let net = self.net.clone();
-                self.running.push(Box::pin(async move {
-                    let _ = net.sync_with(peer).await;
-                    Done::Rebuilt
-                }));
+            if status.total_work <= self.chain.status().total_work
+                || !self.peers.contains_key(&peer)
+            {
+                continue;
             }
+            if self.in_flight(&status.best_hash) {
+                // Its compact block is on its way in: look again after another grace period.
+                waiting.push((now + TIP_ANNOUNCE_GRACE, peer, status));
+                continue;
+            }
+            if self.pull_tip(peer, &status) {
+                continue;
+            }
+            Metrics::inc(&self.metrics().relay_tip_syncs);
+            debug!(%peer, "a better tip announced and not gossiped to us; syncing with its announcer");
+            let net = self.net.clone();
+            self.running.push(Box::pin(async move {
+                let _ = net.sync_with(peer).await;
+                Done::Rebuilt
+            }));
         }
+        self.pending_tips.extend(waiting);
+    }
+
+    /// Whether a block's compact form arrived recently (see `blocks_in_flight`).
+    fn in_flight(&self, hash: &cairn_primitives::BlockHash) -> bool {
+        self.blocks_in_flight.iter().any(|(h, _)| h == hash)
+    }
+
+    /// A peer's new tip one block ahead of ours, not on its way in already: its compact form
+    /// is pulled from that peer (`GetCompact`) and rebuilt, as an announced block (BIP152's
+    /// low-bandwidth mode: whichever announcement comes first, gossip or `NewTip`, starts the
+    /// one pull). `false`: not applicable (compact blocks off, further ahead, a fork, already
+    /// in flight), the caller decides (grace period, then sync).
+    fn pull_tip(&mut self, peer: PeerId, status: &Status) -> bool {
+        let ours = self.chain.status();
+        let next = ours.best_height.checked_add(1) == Some(status.best_height);
+        let speaks = self.peers.get(&peer).is_some_and(|p| p.speaks_relay);
+        if !self.config.compact_blocks || !next || !speaks || self.in_flight(&status.best_hash) {
+            return false;
+        }
+        self.block_in_flight(status.best_hash);
+        Metrics::inc(&self.metrics().compact_tip_pulls);
+        let job = self.rebuilder.start(
+            Arc::clone(&self.chain),
+            self.net.clone(),
+            self.events.clone(),
+            RebuildFrom::Tip(status.best_hash),
+            peer,
+            None,
+        );
+        self.running.push(job);
+        true
+    }
+
+    /// Remembers that a block's compact form arrived (see `blocks_in_flight`).
+    fn block_in_flight(&mut self, hash: cairn_primitives::BlockHash) {
+        if self.blocks_in_flight.len() >= MAX_BLOCKS_IN_FLIGHT_TRACKED {
+            self.blocks_in_flight.pop_front();
+        }
+        self.blocks_in_flight.push_back((hash, Instant::now()));
     }
 
     fn on_tick(&mut self) {

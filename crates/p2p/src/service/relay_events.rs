@@ -172,6 +172,7 @@ impl Service {
     /// the announcer and rebuilds it. The announcement is forwarded only once the block is
     /// connected (validation before relay, as every block).
     pub(super) fn on_block_announcement(&mut self, source: PeerId, msg_id: MessageId, data: &[u8]) {
+        Metrics::inc(&self.metrics.blocks_in);
         Metrics::inc(&self.metrics.block_announcements_in);
         let header = match decode_with_limit::<BlockHeader>(data, HEADER_SIZE) {
             Ok(h) => h,
