@@ -94,6 +94,10 @@ pub struct MinedBlock {
     /// Over the same window, per host, the increase of each of [`BLOCK_WINDOW_METRICS`]
     /// (what the bytes were: gossip or request-response payload, syncs, fetches).
     pub window_metrics: Vec<Vec<f64>>,
+    /// Per host, bytes received per second during the quiet period before mining (status
+    /// rounds, pings, heartbeats: what the link carries with no block), and the window's length.
+    pub idle_received_per_sec: Vec<f64>,
+    pub window_secs: f64,
 }
 
 /// Counters read from every host's `/metrics` around each mined block.
@@ -424,9 +428,14 @@ impl Network {
 
     /// Mines one block at `miner` and waits until every host in `hosts` connected it.
     pub fn mine(&mut self, miner: usize, hosts: &[usize]) -> Result<MinedBlock> {
+        // The quiet period doubles as the idle baseline (status rounds, pings, heartbeats).
+        let quiet_start = self.counters(hosts)?;
+        let quiet_t = Instant::now();
         std::thread::sleep(self.opts.quiet_before_block);
         let metrics_before = self.metrics(hosts);
         let before = self.counters(hosts)?;
+        let window_t = Instant::now();
+        let idle_secs = window_t.duration_since(quiet_t).as_secs_f64();
         let address = self.wallet()?.address.clone();
         let hash = funds::generate(&self.hosts[miner], &address)?
             .pop()
@@ -435,6 +444,7 @@ impl Network {
             o.block_everywhere(&hash, hosts)
         });
         let after = self.counters(hosts)?;
+        let window_secs = window_t.elapsed().as_secs_f64();
         let metrics_after = self.metrics(hosts);
         let window_metrics = metrics_after
             .iter()
@@ -468,6 +478,12 @@ impl Network {
                 .map(|(a, b)| a.since(*b))
                 .collect(),
             window_metrics,
+            idle_received_per_sec: before
+                .iter()
+                .zip(&quiet_start)
+                .map(|(b, q)| b.since(*q).received as f64 / idle_secs.max(1e-3))
+                .collect(),
+            window_secs,
         })
     }
 

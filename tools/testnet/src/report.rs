@@ -73,6 +73,20 @@ pub fn summary(values: &[f64]) -> Value {
     })
 }
 
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Per host, the bytes received in a block's window less what the link carried at the idle
+/// rate measured just before (status rounds, pings, heartbeats), at least 0.
+fn net_of_idle(b: &MinedBlock) -> Vec<f64> {
+    b.traffic
+        .iter()
+        .zip(&b.idle_received_per_sec)
+        .map(|(c, idle)| (c.received as f64 - idle * b.window_secs).max(0.0))
+        .collect()
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -134,6 +148,8 @@ impl Measures {
             let mean_size =
                 in_class.iter().map(|b| b.size as f64).sum::<f64>() / in_class.len() as f64;
             let mean_received = received.iter().sum::<f64>() / received.len().max(1) as f64;
+            let net: Vec<f64> = in_class.iter().flat_map(|b| net_of_idle(b)).collect();
+            let mean_net = net.iter().sum::<f64>() / net.len().max(1) as f64;
             classes.push(json!({
                 "size_class": label,
                 "blocks": in_class.len(),
@@ -143,6 +159,8 @@ impl Measures {
                 "bytes_sent_per_host": summary(&sent),
                 "bytes_received_per_host": summary(&received),
                 "received_per_block_byte": round2(mean_received / mean_size.max(1.0)),
+                "bytes_received_per_host_net_of_idle": summary(&net),
+                "received_net_of_idle_per_block_byte": round3(mean_net / mean_size.max(1.0)),
             }));
         }
         let per_tx = |f: fn(&Counters) -> u64| -> Value {
@@ -165,6 +183,9 @@ impl Measures {
                 "connected_by_every_host_ms": b.spread_ms.map(round1),
                 "bytes_sent_per_host": summary(&b.traffic.iter().map(|c| c.sent as f64).collect::<Vec<_>>()),
                 "bytes_received_per_host": summary(&b.traffic.iter().map(|c| c.received as f64).collect::<Vec<_>>()),
+                "window_secs": round2(b.window_secs),
+                "idle_bytes_received_per_host_per_sec": summary(&b.idle_received_per_sec),
+                "bytes_received_per_host_net_of_idle": summary(&net_of_idle(b)),
                 "window_metrics_per_host": crate::network::BLOCK_WINDOW_METRICS.iter().enumerate().map(|(i, name)| {
                     let per_host: Vec<f64> = b.window_metrics.iter().map(|m| m.get(i).copied().unwrap_or(0.0)).collect();
                     (name.trim_start_matches("cairn_p2p_").to_string(), json!({
@@ -330,7 +351,7 @@ pub fn table(report: &Value) -> String {
             for c in classes {
                 let t = &c["connected_by_every_host_ms"];
                 out.push_str(&format!(
-                    "  {:<16} | {:>6} | {:>9} | {:>9} / {:<9} | {:>13} | {:>10} ({}) | {}\n",
+                    "  {:<16} | {:>6} | {:>9} | {:>9} / {:<9} | {:>13} | {:>10} ({}) | {} (net of idle {})\n",
                     c["size_class"].as_str().unwrap_or("?"),
                     c["blocks"],
                     fmt_opt(&c["mean_size_bytes"]),
@@ -339,7 +360,8 @@ pub fn table(report: &Value) -> String {
                     fmt_opt(&c["bytes_sent_per_host"]["p50"]),
                     fmt_opt(&c["bytes_received_per_host"]["p50"]),
                     fmt_opt(&c["bytes_received_per_host"]["max"]),
-                    c["received_per_block_byte"]
+                    c["received_per_block_byte"],
+                    c["received_net_of_idle_per_block_byte"]
                 ));
             }
         }

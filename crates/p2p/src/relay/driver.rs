@@ -95,6 +95,9 @@ struct RelayPeer {
     speaks_relay: bool,
     /// Whether the pool was announced to it (once it has caught up with our chain).
     pool_announced: bool,
+    /// The latest block it told us it has (its `NewTip` or status, a block announcement it
+    /// relayed, a compact block we pulled from it): not told of that tip again.
+    known_tip: Option<cairn_primitives::BlockHash>,
 }
 
 impl RelayPeer {
@@ -106,6 +109,7 @@ impl RelayPeer {
             fetches_in_flight: 0,
             speaks_relay: true,
             pool_announced: false,
+            known_tip: None,
         }
     }
 }
@@ -210,6 +214,7 @@ impl<C: ChainAccess> TxRelay<C> {
             }
             RelayInput::PeerStatus(peer, status) => self.on_status(peer, status),
             RelayInput::NewTip(peer, status) => {
+                self.peer_has(peer, status.best_hash);
                 if status.total_work > self.chain.status().total_work
                     && !self.pull_tip(peer, &status)
                 {
@@ -247,6 +252,7 @@ impl<C: ChainAccess> TxRelay<C> {
                 source,
                 msg_id,
             } => {
+                self.peer_has(source, compact.header.hash());
                 self.block_in_flight(compact.header.hash());
                 let job = self.rebuilder.start(
                     Arc::clone(&self.chain),
@@ -264,6 +270,7 @@ impl<C: ChainAccess> TxRelay<C> {
                 msg_id,
             } => {
                 let hash = header.hash();
+                self.peer_has(source, hash);
                 if self.in_flight(&hash) {
                     // Pulled already (a tip announcement came first): not twice. Not
                     // forwarded either; our peers hear of it by our own `NewTip`.
@@ -311,6 +318,7 @@ impl<C: ChainAccess> TxRelay<C> {
     /// transactions spending outputs it does not know yet, and would drop them. (A peer that
     /// lies about its chain only delays its own pool.)
     fn on_status(&mut self, peer: PeerId, status: Status) {
+        self.peer_has(peer, status.best_hash);
         if !self.config.tx_announcements {
             return;
         }
@@ -394,7 +402,7 @@ impl<C: ChainAccess> TxRelay<C> {
         if self.announced_tip != Some(ours.best_hash) {
             self.announced_tip = Some(ours.best_hash);
             for (peer, state) in &self.peers {
-                if !state.speaks_relay {
+                if !state.speaks_relay || state.known_tip == Some(ours.best_hash) {
                     continue;
                 }
                 let (net, peer) = (self.net.clone(), *peer);
@@ -442,6 +450,13 @@ impl<C: ChainAccess> TxRelay<C> {
             }));
         }
         self.pending_tips.extend(waiting);
+    }
+
+    /// `peer` showed it has block `hash` (so it need not be told of it as our new tip).
+    fn peer_has(&mut self, peer: PeerId, hash: cairn_primitives::BlockHash) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.known_tip = Some(hash);
+        }
     }
 
     /// Whether a block's compact form arrived recently (see `blocks_in_flight`).
