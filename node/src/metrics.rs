@@ -330,7 +330,7 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
     metric(
         "cairn_p2p_compact_received_total",
         "counter",
-        "Compact blocks received on gossip.",
+        "Compact blocks received and rebuilt (pushed on gossip or pulled after an announcement), one per block.",
         p.compact_received,
     );
     metric(

@@ -270,7 +270,8 @@ pub struct MetricsSnapshot {
     pub relay_tx_not_found: u64,
     /// Relay requests that failed (timeout, disconnect, unsupported).
     pub relay_requests_failed: u64,
-    /// Compact blocks received on gossip.
+    /// Compact blocks received and rebuilt: pushed on gossip or pulled (`GetCompact`) after an
+    /// announcement; one per block (a second copy of a block being rebuilt is not counted).
     pub compact_received: u64,
     /// Compact blocks rebuilt from the mempool alone.
     pub compact_rebuilt: u64,

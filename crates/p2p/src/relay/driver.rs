@@ -23,10 +23,9 @@ use super::{KnownIds, RelayRequest, RelayResponse, TXS_RESPONSE_PREFIX, txs_resp
 use crate::P2pError;
 use crate::codec::{Frame, Status};
 use crate::config::{
-    BLOCK_IN_FLIGHT_GRACE, MAX_ANNOUNCERS_PER_TX, MAX_BLOCKS_IN_FLIGHT_TRACKED,
-    MAX_INVENTORIES_IN_FLIGHT, MAX_INVENTORY_IDS, MAX_KNOWN_PER_PEER, MAX_OUTBOX_PER_PEER,
-    MAX_PENDING_TIPS, MAX_POOL_ANNOUNCEMENT, MAX_TX_FETCHES_IN_FLIGHT, MAX_TXS_RESPONSE_BYTES,
-    MAX_WANTED_TXS, NetworkConfig, RELAY_TICK, TIP_ANNOUNCE_GRACE,
+    MAX_ANNOUNCERS_PER_TX, MAX_INVENTORIES_IN_FLIGHT, MAX_INVENTORY_IDS, MAX_KNOWN_PER_PEER,
+    MAX_OUTBOX_PER_PEER, MAX_PENDING_TIPS, MAX_POOL_ANNOUNCEMENT, MAX_TX_FETCHES_IN_FLIGHT,
+    MAX_TXS_RESPONSE_BYTES, MAX_WANTED_TXS, NetworkConfig, RELAY_TICK, TIP_ANNOUNCE_GRACE,
 };
 use crate::metrics::Metrics;
 use crate::service::{NetworkEvent, NetworkHandle, REJECTED_GOSSIP_PENALTY};
@@ -156,7 +155,7 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     pending_tips: VecDeque<(Instant, PeerId, Status)>,
     /// Blocks whose compact form arrived and is being rebuilt or connected, with when: a tip
     /// announcement of one of them waits (up to [`BLOCK_IN_FLIGHT_GRACE`]) instead of syncing.
-    blocks_in_flight: VecDeque<(cairn_primitives::BlockHash, Instant)>,
+    blocks_in_flight: Arc<super::BlocksInFlight>,
 }
 
 impl<C: ChainAccess> TxRelay<C> {
@@ -166,6 +165,7 @@ impl<C: ChainAccess> TxRelay<C> {
         config: &NetworkConfig,
         inputs: mpsc::Receiver<RelayInput>,
         events: mpsc::Sender<NetworkEvent>,
+        blocks_in_flight: Arc<super::BlocksInFlight>,
     ) -> Self {
         Self {
             chain,
@@ -184,7 +184,7 @@ impl<C: ChainAccess> TxRelay<C> {
             compact_cache: CompactCache::default(),
             announced_tip: None,
             pending_tips: VecDeque::new(),
-            blocks_in_flight: VecDeque::new(),
+            blocks_in_flight,
         }
     }
 
@@ -252,8 +252,17 @@ impl<C: ChainAccess> TxRelay<C> {
                 source,
                 msg_id,
             } => {
-                self.peer_has(source, compact.header.hash());
-                self.block_in_flight(compact.header.hash());
+                let hash = compact.header.hash();
+                self.peer_has(source, hash);
+                if self.in_flight(&hash) {
+                    // Pulled already (a tip announcement came first): rebuilt now from a
+                    // mempool the block may have emptied, it would cost a round trip for
+                    // every transaction. Not forwarded; peers hear of it by our `NewTip`.
+                    self.ignore(msg_id, source);
+                    return;
+                }
+                Metrics::inc(&self.metrics().compact_received);
+                self.block_in_flight(hash);
                 let job = self.rebuilder.start(
                     Arc::clone(&self.chain),
                     self.net.clone(),
@@ -274,13 +283,7 @@ impl<C: ChainAccess> TxRelay<C> {
                 if self.in_flight(&hash) {
                     // Pulled already (a tip announcement came first): not twice. Not
                     // forwarded either; our peers hear of it by our own `NewTip`.
-                    let net = self.net.clone();
-                    self.running.push(Box::pin(async move {
-                        let _ = net
-                            .report_validation(msg_id, source, crate::service::Acceptance::Ignore)
-                            .await;
-                        Done::Rebuilt
-                    }));
+                    self.ignore(msg_id, source);
                     return;
                 }
                 self.block_in_flight(hash);
@@ -412,13 +415,6 @@ impl<C: ChainAccess> TxRelay<C> {
                 }));
             }
         }
-        while self
-            .blocks_in_flight
-            .front()
-            .is_some_and(|(_, at)| now.duration_since(*at) >= BLOCK_IN_FLIGHT_GRACE)
-        {
-            self.blocks_in_flight.pop_front();
-        }
         let mut waiting = Vec::new();
         while self
             .pending_tips
@@ -452,6 +448,17 @@ impl<C: ChainAccess> TxRelay<C> {
         self.pending_tips.extend(waiting);
     }
 
+    /// Answers a gossip message `Ignore` (not forwarded, nobody penalised).
+    fn ignore(&mut self, msg_id: libp2p::gossipsub::MessageId, source: PeerId) {
+        let net = self.net.clone();
+        self.running.push(Box::pin(async move {
+            let _ = net
+                .report_validation(msg_id, source, crate::service::Acceptance::Ignore)
+                .await;
+            Done::Rebuilt
+        }));
+    }
+
     /// `peer` showed it has block `hash` (so it need not be told of it as our new tip).
     fn peer_has(&mut self, peer: PeerId, hash: cairn_primitives::BlockHash) {
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -461,7 +468,7 @@ impl<C: ChainAccess> TxRelay<C> {
 
     /// Whether a block's compact form arrived recently (see `blocks_in_flight`).
     fn in_flight(&self, hash: &cairn_primitives::BlockHash) -> bool {
-        self.blocks_in_flight.iter().any(|(h, _)| h == hash)
+        self.blocks_in_flight.contains(hash)
     }
 
     /// A peer's new tip one block ahead of ours, not on its way in already: its compact form
@@ -492,10 +499,7 @@ impl<C: ChainAccess> TxRelay<C> {
 
     /// Remembers that a block's compact form arrived (see `blocks_in_flight`).
     fn block_in_flight(&mut self, hash: cairn_primitives::BlockHash) {
-        if self.blocks_in_flight.len() >= MAX_BLOCKS_IN_FLIGHT_TRACKED {
-            self.blocks_in_flight.pop_front();
-        }
-        self.blocks_in_flight.push_back((hash, Instant::now()));
+        self.blocks_in_flight.insert(hash);
     }
 
     fn on_tick(&mut self) {

@@ -251,8 +251,28 @@ impl NetworkService {
             config.serve_workers,
             config.serve_queue_per_peer,
         ));
-        tokio::spawn(SyncDriver::new(chain.clone(), handle.clone(), &config, sync_rx).run());
-        tokio::spawn(TxRelay::new(chain, handle.clone(), &config, relay_rx, event_tx).run());
+        let blocks_in_flight = Arc::new(crate::relay::BlocksInFlight::default());
+        tokio::spawn(
+            SyncDriver::new(
+                chain.clone(),
+                handle.clone(),
+                &config,
+                sync_rx,
+                Arc::clone(&blocks_in_flight),
+            )
+            .run(),
+        );
+        tokio::spawn(
+            TxRelay::new(
+                chain,
+                handle.clone(),
+                &config,
+                relay_rx,
+                event_tx,
+                blocks_in_flight,
+            )
+            .run(),
+        );
         Ok((handle, event_rx))
     }
 }

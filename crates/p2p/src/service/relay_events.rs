@@ -132,7 +132,6 @@ impl Service {
     /// rejected and its sender banned, as undecodable gossip), then rebuilt by the relay task.
     pub(super) fn on_compact_gossip(&mut self, source: PeerId, msg_id: MessageId, data: &[u8]) {
         Metrics::inc(&self.metrics.blocks_in);
-        Metrics::inc(&self.metrics.compact_received);
         let limit = self.config.max_block_size;
         let compact = decode_with_limit::<CompactBlock>(data, limit)
             .map_err(|e| e.to_string())
