@@ -17,6 +17,8 @@ pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/9645";
 pub const DEV_P2P_LISTEN: &str = "/ip4/127.0.0.1/tcp/9645";
 /// Config file name inside the data dir.
 pub const CONFIG_FILE: &str = "cairn.toml";
+/// Largest `tx_fetch_delay_ms` taken from the config file (a minute).
+pub const MAX_TX_FETCH_DELAY_MS: u64 = 60_000;
 /// Default mining threads.
 pub const DEFAULT_MINER_THREADS: usize = 1;
 /// Default maximum connected peers.
@@ -60,6 +62,9 @@ pub struct ConfigFile {
     pub block_announcements: Option<bool>,
     /// Announce transactions over `/cairn/relay/1` (default true; false: gossip alone).
     pub tx_announcements: Option<bool>,
+    /// Milliseconds an announced transaction is left to gossip before it is fetched
+    /// (default 500; to measure the repair path's share of propagation time).
+    pub tx_fetch_delay_ms: Option<u64>,
 }
 
 /// The resolved configuration the node runs with.
@@ -92,6 +97,7 @@ pub struct NodeConfig {
     pub gossip_idontwant: bool,
     pub block_announcements: bool,
     pub tx_announcements: bool,
+    pub tx_fetch_delay: Option<std::time::Duration>,
 }
 
 fn default_dev_datadir() -> PathBuf {
@@ -232,6 +238,9 @@ impl NodeConfig {
             gossip_idontwant: file.gossip_idontwant.unwrap_or(true),
             block_announcements: file.block_announcements.unwrap_or(true),
             tx_announcements: file.tx_announcements.unwrap_or(true),
+            tx_fetch_delay: file
+                .tx_fetch_delay_ms
+                .map(|ms| std::time::Duration::from_millis(ms.min(MAX_TX_FETCH_DELAY_MS))),
             datadir,
         })
     }

@@ -50,6 +50,20 @@ const COMPACT_OUTCOME_METRICS: [(&str, &str); 3] = [
         "cairn_p2p_compact_full_fallbacks_total",
     ),
 ];
+/// What the repair path and gossipsub's loss counters did over a scenario (sums over hosts).
+const REPAIR_METRICS: [(&str, &str); 5] = [
+    (
+        "txs_fetched_by_announcement",
+        "cairn_p2p_relay_txs_fetched_total",
+    ),
+    (
+        "gossip_validation_late",
+        "cairn_p2p_gossip_validation_late_total",
+    ),
+    ("gossip_queue_full", "cairn_p2p_gossip_queue_full_total"),
+    ("tip_syncs", "cairn_p2p_relay_tip_syncs_total"),
+    ("compact_tip_pulls", "cairn_p2p_compact_tip_pulls_total"),
+];
 /// Gossip messages dropped because the node was busy.
 const DROPPED_METRIC: &str = "cairn_p2p_dropped_events_total";
 
@@ -256,6 +270,15 @@ pub fn compact_outcomes(before: &[HashMap<String, f64>], after: &[HashMap<String
     v
 }
 
+/// The repair path's counters summed over the hosts (see [`REPAIR_METRICS`]).
+pub fn repair(before: &[HashMap<String, f64>], after: &[HashMap<String, f64>]) -> Value {
+    let mut v = json!({});
+    for (key, metric) in REPAIR_METRICS {
+        v[key] = json!(metric_delta(before, after, metric));
+    }
+    v
+}
+
 /// A counter's increase summed over the hosts (a host restarted in between counts from zero).
 fn metric_delta(
     before: &[HashMap<String, f64>],
@@ -373,6 +396,14 @@ pub fn table(report: &Value) -> String {
                 d["block_duplicate_factor"],
                 d["wire_bytes_per_payload_byte"],
                 d["dropped_events"]
+            ));
+        }
+        let r = &s["repair"];
+        if !r.is_null() {
+            out.push_str(&format!(
+                "  repair: {} txs fetched by announcement, {} late verdicts, {} gossip queue-full drops, {} tip syncs, {} compact tip pulls\n",
+                r["txs_fetched_by_announcement"], r["gossip_validation_late"], r["gossip_queue_full"],
+                r["tip_syncs"], r["compact_tip_pulls"]
             ));
         }
         let c = &s["compact_blocks"];

@@ -68,6 +68,7 @@ pub fn run(
         .collect();
     v["duplicates"] = report::duplicates(&metrics_before, &metrics_after, &wire);
     v["compact_blocks"] = report::compact_outcomes(&metrics_before, &metrics_after);
+    v["repair"] = report::repair(&metrics_before, &metrics_after);
     v["memory"] = report::memory_json(&live, &net.memory(&live));
     v["peers"] = json!(net.peer_counts(&live));
     let lost = net.lost_subscriptions();

@@ -322,6 +322,11 @@ impl<C: ChainAccess> TxRelay<C> {
     /// lies about its chain only delays its own pool.)
     fn on_status(&mut self, peer: PeerId, status: Status) {
         self.peer_has(peer, status.best_hash);
+        // A status round showing the next block (before its announcement reached us): pulled
+        // compactly, and so not downloaded in full by the sync driver meanwhile.
+        if status.total_work > self.chain.status().total_work {
+            self.pull_tip(peer, &status);
+        }
         if !self.config.tx_announcements {
             return;
         }
