@@ -389,3 +389,29 @@ fn run() -> Result<bool> {
     println!("\nreport: {}", cli.report.display());
     Ok(all_ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_config_flags_become_toml_lines() {
+        let ok = node_config_lines(&[
+            "gossip_idontwant=false".into(),
+            " tx_fetch_delay_ms = 100 ".into(),
+        ]);
+        assert_eq!(
+            ok.ok(),
+            Some(vec![
+                "gossip_idontwant = false".to_string(),
+                "tx_fetch_delay_ms = 100".to_string()
+            ])
+        );
+        assert!(node_config_lines(&["no_equals_sign".into()]).is_err());
+        assert!(
+            node_config_lines(&["a.b=1".into()]).is_err(),
+            "not a bare key"
+        );
+        assert!(node_config_lines(&["=1".into()]).is_err());
+    }
+}

@@ -694,6 +694,44 @@ mod tests {
     }
 
     #[test]
+    fn get_compact_answers_a_stored_block_with_one_nonce_and_errors_otherwise() {
+        let chain = crate::test_utils::MemoryChain::new(1);
+        let block = chain.mine_with((1..=20).map(tx).collect());
+        let mut cache = CompactCache::default();
+        let (first, served) = cache.answer(&chain, block.hash());
+        assert!(served);
+        let Ok(RelayResponse::Compact(c)) = decode::<RelayResponse>(&first) else {
+            panic!("not a Compact answer");
+        };
+        assert_eq!(c.header, block.header);
+        assert_eq!(c.tx_count(), block.transactions.len());
+        let mut partial = PartialBlock::new(c).expect("no collision");
+        let found = match_short_ids(&partial.keys, &partial.wanted, block.transactions.iter());
+        partial.fill(found);
+        assert_eq!(partial.finish(), Some(block.clone()), "rebuilds the block");
+        // Every peer asking for this block gets the same bytes (one nonce per block).
+        let (again, _) = cache.answer(&chain, block.hash());
+        assert_eq!(first, again);
+        let (unknown, served) = cache.answer(&chain, BlockHash::from_byte_array([9; 32]));
+        assert!(!served);
+        assert!(matches!(
+            decode::<RelayResponse>(&unknown),
+            Ok(RelayResponse::Error(_))
+        ));
+    }
+
+    #[test]
+    fn get_compact_cache_is_bounded() {
+        let chain = crate::test_utils::MemoryChain::new(1);
+        let mut cache = CompactCache::default();
+        for n in 0..(MAX_CACHED_COMPACT_BLOCKS as u32 + 3) {
+            let block = chain.mine_with(vec![tx(100 + n)]);
+            assert!(cache.answer(&chain, block.hash()).1);
+        }
+        assert_eq!(cache.entries.len(), MAX_CACHED_COMPACT_BLOCKS);
+    }
+
+    #[test]
     fn nonce_changes_every_short_id() {
         let block = block_with(5);
         let a = CompactBlock::from_block(&block, 1);
