@@ -288,7 +288,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     net_config.max_block_size = params.max_block_size;
     net_config.compact_blocks = config.compact_blocks;
     net_config.idontwant = config.gossip_idontwant;
+    net_config.block_announcements = config.block_announcements;
     net_config.tx_announcements = config.tx_announcements;
+    if let Some(d) = config.tx_fetch_delay {
+        net_config.tx_fetch_delay = d;
+    }
     let node_chain = Arc::new(network::NodeChain {
         chain: chain.clone(),
         precheck,

@@ -17,6 +17,8 @@ pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/9645";
 pub const DEV_P2P_LISTEN: &str = "/ip4/127.0.0.1/tcp/9645";
 /// Config file name inside the data dir.
 pub const CONFIG_FILE: &str = "cairn.toml";
+/// Largest `tx_fetch_delay_ms` taken from the config file (a minute).
+pub const MAX_TX_FETCH_DELAY_MS: u64 = 60_000;
 /// Default mining threads.
 pub const DEFAULT_MINER_THREADS: usize = 1;
 /// Default maximum connected peers.
@@ -55,8 +57,14 @@ pub struct ConfigFile {
     pub compact_blocks: Option<bool>,
     /// Gossipsub IDONTWANT (default true; false only to measure its effect).
     pub gossip_idontwant: Option<bool>,
+    /// Announce blocks by header and let peers pull the compact block (default true; false:
+    /// push compact blocks on gossip, to compare).
+    pub block_announcements: Option<bool>,
     /// Announce transactions over `/cairn/relay/1` (default true; false: gossip alone).
     pub tx_announcements: Option<bool>,
+    /// Milliseconds an announced transaction is left to gossip before it is fetched
+    /// (default 500; to measure the repair path's share of propagation time).
+    pub tx_fetch_delay_ms: Option<u64>,
 }
 
 /// The resolved configuration the node runs with.
@@ -87,7 +95,9 @@ pub struct NodeConfig {
     pub explorer: bool,
     pub compact_blocks: bool,
     pub gossip_idontwant: bool,
+    pub block_announcements: bool,
     pub tx_announcements: bool,
+    pub tx_fetch_delay: Option<std::time::Duration>,
 }
 
 fn default_dev_datadir() -> PathBuf {
@@ -226,7 +236,11 @@ impl NodeConfig {
             explorer: !cli.common.no_explorer && file.explorer.unwrap_or(true),
             compact_blocks: file.compact_blocks.unwrap_or(true),
             gossip_idontwant: file.gossip_idontwant.unwrap_or(true),
+            block_announcements: file.block_announcements.unwrap_or(true),
             tx_announcements: file.tx_announcements.unwrap_or(true),
+            tx_fetch_delay: file
+                .tx_fetch_delay_ms
+                .map(|ms| std::time::Duration::from_millis(ms.min(MAX_TX_FETCH_DELAY_MS))),
             datadir,
         })
     }

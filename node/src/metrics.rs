@@ -330,7 +330,7 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
     metric(
         "cairn_p2p_compact_received_total",
         "counter",
-        "Compact blocks received on gossip.",
+        "Compact blocks received and rebuilt (pushed on gossip or pulled after an announcement), one per block.",
         p.compact_received,
     );
     metric(
@@ -380,6 +380,54 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         "counter",
         "Compact blocks published.",
         p.compact_published,
+    );
+    metric(
+        "cairn_p2p_block_announcements_in_total",
+        "counter",
+        "Block announcements (headers) received on gossip, first copies.",
+        p.block_announcements_in,
+    );
+    metric(
+        "cairn_p2p_block_announcements_published_total",
+        "counter",
+        "Block announcements published (own blocks).",
+        p.block_announcements_published,
+    );
+    metric(
+        "cairn_p2p_compact_pulled_total",
+        "counter",
+        "Compact blocks pulled from an announcer with GetCompact.",
+        p.compact_pulled,
+    );
+    metric(
+        "cairn_p2p_compact_pull_failed_total",
+        "counter",
+        "GetCompact requests that brought no usable compact block (the full block is fetched).",
+        p.compact_pull_failed,
+    );
+    metric(
+        "cairn_p2p_compact_served_total",
+        "counter",
+        "GetCompact requests answered with a compact block.",
+        p.compact_served,
+    );
+    metric(
+        "cairn_p2p_compact_tip_pulls_total",
+        "counter",
+        "Compact blocks pulled because a peer's NewTip (one block ahead) came before any gossip announcement.",
+        p.compact_tip_pulls,
+    );
+    metric(
+        "cairn_p2p_gossip_duplicates_total",
+        "counter",
+        "Gossip copies gossipsub received and dropped as already seen, every topic.",
+        p.gossip_duplicates,
+    );
+    metric(
+        "cairn_p2p_gossip_block_duplicates_total",
+        "counter",
+        "Gossip copies dropped as already seen on the block topics (block, cmpctblock, blockann).",
+        p.gossip_block_duplicates,
     );
     metric(
         "cairn_p2p_full_blocks_for_legacy_total",

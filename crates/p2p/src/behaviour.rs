@@ -49,9 +49,12 @@ pub fn message_id(payload: &[u8]) -> gossipsub::MessageId {
 }
 
 impl Behaviour {
+    /// The behaviour; gossipsub registers its counters in `registry` (the node reads its
+    /// duplicate count from there, see [`crate::metrics::gossip_duplicates`]).
     pub(crate) fn new(
         key: &identity::Keypair,
         config: &NetworkConfig,
+        registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Self, crate::P2pError> {
         let peer_id = key.public().to_peer_id();
         let err = |e: String| crate::P2pError::Config(e);
@@ -79,6 +82,7 @@ impl Behaviour {
         let tx_topic = IdentTopic::new(config.tx_topic());
         let block_topic = IdentTopic::new(config.block_topic());
         let compact_topic = IdentTopic::new(config.compact_block_topic());
+        let announce_topic = IdentTopic::new(config.block_announce_topic());
         // IDONTWANT off = a threshold no message reaches.
         let idontwant_threshold = if config.idontwant {
             IDONTWANT_THRESHOLD
@@ -101,8 +105,10 @@ impl Behaviour {
         let mut gossipsub =
             gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
                 .map_err(|e| err(e.to_string()))?;
-        let (params, thresholds) = peer_score_params(&tx_topic, &block_topic, &compact_topic);
+        let (params, thresholds) =
+            peer_score_params(&tx_topic, &[&block_topic, &compact_topic, &announce_topic]);
         gossipsub.with_peer_score(params, thresholds).map_err(err)?;
+        gossipsub = gossipsub.with_metrics(registry, gossipsub::MetricsConfig::default());
         gossipsub
             .subscribe(&tx_topic)
             .map_err(|e| err(e.to_string()))?;
@@ -112,6 +118,9 @@ impl Behaviour {
         if config.compact_blocks {
             gossipsub
                 .subscribe(&compact_topic)
+                .map_err(|e| err(e.to_string()))?;
+            gossipsub
+                .subscribe(&announce_topic)
                 .map_err(|e| err(e.to_string()))?;
         }
 
@@ -187,11 +196,10 @@ impl Behaviour {
 ///   broken IWANT promises, tolerated a few times (they happen by races).
 /// * **Thresholds**: gossip −10, publish −50, graylist −80 (ignore everything from the peer),
 ///   accept PX 20, opportunistic graft 5.
-/// * **Topic weights**: block 1.0, transaction 0.5 (a block is rarer and more valuable).
+/// * **Topic weights**: block (full, compact, announcement) 1.0, transaction 0.5 (a block is rarer and more valuable).
 pub fn peer_score_params(
     tx_topic: &IdentTopic,
-    block_topic: &IdentTopic,
-    compact_topic: &IdentTopic,
+    block_topics: &[&IdentTopic],
 ) -> (PeerScoreParams, PeerScoreThresholds) {
     let topic = |weight: f64, invalid_weight: f64| TopicScoreParams {
         topic_weight: weight,
@@ -231,10 +239,9 @@ pub fn peer_score_params(
         ..PeerScoreParams::default()
     };
     params.topics.insert(tx_topic.hash(), topic(0.5, -50.0));
-    params.topics.insert(block_topic.hash(), topic(1.0, -100.0));
-    params
-        .topics
-        .insert(compact_topic.hash(), topic(1.0, -100.0));
+    for t in block_topics {
+        params.topics.insert(t.hash(), topic(1.0, -100.0));
+    }
     (params, score_thresholds())
 }
 

@@ -1,6 +1,16 @@
 //! Counters of the network service, readable at any time without asking the swarm task.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::registry::Registry;
+
+/// Gossipsub's counter of every message received on a topic, duplicates included.
+const RECEIVED_UNFILTERED: &str = "topic_msg_recv_counts_unfiltered_total";
+/// Gossipsub's counter of messages received on a topic that were not duplicates.
+const RECEIVED_FIRST: &str = "topic_msg_recv_counts_total";
+/// Suffix of the transaction topic's name (`/cairn/1/<genesis hex>/tx`).
+const TX_TOPIC_SUFFIX: &str = "/tx";
 
 /// Live counters (shared between the swarm task and every handle).
 #[derive(Debug, Default)]
@@ -46,11 +56,77 @@ pub struct Metrics {
     pub(crate) compact_failed: AtomicU64,
     pub(crate) compact_dropped: AtomicU64,
     pub(crate) compact_published: AtomicU64,
+    pub(crate) block_announcements_in: AtomicU64,
+    pub(crate) block_announcements_published: AtomicU64,
+    pub(crate) compact_pulled: AtomicU64,
+    pub(crate) compact_pull_failed: AtomicU64,
+    pub(crate) compact_served: AtomicU64,
+    pub(crate) compact_tip_pulls: AtomicU64,
     pub(crate) full_blocks_for_legacy: AtomicU64,
     pub(crate) relay_tip_syncs: AtomicU64,
     pub(crate) gossip_peers_below_gossip: AtomicU64,
     pub(crate) gossip_peers_below_publish: AtomicU64,
     pub(crate) gossip_peers_graylisted: AtomicU64,
+    /// Gossipsub's own metrics (set once, when the swarm is built): its duplicate count.
+    pub(crate) gossip_registry: OnceLock<Registry>,
+}
+
+/// Copies gossipsub received and dropped as already seen: (every topic, block topics only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GossipDuplicates {
+    pub all: u64,
+    pub blocks: u64,
+}
+
+/// Reads the duplicate count out of gossipsub's prometheus registry: per topic, messages
+/// received (`..._unfiltered`) minus messages that were new. The difference also holds the
+/// rare message gossipsub refused before its duplicate check (a graylisted sender, an id it
+/// already rejected): those are copies nobody could use either.
+pub fn gossip_duplicates(registry: &Registry) -> GossipDuplicates {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
+        return GossipDuplicates::default();
+    }
+    duplicates_from_text(&text)
+}
+
+/// The parsing half of [`gossip_duplicates`], over the text exposition format.
+fn duplicates_from_text(text: &str) -> GossipDuplicates {
+    // topic -> (received, first)
+    let mut per_topic: std::collections::HashMap<&str, (u64, u64)> = Default::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some((name, labels)) = series.split_once('{') else {
+            continue;
+        };
+        let Some(topic) = labels
+            .split_once("hash=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(t, _)| t)
+        else {
+            continue;
+        };
+        let Ok(v) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let entry = per_topic.entry(topic).or_default();
+        if name.ends_with(RECEIVED_UNFILTERED) {
+            entry.0 = v as u64;
+        } else if name.ends_with(RECEIVED_FIRST) {
+            entry.1 = v as u64;
+        }
+    }
+    let mut d = GossipDuplicates::default();
+    for (topic, (received, first)) in per_topic {
+        let dup = received.saturating_sub(first);
+        d.all += dup;
+        if !topic.ends_with(TX_TOPIC_SUFFIX) {
+            d.blocks += dup;
+        }
+    }
+    d
 }
 
 impl Metrics {
@@ -65,7 +141,14 @@ impl Metrics {
     /// A consistent-enough copy of every counter.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let dup = self
+            .gossip_registry
+            .get()
+            .map(gossip_duplicates)
+            .unwrap_or_default();
         MetricsSnapshot {
+            gossip_duplicates: dup.all,
+            gossip_block_duplicates: dup.blocks,
             peers: g(&self.peers),
             tx_in: g(&self.tx_in),
             tx_out: g(&self.tx_out),
@@ -107,6 +190,12 @@ impl Metrics {
             compact_failed: g(&self.compact_failed),
             compact_dropped: g(&self.compact_dropped),
             compact_published: g(&self.compact_published),
+            block_announcements_in: g(&self.block_announcements_in),
+            block_announcements_published: g(&self.block_announcements_published),
+            compact_pulled: g(&self.compact_pulled),
+            compact_pull_failed: g(&self.compact_pull_failed),
+            compact_served: g(&self.compact_served),
+            compact_tip_pulls: g(&self.compact_tip_pulls),
             full_blocks_for_legacy: g(&self.full_blocks_for_legacy),
             relay_tip_syncs: g(&self.relay_tip_syncs),
             gossip_peers_below_gossip: g(&self.gossip_peers_below_gossip),
@@ -129,6 +218,11 @@ pub struct MetricsSnapshot {
     pub blocks_out: u64,
     pub gossip_bytes_in: u64,
     pub gossip_bytes_out: u64,
+    /// Gossip copies gossipsub dropped as already seen (every topic): with `tx_in + blocks_in`
+    /// (the first copies), the duplicate factor.
+    pub gossip_duplicates: u64,
+    /// The same on the block topics (block, compact block, block announcement).
+    pub gossip_block_duplicates: u64,
     /// Sync requests served / sent.
     pub sync_requests_in: u64,
     pub sync_requests_out: u64,
@@ -176,7 +270,8 @@ pub struct MetricsSnapshot {
     pub relay_tx_not_found: u64,
     /// Relay requests that failed (timeout, disconnect, unsupported).
     pub relay_requests_failed: u64,
-    /// Compact blocks received on gossip.
+    /// Compact blocks received and rebuilt: pushed on gossip or pulled (`GetCompact`) after an
+    /// announcement; one per block (a second copy of a block being rebuilt is not counted).
     pub compact_received: u64,
     /// Compact blocks rebuilt from the mempool alone.
     pub compact_rebuilt: u64,
@@ -192,8 +287,21 @@ pub struct MetricsSnapshot {
     pub compact_failed: u64,
     /// Compact blocks dropped because too many rebuilds were in flight.
     pub compact_dropped: u64,
-    /// Compact blocks published.
+    /// Compact blocks published (pushed on the `cmpctblock` topic).
     pub compact_published: u64,
+    /// Block announcements (headers) received on gossip: first copies only.
+    pub block_announcements_in: u64,
+    /// Block announcements published (our own blocks).
+    pub block_announcements_published: u64,
+    /// Compact blocks pulled from an announcer with `GetCompact`.
+    pub compact_pulled: u64,
+    /// `GetCompact` requests that brought no usable compact block (the full block is fetched).
+    pub compact_pull_failed: u64,
+    /// `GetCompact` requests answered with a compact block.
+    pub compact_served: u64,
+    /// Compact blocks pulled because a peer's `NewTip` (one block ahead) came before any
+    /// gossip announcement.
+    pub compact_tip_pulls: u64,
     /// Full blocks published for peers that do not take compact blocks.
     pub full_blocks_for_legacy: u64,
     /// Syncs started because a peer announced a better tip that gossip had not brought within the grace period.
@@ -204,4 +312,26 @@ pub struct MetricsSnapshot {
     pub gossip_peers_below_publish: u64,
     /// Connected peers whose gossipsub score is below the graylist threshold (-80): everything they send is ignored. (gauge, refreshed every second)
     pub gossip_peers_graylisted: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_received_minus_first_copies_per_topic() {
+        let text = "# HELP topic_msg_recv_counts_unfiltered Number...\n\
+            # TYPE topic_msg_recv_counts_unfiltered counter\n\
+            topic_msg_recv_counts_unfiltered_total{hash=\"/cairn/1/ab/tx\"} 30\n\
+            topic_msg_recv_counts_unfiltered_total{hash=\"/cairn/1/ab/cmpctblock\"} 7\n\
+            topic_msg_recv_counts_total{hash=\"/cairn/1/ab/tx\"} 10\n\
+            topic_msg_recv_counts_total{hash=\"/cairn/1/ab/cmpctblock\"} 2\n\
+            topic_msg_recv_bytes_total{hash=\"/cairn/1/ab/tx\"} 999\n\
+            # EOF\n";
+        assert_eq!(
+            duplicates_from_text(text),
+            GossipDuplicates { all: 25, blocks: 5 }
+        );
+        assert_eq!(duplicates_from_text(""), GossipDuplicates::default());
+    }
 }

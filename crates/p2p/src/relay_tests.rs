@@ -119,12 +119,25 @@ async fn two_nodes_and_a_block(
     announce: bool,
     gossip_txs: bool,
 ) -> (TestNode, TestNode, cairn_primitives::Block) {
+    two_nodes_and_a_block_in_mode(txs, announce, gossip_txs, true).await
+}
+
+/// As [`two_nodes_and_a_block`], with blocks announced by header (`block_announcements`,
+/// pulled) or pushed compactly on gossip.
+async fn two_nodes_and_a_block_in_mode(
+    txs: usize,
+    announce: bool,
+    gossip_txs: bool,
+    block_announcements: bool,
+) -> (TestNode, TestNode, cairn_primitives::Block) {
     let a = start_node(Arc::new(MemoryChain::new(1)), vec![], |c| {
-        c.tx_announcements = announce
+        c.tx_announcements = announce;
+        c.block_announcements = block_announcements;
     })
     .await;
     let b = start_node(Arc::new(MemoryChain::new(1)), vec![a.addr.clone()], |c| {
-        c.tx_announcements = announce
+        c.tx_announcements = announce;
+        c.block_announcements = block_announcements;
     })
     .await;
     wait_peers(&b, 1).await;
@@ -180,6 +193,25 @@ async fn compact_block_rebuilt_from_the_pool_without_a_round_trip() {
         ma.full_blocks_for_legacy, 0,
         "no full block when every peer takes compact ones"
     );
+    // Announced by header, pulled once from the announcer.
+    assert_eq!(
+        (
+            mb.block_announcements_in,
+            mb.compact_pulled,
+            mb.compact_pull_failed
+        ),
+        (1, 1, 0),
+        "{mb:?}"
+    );
+    assert_eq!(
+        (
+            ma.block_announcements_published,
+            ma.compact_served,
+            ma.compact_published
+        ),
+        (1, 1, 0),
+        "{ma:?}"
+    );
     let full = cairn_primitives::encoding::encoded_len(&block);
     let compact = crate::relay::compact::CompactBlock::from_block(&block, 1);
     let compact_len = cairn_primitives::encoding::encoded_len(&compact);
@@ -190,6 +222,76 @@ async fn compact_block_rebuilt_from_the_pool_without_a_round_trip() {
     assert!(compact_len * 4 < full);
     a.handle.shutdown().await;
     b.handle.shutdown().await;
+}
+
+/// With `block_announcements` off, the compact block itself is pushed on `cmpctblock`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_compact_block_rebuilt_without_announcement() {
+    let (a, b, block) = two_nodes_and_a_block_in_mode(50, true, true, false).await;
+    publish_block(&a, &block).await;
+    let hash = block.hash();
+    wait_for("block rebuilt", WAIT, async || {
+        b.chain.contains_block(&hash)
+    })
+    .await;
+    let (ma, mb) = (a.handle.metrics(), b.handle.metrics());
+    // Rebuilt once, without a round trip: from the pushed compact block, or from the one
+    // pulled on A's `NewTip` if that came first (the pushed copy is then ignored).
+    assert_eq!(
+        (
+            mb.compact_received,
+            mb.compact_rebuilt,
+            mb.compact_round_trips
+        ),
+        (1, 1, 0),
+        "{mb:?}"
+    );
+    assert_eq!(
+        (ma.compact_published, ma.block_announcements_published),
+        (1, 0),
+        "{ma:?}"
+    );
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}
+
+/// Three nodes that all know each other: each transaction reaches B and C from A and from
+/// each other, so gossipsub drops copies as duplicates, and the node counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_duplicates_are_counted() {
+    let a = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
+    let b = start_node(Arc::new(MemoryChain::new(1)), vec![a.addr.clone()], |_| {}).await;
+    let c = start_node(
+        Arc::new(MemoryChain::new(1)),
+        vec![a.addr.clone(), b.addr.clone()],
+        |_| {},
+    )
+    .await;
+    wait_peers(&c, 2).await;
+    wait_peers(&b, 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let txs: Vec<_> = (0..20).map(|n| test_tx(90_000 + n)).collect();
+    publish_tx(&a, &txs[0]).await;
+    for tx in &txs {
+        a.chain.add_tx(tx.clone());
+        let _ = a.handle.publish_tx(tx).await;
+    }
+    let nodes = [&a, &b, &c];
+    wait_for("txs everywhere", WAIT, async || {
+        nodes
+            .iter()
+            .all(|n| txs.iter().all(|t| n.chain.pool_contains(&t.txid())))
+    })
+    .await;
+    // Forwards still in flight land within a heartbeat or two.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let m: Vec<_> = nodes.iter().map(|n| n.handle.metrics()).collect();
+    let duplicates: u64 = m.iter().map(|m| m.gossip_duplicates).sum();
+    assert!(duplicates >= 10, "{m:?}");
+    assert_eq!(m.iter().map(|m| m.gossip_block_duplicates).sum::<u64>(), 0);
+    for n in nodes {
+        n.handle.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,13 +357,19 @@ async fn a_full_block_only_peer_gets_and_sends_full_blocks() {
         c.chain.contains_block(&hash)
     })
     .await;
-    let mb = b.handle.metrics();
-    assert!(mb.compact_received >= 1, "B got it compactly: {mb:?}");
+    let (ma, mb) = (a.handle.metrics(), b.handle.metrics());
+    // B hears the announcement; it may get the full block first when discovery linked A and
+    // C too (A then publishes it in full for C as well).
     assert!(
-        mb.full_blocks_for_legacy >= 1,
-        "B published it in full for C: {mb:?}"
+        mb.block_announcements_in >= 1,
+        "B got the announcement: {mb:?}"
     );
-    assert_eq!(c.handle.metrics().compact_received, 0);
+    assert!(
+        ma.full_blocks_for_legacy + mb.full_blocks_for_legacy >= 1,
+        "published in full for C: {ma:?} {mb:?}"
+    );
+    let mc = c.handle.metrics();
+    assert_eq!((mc.compact_received, mc.block_announcements_in), (0, 0));
 
     let block2 = c.chain.mine_with(vec![test_tx(3)]);
     publish_block(&c, &block2).await;
@@ -276,9 +384,10 @@ async fn a_full_block_only_peer_gets_and_sends_full_blocks() {
     }
 }
 
-/// A block gossip never brought (here: never published) still reaches a peer within about a
-/// second: the tip change is announced over `/cairn/relay/1`, and after the grace period the
-/// peer syncs with the announcer instead of waiting for the next status round (a minute here).
+/// A block gossip never brought (here: never published) still reaches a peer at once: the tip
+/// change is announced over `/cairn/relay/1` (`NewTip`), and the peer, one block behind, pulls
+/// the compact block from the announcer instead of waiting for the next status round (a
+/// minute here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tip_gossip_missed_is_fetched_after_the_announcement() {
     let slow_status = |c: &mut crate::NetworkConfig| c.status_interval = Duration::from_secs(60);
@@ -302,7 +411,10 @@ async fn a_tip_gossip_missed_is_fetched_after_the_announcement() {
         "unpublished block reached the peer in {:?}",
         started.elapsed()
     );
-    assert!(b.handle.metrics().relay_tip_syncs >= 1);
+    // One block ahead: its compact form is pulled from the announcer of the tip.
+    let mb = b.handle.metrics();
+    assert_eq!((mb.compact_tip_pulls, mb.compact_pulled), (1, 1), "{mb:?}");
+    assert_eq!(a.handle.metrics().compact_served, 1);
     a.handle.shutdown().await;
     b.handle.shutdown().await;
 }

@@ -15,6 +15,8 @@ use crate::topology::Slot;
 pub const P2P_PORT: u16 = 9645;
 /// RPC port of every host, on its control address.
 pub const RPC_PORT: u16 = 8645;
+/// cairnd's config file in its data dir (`--node-config` lines go there).
+pub const NODE_CONFIG_FILE: &str = "cairn.toml";
 /// Per-request HTTP timeout; `generatetoaddress` of a full block on a loaded machine is the
 /// slowest call.
 const RPC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,6 +82,7 @@ impl Host {
         cairnd: &Path,
         genesis: Option<&Path>,
         bootnodes: &[String],
+        node_config: &[String],
         registry: &Registry,
     ) -> Result<()> {
         if self.child.is_some() {
@@ -87,6 +90,12 @@ impl Host {
         }
         std::fs::create_dir_all(&self.datadir)
             .with_context(|| format!("create {}", self.datadir.display()))?;
+        if !node_config.is_empty() {
+            let path = self.datadir.join(NODE_CONFIG_FILE);
+            let mut text = node_config.join("\n");
+            text.push('\n');
+            std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -43,6 +43,10 @@ const DEFAULT_BLOCK_TIMEOUT_SECS: u64 = 30;
 const DEFAULT_CONVERGE_TIMEOUT_SECS: u64 = 120;
 /// Spare coins beyond what the scenarios need (refusals, rounding).
 const SPARE_COINS: usize = 1_000;
+const DEFAULT_BURST_TXS: usize = 10_000;
+const DEFAULT_QUIET_SECS: f64 = 3.0;
+const MAX_QUIET_SECS: f64 = 60.0;
+const SMALL_BURST_TXS: usize = 100;
 
 /// `--small`: a few hosts for a few seconds, the test suite's mode.
 const SMALL_HOSTS: usize = 4;
@@ -59,6 +63,7 @@ enum Scenario {
     Partition,
     Churn,
     LateJoiner,
+    Burst,
 }
 
 /// Many-host Cairn testnet in Linux network namespaces (needs root).
@@ -79,7 +84,7 @@ struct Cli {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "steady,partition,churn,late-joiner"
+        default_value = "steady,burst,partition,churn,late-joiner"
     )]
     scenarios: Vec<Scenario>,
     /// Steady load: rounds (transactions, then one block).
@@ -134,6 +139,22 @@ struct Cli {
     /// Seed of the random choices (which host gets a transaction, who mines, who is killed).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// A line of every host's config file (`cairn.toml`), as KEY=VALUE (a TOML value:
+    /// `gossip_idontwant=false`, `compact_blocks=false`, `block_announcements=false`);
+    /// repeatable.
+    #[arg(long = "node-config", value_name = "KEY=VALUE")]
+    node_config: Vec<String>,
+    /// Seconds of quiet before each block is mined (gossipsub's IHAVE gossip of the last
+    /// transactions lasts 3 heartbeats, 2.1 s): the block's byte window then holds its relay.
+    #[arg(long, default_value_t = DEFAULT_QUIET_SECS)]
+    quiet_secs: f64,
+    /// Send transactions at this rate (tx/s over all hosts) in steady, partition and churn
+    /// rounds; default: as fast as the hosts' RPC takes them (batches of 100).
+    #[arg(long)]
+    tx_rate: Option<f64>,
+    /// Burst: transactions sent at once, spread over every host.
+    #[arg(long, default_value_t = DEFAULT_BURST_TXS)]
+    burst_txs: usize,
     /// Only remove what an earlier run left (namespaces cairn-tn-*, links ctn-*), then exit.
     #[arg(long)]
     clean: bool,
@@ -151,6 +172,7 @@ impl Cli {
             self.sync_blocks = SMALL_SYNC_BLOCKS;
             self.sync_peers = SMALL_SYNC_PEERS.to_vec();
             self.settle_secs = SMALL_SETTLE_SECS;
+            self.burst_txs = SMALL_BURST_TXS;
         }
     }
 
@@ -163,7 +185,17 @@ impl Cli {
                     .unwrap_or(0)
             })
             .sum();
-        steady + 2 * self.partition_txs + 2 * self.churn_txs + self.sync_blocks * 12 + SPARE_COINS
+        let burst = if self.scenarios.contains(&Scenario::Burst) {
+            self.burst_txs
+        } else {
+            0
+        };
+        steady
+            + burst
+            + 2 * self.partition_txs
+            + 2 * self.churn_txs
+            + self.sync_blocks * 12
+            + SPARE_COINS
     }
 }
 
@@ -179,6 +211,27 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// `KEY=VALUE` flags as `key = value` lines of a TOML file; the key must be a bare TOML key.
+fn node_config_lines(flags: &[String]) -> Result<Vec<String>> {
+    flags
+        .iter()
+        .map(|f| {
+            let (k, v) = f
+                .split_once('=')
+                .with_context(|| format!("--node-config {f}: expected KEY=VALUE"))?;
+            let k = k.trim();
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                bail!("--node-config {f}: not a bare key");
+            }
+            Ok(format!("{k} = {}", v.trim()))
+        })
+        .collect()
 }
 
 fn default_cairnd() -> Result<PathBuf> {
@@ -253,6 +306,9 @@ fn run() -> Result<bool> {
         block_timeout: Duration::from_secs(cli.block_timeout_secs),
         converge_timeout: Duration::from_secs(cli.converge_timeout_secs),
         coins: cli.coins(),
+        node_config: node_config_lines(&cli.node_config)?,
+        tx_rate: cli.tx_rate,
+        quiet_before_block: Duration::from_secs_f64(cli.quiet_secs.clamp(0.0, MAX_QUIET_SECS)),
     };
     eprintln!(
         "starting {} hosts at {} Mbit/s (work dir {}, load {load_start})",
@@ -292,6 +348,9 @@ fn run() -> Result<bool> {
             Scenario::LateJoiner => scenarios::run(&mut net, "late-joiner", |n| {
                 scenarios::late_joiner(n, cli.sync_blocks, &cli.sync_peers)
             }),
+            Scenario::Burst => {
+                scenarios::run(&mut net, "burst", |n| scenarios::burst(n, cli.burst_txs))
+            }
         };
         scenarios.push(v);
     }
@@ -317,6 +376,8 @@ fn run() -> Result<bool> {
             "load_end": load_average(),
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "timestamps": "WebSocket notifications of every host (newtransactions, newblocks), stamped on arrival with the harness's clock",
+            "node_config": cli.node_config,
+            "tx_rate": cli.tx_rate,
             "cleanup": notes,
         },
         "scenarios": scenarios,
@@ -327,4 +388,30 @@ fn run() -> Result<bool> {
     print!("{}", report::table(&report));
     println!("\nreport: {}", cli.report.display());
     Ok(all_ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_config_flags_become_toml_lines() {
+        let ok = node_config_lines(&[
+            "gossip_idontwant=false".into(),
+            " tx_fetch_delay_ms = 100 ".into(),
+        ]);
+        assert_eq!(
+            ok.ok(),
+            Some(vec![
+                "gossip_idontwant = false".to_string(),
+                "tx_fetch_delay_ms = 100".to_string()
+            ])
+        );
+        assert!(node_config_lines(&["no_equals_sign".into()]).is_err());
+        assert!(
+            node_config_lines(&["a.b=1".into()]).is_err(),
+            "not a bare key"
+        );
+        assert!(node_config_lines(&["=1".into()]).is_err());
+    }
 }

@@ -47,6 +47,14 @@ pub struct Options {
     pub converge_timeout: Duration,
     /// Coins to fund for the whole run.
     pub coins: usize,
+    /// Pause before each block is mined, so gossipsub's IHAVE gossip of the last transactions
+    /// (3 heartbeats, 2.1 s) is over and the block's byte window holds the block's relay.
+    pub quiet_before_block: Duration,
+    /// Transactions per second over all hosts when sending (`None`: as fast as the RPC takes
+    /// them, in batches of 100).
+    pub tx_rate: Option<f64>,
+    /// Lines of every host's `cairn.toml` (`key = value`), e.g. `gossip_idontwant = false`.
+    pub node_config: Vec<String>,
 }
 
 /// A deterministic generator (SplitMix64): a run is repeatable from its `--seed`.
@@ -83,7 +91,26 @@ pub struct MinedBlock {
     pub spread_ms: Option<f64>,
     /// Bytes per host on the data links from just before mining to the last host connecting.
     pub traffic: Vec<Counters>,
+    /// Over the same window, per host, the increase of each of [`BLOCK_WINDOW_METRICS`]
+    /// (what the bytes were: gossip or request-response payload, syncs, fetches).
+    pub window_metrics: Vec<Vec<f64>>,
+    /// Per host, bytes received per second during the quiet period before mining (status
+    /// rounds, pings, heartbeats: what the link carries with no block), and the window's length.
+    pub idle_received_per_sec: Vec<f64>,
+    pub window_secs: f64,
 }
+
+/// Counters read from every host's `/metrics` around each mined block.
+pub const BLOCK_WINDOW_METRICS: [&str; 8] = [
+    "cairn_p2p_gossip_bytes_in_total",
+    "cairn_p2p_sync_bytes_in_total",
+    "cairn_p2p_gossip_block_duplicates_total",
+    "cairn_p2p_relay_tip_syncs_total",
+    "cairn_p2p_compact_full_fallbacks_total",
+    "cairn_p2p_relay_txs_fetched_total",
+    "cairn_p2p_sync_requests_out_total",
+    "cairn_p2p_compact_pulled_total",
+];
 
 /// The state every host ends in: tip, height, UTXO digest.
 #[derive(Clone, Debug)]
@@ -206,7 +233,14 @@ impl Network {
 
     pub fn spawn_with(&mut self, i: usize, bootnodes: &[String]) -> Result<()> {
         let (cairnd, genesis) = (self.opts.cairnd.clone(), self.opts.genesis.clone());
-        self.hosts[i].spawn(&cairnd, genesis.as_deref(), bootnodes, &self.registry)
+        let config = self.opts.node_config.clone();
+        self.hosts[i].spawn(
+            &cairnd,
+            genesis.as_deref(),
+            bootnodes,
+            &config,
+            &self.registry,
+        )
     }
 
     pub fn subscribe(&mut self, i: usize) -> Result<()> {
@@ -296,12 +330,16 @@ impl Network {
         if targets.is_empty() {
             bail!("no host to send to");
         }
-        let mut per_host: HashMap<usize, Vec<&SignedTx>> = HashMap::new();
-        for t in txs {
+        // Each transaction's place in the whole send: with a rate, it is not sent before
+        // `start + place / rate`.
+        let mut per_host: HashMap<usize, Vec<(usize, &SignedTx)>> = HashMap::new();
+        for (k, t) in txs.iter().enumerate() {
             let h = self.rng.pick(targets).context("no host")?;
-            per_host.entry(h).or_default().push(t);
+            per_host.entry(h).or_default().push((k, t));
         }
         let hosts = &self.hosts;
+        let rate = self.opts.tx_rate.filter(|r| *r > 0.0);
+        let start = std::time::Instant::now();
         let results: Vec<(Vec<String>, Vec<String>)> = std::thread::scope(|s| {
             let workers: Vec<_> = per_host
                 .iter()
@@ -310,11 +348,36 @@ impl Network {
                     s.spawn(move || {
                         let mut ok = Vec::new();
                         let mut refused = Vec::new();
-                        for chunk in list.chunks(SEND_BATCH) {
+                        let mut next = 0;
+                        while next < list.len() {
+                            // Paced: wait for the next one's time, then send all that are due.
+                            let n = match rate {
+                                None => SEND_BATCH.min(list.len() - next),
+                                Some(r) => {
+                                    let due =
+                                        |k: usize| start + Duration::from_secs_f64(k as f64 / r);
+                                    let first = due(list[next].0);
+                                    if let Some(wait) =
+                                        first.checked_duration_since(std::time::Instant::now())
+                                    {
+                                        std::thread::sleep(wait);
+                                    }
+                                    let now = std::time::Instant::now();
+                                    list[next..]
+                                        .iter()
+                                        .take(SEND_BATCH)
+                                        .take_while(|(k, _)| due(*k) <= now)
+                                        .count()
+                                        .max(1)
+                                }
+                            };
+                            let chunk: Vec<&SignedTx> =
+                                list[next..next + n].iter().map(|(_, t)| *t).collect();
+                            next += n;
                             let params: Vec<Value> = chunk.iter().map(|t| json!([t.hex])).collect();
                             match host.rpc.batch("sendrawtransaction", &params) {
                                 Ok(answers) => {
-                                    for (a, t) in answers.into_iter().zip(chunk) {
+                                    for (a, t) in answers.into_iter().zip(&chunk) {
                                         match a {
                                             Ok(_) => ok.push(t.txid.clone()),
                                             Err(e) => refused.push(format!("{}: {e:#}", t.txid)),
@@ -365,7 +428,14 @@ impl Network {
 
     /// Mines one block at `miner` and waits until every host in `hosts` connected it.
     pub fn mine(&mut self, miner: usize, hosts: &[usize]) -> Result<MinedBlock> {
+        // The quiet period doubles as the idle baseline (status rounds, pings, heartbeats).
+        let quiet_start = self.counters(hosts)?;
+        let quiet_t = Instant::now();
+        std::thread::sleep(self.opts.quiet_before_block);
+        let metrics_before = self.metrics(hosts);
         let before = self.counters(hosts)?;
+        let window_t = Instant::now();
+        let idle_secs = window_t.duration_since(quiet_t).as_secs_f64();
         let address = self.wallet()?.address.clone();
         let hash = funds::generate(&self.hosts[miner], &address)?
             .pop()
@@ -374,6 +444,18 @@ impl Network {
             o.block_everywhere(&hash, hosts)
         });
         let after = self.counters(hosts)?;
+        let window_secs = window_t.elapsed().as_secs_f64();
+        let metrics_after = self.metrics(hosts);
+        let window_metrics = metrics_after
+            .iter()
+            .zip(&metrics_before)
+            .map(|(a, b)| {
+                BLOCK_WINDOW_METRICS
+                    .iter()
+                    .map(|n| a.get(*n).copied().unwrap_or(0.0) - b.get(*n).copied().unwrap_or(0.0))
+                    .collect()
+            })
+            .collect();
         let block = self.hosts[miner].rpc.call("getblock", json!([hash, 1]))?;
         let spread_ms = if complete {
             let o = self.events.lock();
@@ -395,6 +477,13 @@ impl Network {
                 .zip(&before)
                 .map(|(a, b)| a.since(*b))
                 .collect(),
+            window_metrics,
+            idle_received_per_sec: before
+                .iter()
+                .zip(&quiet_start)
+                .map(|(b, q)| b.since(*q).received as f64 / idle_secs.max(1e-3))
+                .collect(),
+            window_secs,
         })
     }
 

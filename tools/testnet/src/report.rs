@@ -31,6 +31,39 @@ const PAYLOAD_IN_METRICS: [&str; 2] = [
     "cairn_p2p_gossip_bytes_in_total",
     "cairn_p2p_sync_bytes_in_total",
 ];
+/// Block gossip messages the node delivered (full, compact or announced).
+const BLOCKS_IN_METRIC: &str = "cairn_p2p_gossip_blocks_in_total";
+/// Copies dropped as already seen on the block topics.
+const BLOCK_DUPLICATE_METRIC: &str = "cairn_p2p_gossip_block_duplicates_total";
+/// Compact blocks received (pushed on gossip or pulled after an announcement).
+const COMPACT_RECEIVED_METRIC: &str = "cairn_p2p_compact_received_total";
+/// Compact-block outcomes: rebuilt from the mempool alone, needed a `GetBlockTxs` round trip,
+/// fetched whole instead.
+const COMPACT_OUTCOME_METRICS: [(&str, &str); 3] = [
+    (
+        "rebuilt_without_round_trip",
+        "cairn_p2p_compact_rebuilt_total",
+    ),
+    ("round_trip", "cairn_p2p_compact_round_trips_total"),
+    (
+        "full_block_fallback",
+        "cairn_p2p_compact_full_fallbacks_total",
+    ),
+];
+/// What the repair path and gossipsub's loss counters did over a scenario (sums over hosts).
+const REPAIR_METRICS: [(&str, &str); 5] = [
+    (
+        "txs_fetched_by_announcement",
+        "cairn_p2p_relay_txs_fetched_total",
+    ),
+    (
+        "gossip_validation_late",
+        "cairn_p2p_gossip_validation_late_total",
+    ),
+    ("gossip_queue_full", "cairn_p2p_gossip_queue_full_total"),
+    ("tip_syncs", "cairn_p2p_relay_tip_syncs_total"),
+    ("compact_tip_pulls", "cairn_p2p_compact_tip_pulls_total"),
+];
 /// Gossip messages dropped because the node was busy.
 const DROPPED_METRIC: &str = "cairn_p2p_dropped_events_total";
 
@@ -52,6 +85,20 @@ pub fn summary(values: &[f64]) -> Value {
         "p99": percentile(&v, 0.99).map(round1),
         "max": v.last().copied().map(round1),
     })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Per host, the bytes received in a block's window less what the link carried at the idle
+/// rate measured just before (status rounds, pings, heartbeats), at least 0.
+fn net_of_idle(b: &MinedBlock) -> Vec<f64> {
+    b.traffic
+        .iter()
+        .zip(&b.idle_received_per_sec)
+        .map(|(c, idle)| (c.received as f64 - idle * b.window_secs).max(0.0))
+        .collect()
 }
 
 fn round2(x: f64) -> f64 {
@@ -115,6 +162,8 @@ impl Measures {
             let mean_size =
                 in_class.iter().map(|b| b.size as f64).sum::<f64>() / in_class.len() as f64;
             let mean_received = received.iter().sum::<f64>() / received.len().max(1) as f64;
+            let net: Vec<f64> = in_class.iter().flat_map(|b| net_of_idle(b)).collect();
+            let mean_net = net.iter().sum::<f64>() / net.len().max(1) as f64;
             classes.push(json!({
                 "size_class": label,
                 "blocks": in_class.len(),
@@ -124,6 +173,8 @@ impl Measures {
                 "bytes_sent_per_host": summary(&sent),
                 "bytes_received_per_host": summary(&received),
                 "received_per_block_byte": round2(mean_received / mean_size.max(1.0)),
+                "bytes_received_per_host_net_of_idle": summary(&net),
+                "received_net_of_idle_per_block_byte": round3(mean_net / mean_size.max(1.0)),
             }));
         }
         let per_tx = |f: fn(&Counters) -> u64| -> Value {
@@ -146,6 +197,16 @@ impl Measures {
                 "connected_by_every_host_ms": b.spread_ms.map(round1),
                 "bytes_sent_per_host": summary(&b.traffic.iter().map(|c| c.sent as f64).collect::<Vec<_>>()),
                 "bytes_received_per_host": summary(&b.traffic.iter().map(|c| c.received as f64).collect::<Vec<_>>()),
+                "window_secs": round2(b.window_secs),
+                "idle_bytes_received_per_host_per_sec": summary(&b.idle_received_per_sec),
+                "bytes_received_per_host_net_of_idle": summary(&net_of_idle(b)),
+                "window_metrics_per_host": crate::network::BLOCK_WINDOW_METRICS.iter().enumerate().map(|(i, name)| {
+                    let per_host: Vec<f64> = b.window_metrics.iter().map(|m| m.get(i).copied().unwrap_or(0.0)).collect();
+                    (name.trim_start_matches("cairn_p2p_").to_string(), json!({
+                        "sum": per_host.iter().sum::<f64>(),
+                        "per_host": summary(&per_host),
+                    }))
+                }).collect::<serde_json::Map<String, Value>>(),
             })).collect::<Vec<_>>(),
             "block_classes": classes,
         })
@@ -159,26 +220,21 @@ pub fn duplicates(
     after: &[HashMap<String, f64>],
     wire: &[Counters],
 ) -> Value {
-    let delta = |name: &str| -> f64 {
-        after
-            .iter()
-            .zip(before)
-            .map(|(a, b)| {
-                let (a, b) = (
-                    a.get(name).copied().unwrap_or(0.0),
-                    b.get(name).copied().unwrap_or(0.0),
-                );
-                // A host restarted in between counts from zero again.
-                if a >= b { a - b } else { a }
-            })
-            .sum()
-    };
+    let delta = |name: &str| metric_delta(before, after, name);
     let has = |name: &str| after.iter().any(|m| m.contains_key(name));
     let useful: f64 = USEFUL_MESSAGE_METRICS.iter().map(|m| delta(m)).sum();
     let payload: f64 = PAYLOAD_IN_METRICS.iter().map(|m| delta(m)).sum();
     let wire_in: f64 = wire.iter().map(|c| c.received as f64).sum();
     let factor = if has(DUPLICATE_METRIC) && useful > 0.0 {
         json!(round2((useful + delta(DUPLICATE_METRIC)) / useful))
+    } else {
+        Value::Null
+    };
+    let blocks_in = delta(BLOCKS_IN_METRIC);
+    let block_factor = if has(BLOCK_DUPLICATE_METRIC) && blocks_in > 0.0 {
+        json!(round2(
+            (blocks_in + delta(BLOCK_DUPLICATE_METRIC)) / blocks_in
+        ))
     } else {
         Value::Null
     };
@@ -189,11 +245,57 @@ pub fn duplicates(
         } else {
             "copies received (useful + duplicates) per useful gossip message".to_string()
         },
+        "block_duplicate_factor": block_factor,
         "useful_gossip_messages": useful,
         "wire_bytes_per_payload_byte": if payload > 0.0 { json!(round2(wire_in / payload)) } else { Value::Null },
         "wire_bytes_per_payload_byte_note": "interface bytes received / gossip+sync payload bytes the nodes delivered (includes duplicates, IHAVE/IWANT, framing, TCP)",
         "dropped_events": delta(DROPPED_METRIC),
     })
+}
+
+/// Compact-block outcomes summed over the hosts, and the share rebuilt from the mempool
+/// without a round trip (target: at least 95 %).
+pub fn compact_outcomes(before: &[HashMap<String, f64>], after: &[HashMap<String, f64>]) -> Value {
+    let received = metric_delta(before, after, COMPACT_RECEIVED_METRIC);
+    let mut v = json!({"received": received});
+    for (key, metric) in COMPACT_OUTCOME_METRICS {
+        v[key] = json!(metric_delta(before, after, metric));
+    }
+    let rebuilt = v["rebuilt_without_round_trip"].as_f64().unwrap_or(0.0);
+    v["share_without_round_trip"] = if received > 0.0 {
+        json!(round2(rebuilt / received))
+    } else {
+        Value::Null
+    };
+    v
+}
+
+/// The repair path's counters summed over the hosts (see [`REPAIR_METRICS`]).
+pub fn repair(before: &[HashMap<String, f64>], after: &[HashMap<String, f64>]) -> Value {
+    let mut v = json!({});
+    for (key, metric) in REPAIR_METRICS {
+        v[key] = json!(metric_delta(before, after, metric));
+    }
+    v
+}
+
+/// A counter's increase summed over the hosts (a host restarted in between counts from zero).
+fn metric_delta(
+    before: &[HashMap<String, f64>],
+    after: &[HashMap<String, f64>],
+    name: &str,
+) -> f64 {
+    after
+        .iter()
+        .zip(before)
+        .map(|(a, b)| {
+            let (a, b) = (
+                a.get(name).copied().unwrap_or(0.0),
+                b.get(name).copied().unwrap_or(0.0),
+            );
+            if a >= b { a - b } else { a }
+        })
+        .sum()
 }
 
 pub fn memory_json(hosts: &[usize], mem: &[Option<Memory>]) -> Value {
@@ -272,7 +374,7 @@ pub fn table(report: &Value) -> String {
             for c in classes {
                 let t = &c["connected_by_every_host_ms"];
                 out.push_str(&format!(
-                    "  {:<16} | {:>6} | {:>9} | {:>9} / {:<9} | {:>13} | {:>10} ({}) | {}\n",
+                    "  {:<16} | {:>6} | {:>9} | {:>9} / {:<9} | {:>13} | {:>10} ({}) | {} (net of idle {})\n",
                     c["size_class"].as_str().unwrap_or("?"),
                     c["blocks"],
                     fmt_opt(&c["mean_size_bytes"]),
@@ -281,17 +383,35 @@ pub fn table(report: &Value) -> String {
                     fmt_opt(&c["bytes_sent_per_host"]["p50"]),
                     fmt_opt(&c["bytes_received_per_host"]["p50"]),
                     fmt_opt(&c["bytes_received_per_host"]["max"]),
-                    c["received_per_block_byte"]
+                    c["received_per_block_byte"],
+                    c["received_net_of_idle_per_block_byte"]
                 ));
             }
         }
         let d = &s["duplicates"];
         if !d.is_null() {
             out.push_str(&format!(
-                "  duplicate factor: {}; wire bytes per payload byte received: {}; dropped gossip events: {}\n",
+                "  duplicate factor: {} (block topics: {}); wire bytes per payload byte received: {}; dropped gossip events: {}\n",
                 if d["duplicate_factor"].is_null() { "n/a (not exported by cairnd)".to_string() } else { d["duplicate_factor"].to_string() },
+                d["block_duplicate_factor"],
                 d["wire_bytes_per_payload_byte"],
                 d["dropped_events"]
+            ));
+        }
+        let r = &s["repair"];
+        if !r.is_null() {
+            out.push_str(&format!(
+                "  repair: {} txs fetched by announcement, {} late verdicts, {} gossip queue-full drops, {} tip syncs, {} compact tip pulls\n",
+                r["txs_fetched_by_announcement"], r["gossip_validation_late"], r["gossip_queue_full"],
+                r["tip_syncs"], r["compact_tip_pulls"]
+            ));
+        }
+        let c = &s["compact_blocks"];
+        if c["received"].as_f64().unwrap_or(0.0) > 0.0 {
+            out.push_str(&format!(
+                "  compact blocks: {} received, {} rebuilt without a round trip (share {}), {} round trips, {} full-block fallbacks\n",
+                c["received"], c["rebuilt_without_round_trip"], c["share_without_round_trip"],
+                c["round_trip"], c["full_block_fallback"]
             ));
         }
         let mem = &s["memory"];
@@ -351,5 +471,32 @@ mod tests {
         assert!(without["duplicate_factor"].is_null());
         let with = duplicates(&[m(0.0, Some(0.0))], &[m(10.0, Some(25.0))], &wire);
         assert_eq!(with["duplicate_factor"], json!(3.5));
+    }
+
+    #[test]
+    fn compact_share_is_rebuilt_without_round_trip_over_received() {
+        let m = |pairs: &[(&str, f64)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<HashMap<_, _>>()
+        };
+        let before = [m(&[(COMPACT_RECEIVED_METRIC, 5.0)]), m(&[])];
+        let after = [
+            m(&[
+                (COMPACT_RECEIVED_METRIC, 15.0),
+                ("cairn_p2p_compact_rebuilt_total", 9.0),
+                ("cairn_p2p_compact_round_trips_total", 1.0),
+            ]),
+            m(&[
+                (COMPACT_RECEIVED_METRIC, 10.0),
+                ("cairn_p2p_compact_rebuilt_total", 10.0),
+            ]),
+        ];
+        let v = compact_outcomes(&before, &after);
+        assert_eq!(v["received"], json!(20.0));
+        assert_eq!(v["round_trip"], json!(1.0));
+        assert_eq!(v["share_without_round_trip"], json!(0.95));
+        assert!(compact_outcomes(&before, &before)["share_without_round_trip"].is_null());
     }
 }

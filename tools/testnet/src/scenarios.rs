@@ -18,6 +18,12 @@ const LOSING_BLOCKS: usize = 2;
 pub const FILLERS_PER_BLOCK: usize = 12;
 /// Blocks the surviving hosts mine while the churned ones are down.
 const BLOCKS_WHILE_DOWN: usize = 2;
+/// Burst: the target, every mempool holding every transaction this long after the last send.
+const BURST_TARGET: Duration = Duration::from_secs(10);
+/// Burst: how long to wait for the burst to reach every mempool before giving up.
+const BURST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Burst: at most this many blocks mined to empty the pool afterwards.
+const MAX_BURST_BLOCKS: usize = 4;
 /// How long a late joiner may take to sync the chain.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -61,6 +67,8 @@ pub fn run(
         .map(|(a, b)| a.since(*b))
         .collect();
     v["duplicates"] = report::duplicates(&metrics_before, &metrics_after, &wire);
+    v["compact_blocks"] = report::compact_outcomes(&metrics_before, &metrics_after);
+    v["repair"] = report::repair(&metrics_before, &metrics_after);
     v["memory"] = report::memory_json(&live, &net.memory(&live));
     v["peers"] = json!(net.peer_counts(&live));
     let lost = net.lost_subscriptions();
@@ -181,6 +189,96 @@ pub fn steady(net: &mut Network, rounds: usize, block_txs: &[usize]) -> Result<O
         lines: Vec::new(),
         details: json!({"rounds": rounds, "block_txs": block_txs}),
         ok,
+    })
+}
+
+/// A burst: `n` transactions sent as fast as the hosts' RPC takes them (batches of 100, every
+/// host from its own thread), spread over all hosts; then the time from the last send until
+/// every mempool holds every one of them (target: within [`BURST_TARGET`]); then blocks are
+/// mined until the pool is empty (full blocks of transactions every host already has).
+pub fn burst(net: &mut Network, n: usize) -> Result<Outcome> {
+    let hosts = net.live();
+    let mut m = Measures::default();
+    let txs: Vec<SignedTx> = net.payments(n)?;
+    let before = net.counters(&hosts)?;
+    let t = Instant::now();
+    // A burst is never paced.
+    let rate = net.opts.tx_rate.take();
+    let sent = net.send_spread(&txs, &hosts);
+    net.opts.tx_rate = rate;
+    let (ok, refused) = sent?;
+    let last_send = Instant::now();
+    let send_s = last_send.duration_since(t).as_secs_f64();
+    if let Some(r) = refused.first() {
+        eprintln!("  {} refused, e.g. {r}", refused.len());
+    }
+    let settled = net.wait_txs(&ok, &hosts, BURST_TIMEOUT.max(net.opts.settle));
+    let after = net.counters(&hosts)?;
+    m.add_tx_traffic(
+        &after
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a.since(*b))
+            .collect::<Vec<_>>(),
+    );
+    m.tx_sent += ok.len();
+    m.tx_refused += refused.len();
+    // The last mempool arrival of the whole burst, from the hosts' own notifications.
+    let last_arrival = {
+        let o = net.events.lock();
+        ok.iter()
+            .filter_map(|id| {
+                o.txs
+                    .get(id)
+                    .and_then(|at| Observations::spread(at, &hosts))
+            })
+            .map(|(_, last)| last)
+            .max()
+    };
+    let after_last_send_ms = if settled {
+        last_arrival.map(|l| l.saturating_duration_since(last_send).as_secs_f64() * 1e3)
+    } else {
+        None
+    };
+    eprintln!(
+        "  {} txs sent in {send_s:.1} s ({:.0} tx/s) to {} hosts; every mempool holds all {}",
+        ok.len(),
+        ok.len() as f64 / send_s.max(1e-3),
+        hosts.len(),
+        after_last_send_ms.map_or("- (timeout)".into(), |x| format!(
+            "{x:.0} ms after the last send"
+        ))
+    );
+    tx_spreads(net, &ok, &hosts, &mut m);
+    let met = after_last_send_ms.is_some_and(|x| x <= BURST_TARGET.as_secs_f64() * 1e3);
+    // Mine the burst away: blocks as large as the chain allows, of gossiped transactions.
+    let mut blocks = 0;
+    while blocks < MAX_BURST_BLOCKS && !net.mempool(hosts[0])?.is_empty() {
+        let miner = net.rng.pick(&hosts).context("no host")?;
+        mine_logged(net, miner, &hosts, &mut m)?;
+        blocks += 1;
+    }
+    let lines = vec![format!(
+        "burst of {} txs sent in {send_s:.1} s ({:.0} tx/s); every mempool holds every one {} after the last send (target {} s: {})",
+        ok.len(),
+        ok.len() as f64 / send_s.max(1e-3),
+        after_last_send_ms.map_or("never (timeout)".into(), |x| format!("{x:.0} ms")),
+        BURST_TARGET.as_secs(),
+        if met { "met" } else { "missed" }
+    )];
+    let blocks_ok = m.blocks.iter().all(|b| b.spread_ms.is_some());
+    Ok(Outcome {
+        measures: m,
+        lines,
+        details: json!({
+            "burst_txs": ok.len(),
+            "send_seconds": (send_s * 10.0).round() / 10.0,
+            "send_rate_tx_per_s": (ok.len() as f64 / send_s.max(1e-3)).round(),
+            "every_mempool_after_last_send_ms": after_last_send_ms.map(|x| x.round()),
+            "target_ms": BURST_TARGET.as_millis() as u64,
+            "target_met": met,
+        }),
+        ok: settled && blocks_ok,
     })
 }
 

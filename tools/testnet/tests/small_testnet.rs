@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// Hosts in `--small` mode (the harness's `SMALL_HOSTS`).
 const SMALL_HOSTS: usize = 4;
-const SCENARIOS: [&str; 4] = ["steady", "partition", "churn", "late-joiner"];
+const SCENARIOS: [&str; 5] = ["steady", "burst", "partition", "churn", "late-joiner"];
 
 fn can_run() -> Result<(), String> {
     let uid = Command::new("id")

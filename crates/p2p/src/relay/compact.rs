@@ -24,6 +24,7 @@ use tracing::{debug, trace};
 use super::driver::Done;
 use super::{RelayRequest, RelayResponse};
 use crate::codec::{SyncRequest, SyncResponse};
+use crate::config::BAN_THRESHOLD;
 use crate::metrics::Metrics;
 use crate::service::{Acceptance, NetworkEvent, NetworkHandle};
 use crate::sync::ChainAccess;
@@ -293,10 +294,85 @@ pub(crate) fn answer_block_txs<C: ChainAccess + ?Sized>(
     encode(&RelayResponse::BlockTxs { block, txs })
 }
 
-/// Starts rebuild jobs, at most [`MAX_REBUILDS_IN_FLIGHT`] at once.
+/// Compact blocks kept encoded for `GetCompact` answers (the latest blocks peers pull).
+pub const MAX_CACHED_COMPACT_BLOCKS: usize = 8;
+
+/// A random nonce for a compact block's short-id key (BIP152: so a collision cannot be
+/// engineered ahead of the announcement). From the OS; a clock-derived value if it fails.
+pub(crate) fn random_nonce() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::getrandom(&mut b).is_err() {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    }
+    u64::from_le_bytes(b)
+}
+
+/// Encoded `RelayResponse::Compact` answers for the latest blocks asked, so a block pulled by
+/// every neighbour is decoded and hashed once (one nonce per block, as one BIP152
+/// announcement).
 #[derive(Debug, Default)]
+pub(crate) struct CompactCache {
+    entries: std::collections::VecDeque<(BlockHash, Arc<Vec<u8>>)>,
+}
+
+impl CompactCache {
+    /// The encoded answer to `GetCompact(hash)`: from the cache, else built from the stored
+    /// block (then cached); `Error` when the block is not stored.
+    pub(crate) fn answer<C: ChainAccess + ?Sized>(
+        &mut self,
+        chain: &C,
+        hash: BlockHash,
+    ) -> (Arc<Vec<u8>>, bool) {
+        if let Some((_, frame)) = self.entries.iter().find(|(h, _)| *h == hash) {
+            return (Arc::clone(frame), true);
+        }
+        let block = chain
+            .block_bytes(&[hash], usize::MAX)
+            .into_iter()
+            .next()
+            .and_then(|bytes| decode::<Block>(&bytes).ok());
+        let Some(block) = block else {
+            return (
+                Arc::new(encode(&RelayResponse::Error("unknown block".into()))),
+                false,
+            );
+        };
+        let frame = Arc::new(encode(&RelayResponse::Compact(CompactBlock::from_block(
+            &block,
+            random_nonce(),
+        ))));
+        if self.entries.len() >= MAX_CACHED_COMPACT_BLOCKS {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((hash, Arc::clone(&frame)));
+        (frame, true)
+    }
+}
+
+/// What a rebuild starts from: a compact block pushed on gossip, an announced header whose
+/// compact block is pulled from the announcer first, or a peer's new tip (`NewTip`, one block
+/// ahead of ours) whose compact block is pulled from that peer.
+pub(crate) enum RebuildFrom {
+    Pushed(Box<CompactBlock>),
+    Announced(BlockHeader),
+    Tip(BlockHash),
+}
+
+/// Answers the gossip message that brought a block `Ignore` (nothing when it came otherwise).
+async fn ignore(net: &NetworkHandle, msg_id: Option<MessageId>, source: PeerId) {
+    if let Some(id) = msg_id {
+        let _ = net.report_validation(id, source, Acceptance::Ignore).await;
+    }
+}
+
+/// Starts rebuild jobs, at most [`MAX_REBUILDS_IN_FLIGHT`] at once.
+#[derive(Debug)]
 pub(crate) struct Rebuilder {
     in_flight: Arc<AtomicUsize>,
+    max_block_size: usize,
 }
 
 /// Decrements the in-flight count when a job ends, however it ends.
@@ -308,53 +384,78 @@ impl Drop for Slot {
 }
 
 impl Rebuilder {
+    pub(crate) fn new(max_block_size: usize) -> Self {
+        Self {
+            in_flight: Arc::default(),
+            max_block_size,
+        }
+    }
+
     pub(crate) fn start<C: ChainAccess>(
         &self,
         chain: Arc<C>,
         net: NetworkHandle,
         events: mpsc::Sender<NetworkEvent>,
-        compact: CompactBlock,
+        from: RebuildFrom,
         source: PeerId,
-        msg_id: MessageId,
+        msg_id: Option<MessageId>,
     ) -> Pin<Box<dyn Future<Output = Done> + Send>> {
         if self.in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_REBUILDS_IN_FLIGHT {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             return Box::pin(async move {
                 Metrics::inc(&net.metrics_ref().compact_dropped);
                 debug!(%source, "compact block dropped: too many rebuilds in flight");
-                let _ = net
-                    .report_validation(msg_id, source, Acceptance::Ignore)
-                    .await;
+                ignore(&net, msg_id, source).await;
                 Done::Rebuilt
             });
         }
         let slot = Slot(Arc::clone(&self.in_flight));
+        let max_block_size = self.max_block_size;
         Box::pin(async move {
             let _slot = slot;
-            let hash = compact.header.hash();
             let started = Instant::now();
-            let block = match rebuild(&chain, &net, compact, source).await {
+            let (hash, compact) = match from {
+                RebuildFrom::Pushed(c) => (c.header.hash(), Some(*c)),
+                RebuildFrom::Announced(header) => {
+                    let hash = header.hash();
+                    if chain.status().best_hash == hash {
+                        // Our own tip (a late copy of what we relayed): nothing to fetch.
+                        ignore(&net, msg_id, source).await;
+                        return Done::Rebuilt;
+                    }
+                    (hash, pull(&net, source, hash, max_block_size).await)
+                }
+                RebuildFrom::Tip(hash) => (hash, pull(&net, source, hash, max_block_size).await),
+            };
+            let rebuilt = match compact {
+                Some(c) => rebuild(&chain, &net, c, source).await,
+                None => None,
+            };
+            let block = match rebuilt {
                 Some(block) => Some(block),
                 None => fetch_full(&net, source, hash).await,
             };
             let Some(block) = block else {
                 Metrics::inc(&net.metrics_ref().compact_failed);
                 debug!(%hash, %source, "compact block could not be rebuilt nor fetched");
-                let _ = net
-                    .report_validation(msg_id, source, Acceptance::Ignore)
-                    .await;
+                ignore(&net, msg_id, source).await;
                 return Done::Rebuilt;
             };
             trace!(%hash, ms = started.elapsed().as_millis() as u64, "compact block rebuilt");
+            let Some(msg_id) = msg_id else {
+                // From a tip announcement: no gossip message to judge. Submitted as a block
+                // of the sync protocol (its header first), so it is connected before we
+                // announce it in turn; peers that take only full blocks get it in full.
+                submit_pulled(&*chain, &net, source, block).await;
+                return Done::Rebuilt;
+            };
             let event = NetworkEvent::Block {
                 block,
                 source,
                 msg_id: msg_id.clone(),
             };
             if events.send(event).await.is_err() {
-                let _ = net
-                    .report_validation(msg_id, source, Acceptance::Ignore)
-                    .await;
+                ignore(&net, Some(msg_id), source).await;
             }
             Done::Rebuilt
         })
@@ -411,6 +512,69 @@ async fn rebuild<C: ChainAccess>(
         debug!(%hash, "rebuilt block does not match its merkle root (short-id collision); fetching it whole");
     }
     block
+}
+
+/// A block rebuilt from a tip announcement: its header, then the block, through the chain's
+/// sync entry points (every rule checked, as a block asked for over sync). A refusal is
+/// logged; nobody is banned here (the sync protocol judges the peer when it syncs).
+async fn submit_pulled<C: ChainAccess>(
+    chain: &C,
+    net: &NetworkHandle,
+    source: PeerId,
+    block: Block,
+) {
+    let hash = block.hash();
+    if let Err(e) = chain.submit_headers(source, vec![block.header]).await {
+        debug!(%hash, %source, error = ?e, "header of a pulled tip refused");
+        return;
+    }
+    let kept = Arc::new(block.clone());
+    match chain.submit_block(source, block).await {
+        Ok(()) => net.relay_block_to_full_block_peers(kept).await,
+        Err(e) => debug!(%hash, %source, error = ?e, "pulled tip refused"),
+    }
+}
+
+/// The compact form of an announced block, from its announcer (`GetCompact`). `None` when it
+/// does not come (the caller fetches the full block); an answer that is not a well-formed
+/// compact block of the block asked is the announcer's fault (ban, as malformed gossip).
+async fn pull(
+    net: &NetworkHandle,
+    source: PeerId,
+    hash: BlockHash,
+    max_block_size: usize,
+) -> Option<CompactBlock> {
+    let m = net.metrics_ref();
+    match net
+        .relay_request(source, &RelayRequest::GetCompact(hash))
+        .await
+    {
+        Ok(RelayResponse::Compact(c)) => {
+            if c.header.hash() != hash {
+                Metrics::inc(&m.invalid_messages);
+                net.penalise(
+                    source,
+                    BAN_THRESHOLD,
+                    "GetCompact answered with another block",
+                )
+                .await;
+                return None;
+            }
+            if let Err(e) = c.check(max_block_size) {
+                Metrics::inc(&m.invalid_messages);
+                net.penalise(source, BAN_THRESHOLD, &e.to_string()).await;
+                return None;
+            }
+            Metrics::inc(&m.compact_pulled);
+            Metrics::inc(&m.compact_received);
+            Some(c)
+        }
+        other => {
+            Metrics::inc(&m.compact_pull_failed);
+            debug!(%hash, %source, answer = ?other.map(|_| ()), "announced compact block not received");
+            None
+        }
+    }
 }
 
 /// The full block from `source` over the sync protocol.
@@ -527,6 +691,44 @@ mod tests {
         let mut huge = good;
         huge.short_ids = vec![[0; 6]; 1_000_000];
         assert!(huge.check(1_000_000).is_err());
+    }
+
+    #[test]
+    fn get_compact_answers_a_stored_block_with_one_nonce_and_errors_otherwise() {
+        let chain = crate::test_utils::MemoryChain::new(1);
+        let block = chain.mine_with((1..=20).map(tx).collect());
+        let mut cache = CompactCache::default();
+        let (first, served) = cache.answer(&chain, block.hash());
+        assert!(served);
+        let Ok(RelayResponse::Compact(c)) = decode::<RelayResponse>(&first) else {
+            panic!("not a Compact answer");
+        };
+        assert_eq!(c.header, block.header);
+        assert_eq!(c.tx_count(), block.transactions.len());
+        let mut partial = PartialBlock::new(c).expect("no collision");
+        let found = match_short_ids(&partial.keys, &partial.wanted, block.transactions.iter());
+        partial.fill(found);
+        assert_eq!(partial.finish(), Some(block.clone()), "rebuilds the block");
+        // Every peer asking for this block gets the same bytes (one nonce per block).
+        let (again, _) = cache.answer(&chain, block.hash());
+        assert_eq!(first, again);
+        let (unknown, served) = cache.answer(&chain, BlockHash::from_byte_array([9; 32]));
+        assert!(!served);
+        assert!(matches!(
+            decode::<RelayResponse>(&unknown),
+            Ok(RelayResponse::Error(_))
+        ));
+    }
+
+    #[test]
+    fn get_compact_cache_is_bounded() {
+        let chain = crate::test_utils::MemoryChain::new(1);
+        let mut cache = CompactCache::default();
+        for n in 0..(MAX_CACHED_COMPACT_BLOCKS as u32 + 3) {
+            let block = chain.mine_with(vec![tx(100 + n)]);
+            assert!(cache.answer(&chain, block.hash()).1);
+        }
+        assert_eq!(cache.entries.len(), MAX_CACHED_COMPACT_BLOCKS);
     }
 
     #[test]

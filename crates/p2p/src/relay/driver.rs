@@ -18,7 +18,7 @@ use libp2p::request_response::ResponseChannel;
 use tokio::sync::mpsc;
 use tracing::{debug, trace};
 
-use super::compact::{CompactBlock, Rebuilder};
+use super::compact::{CompactBlock, CompactCache, RebuildFrom, Rebuilder};
 use super::{KnownIds, RelayRequest, RelayResponse, TXS_RESPONSE_PREFIX, txs_response};
 use crate::P2pError;
 use crate::codec::{Frame, Status};
@@ -60,6 +60,19 @@ pub(crate) enum RelayInput {
         source: PeerId,
         msg_id: libp2p::gossipsub::MessageId,
     },
+    /// A block was announced on gossip: pull its compact form from the announcer, then as
+    /// `Compact`.
+    Announcement {
+        header: cairn_primitives::BlockHeader,
+        source: PeerId,
+        msg_id: libp2p::gossipsub::MessageId,
+    },
+    /// A peer asks for the compact form of a block we announced.
+    GetCompact {
+        peer: PeerId,
+        block: cairn_primitives::BlockHash,
+        channel: ResponseChannel<Frame>,
+    },
 }
 
 /// A transaction announced to us that we lack.
@@ -81,6 +94,9 @@ struct RelayPeer {
     speaks_relay: bool,
     /// Whether the pool was announced to it (once it has caught up with our chain).
     pool_announced: bool,
+    /// The latest block it told us it has (its `NewTip` or status, a block announcement it
+    /// relayed, a compact block we pulled from it): not told of that tip again.
+    known_tip: Option<cairn_primitives::BlockHash>,
 }
 
 impl RelayPeer {
@@ -92,6 +108,7 @@ impl RelayPeer {
             fetches_in_flight: 0,
             speaks_relay: true,
             pool_announced: false,
+            known_tip: None,
         }
     }
 }
@@ -131,10 +148,14 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     fetched: KnownIds,
     next_announce: Instant,
     rebuilder: Rebuilder,
+    compact_cache: CompactCache,
     /// Our best block when peers were last told.
     announced_tip: Option<cairn_primitives::BlockHash>,
-    /// Better tips peers announced, checked after [`TIP_ANNOUNCE_GRACE`]: (due, peer, work).
-    pending_tips: VecDeque<(Instant, PeerId, [u8; 32])>,
+    /// Better tips peers announced, checked after [`TIP_ANNOUNCE_GRACE`]: (due, peer, status).
+    pending_tips: VecDeque<(Instant, PeerId, Status)>,
+    /// Blocks whose compact form arrived and is being rebuilt or connected, with when: a tip
+    /// announcement of one of them waits (up to [`BLOCK_IN_FLIGHT_GRACE`]) instead of syncing.
+    blocks_in_flight: Arc<super::BlocksInFlight>,
 }
 
 impl<C: ChainAccess> TxRelay<C> {
@@ -144,6 +165,7 @@ impl<C: ChainAccess> TxRelay<C> {
         config: &NetworkConfig,
         inputs: mpsc::Receiver<RelayInput>,
         events: mpsc::Sender<NetworkEvent>,
+        blocks_in_flight: Arc<super::BlocksInFlight>,
     ) -> Self {
         Self {
             chain,
@@ -158,9 +180,11 @@ impl<C: ChainAccess> TxRelay<C> {
             running: FuturesUnordered::new(),
             fetched: KnownIds::new(MAX_KNOWN_PER_PEER),
             next_announce: Instant::now(),
-            rebuilder: Rebuilder::default(),
+            rebuilder: Rebuilder::new(config.max_block_size),
+            compact_cache: CompactCache::default(),
             announced_tip: None,
             pending_tips: VecDeque::new(),
+            blocks_in_flight,
         }
     }
 
@@ -190,12 +214,15 @@ impl<C: ChainAccess> TxRelay<C> {
             }
             RelayInput::PeerStatus(peer, status) => self.on_status(peer, status),
             RelayInput::NewTip(peer, status) => {
-                if status.total_work > self.chain.status().total_work {
+                self.peer_has(peer, status.best_hash);
+                if status.total_work > self.chain.status().total_work
+                    && !self.pull_tip(peer, &status)
+                {
                     if self.pending_tips.len() >= MAX_PENDING_TIPS {
                         self.pending_tips.pop_front();
                     }
                     let due = Instant::now() + TIP_ANNOUNCE_GRACE;
-                    self.pending_tips.push_back((due, peer, status.total_work));
+                    self.pending_tips.push_back((due, peer, status));
                 }
             }
             RelayInput::PeerDisconnected(peer) => {
@@ -225,15 +252,66 @@ impl<C: ChainAccess> TxRelay<C> {
                 source,
                 msg_id,
             } => {
+                let hash = compact.header.hash();
+                self.peer_has(source, hash);
+                if self.in_flight(&hash) {
+                    // Pulled already (a tip announcement came first): rebuilt now from a
+                    // mempool the block may have emptied, it would cost a round trip for
+                    // every transaction. Not forwarded; peers hear of it by our `NewTip`.
+                    self.ignore(msg_id, source);
+                    return;
+                }
+                Metrics::inc(&self.metrics().compact_received);
+                self.block_in_flight(hash);
                 let job = self.rebuilder.start(
                     Arc::clone(&self.chain),
                     self.net.clone(),
                     self.events.clone(),
-                    *compact,
+                    RebuildFrom::Pushed(compact),
                     source,
-                    msg_id,
+                    Some(msg_id),
                 );
                 self.running.push(job);
+            }
+            RelayInput::Announcement {
+                header,
+                source,
+                msg_id,
+            } => {
+                let hash = header.hash();
+                self.peer_has(source, hash);
+                if self.in_flight(&hash) {
+                    // Pulled already (a tip announcement came first): not twice. Not
+                    // forwarded either; our peers hear of it by our own `NewTip`.
+                    self.ignore(msg_id, source);
+                    return;
+                }
+                self.block_in_flight(hash);
+                let job = self.rebuilder.start(
+                    Arc::clone(&self.chain),
+                    self.net.clone(),
+                    self.events.clone(),
+                    RebuildFrom::Announced(header),
+                    source,
+                    Some(msg_id),
+                );
+                self.running.push(job);
+            }
+            RelayInput::GetCompact {
+                peer,
+                block,
+                channel,
+            } => {
+                let (frame, served) = self.compact_cache.answer(&*self.chain, block);
+                if served {
+                    Metrics::inc(&self.metrics().compact_served);
+                }
+                trace!(%peer, %block, bytes = frame.len(), "compact block served");
+                let net = self.net.clone();
+                self.running.push(Box::pin(async move {
+                    net.respond_relay(channel, frame.to_vec()).await;
+                    Done::Rebuilt
+                }));
             }
         }
     }
@@ -243,6 +321,12 @@ impl<C: ChainAccess> TxRelay<C> {
     /// transactions spending outputs it does not know yet, and would drop them. (A peer that
     /// lies about its chain only delays its own pool.)
     fn on_status(&mut self, peer: PeerId, status: Status) {
+        self.peer_has(peer, status.best_hash);
+        // A status round showing the next block (before its announcement reached us): pulled
+        // compactly, and so not downloaded in full by the sync driver meanwhile.
+        if status.total_work > self.chain.status().total_work {
+            self.pull_tip(peer, &status);
+        }
         if !self.config.tx_announcements {
             return;
         }
@@ -326,7 +410,7 @@ impl<C: ChainAccess> TxRelay<C> {
         if self.announced_tip != Some(ours.best_hash) {
             self.announced_tip = Some(ours.best_hash);
             for (peer, state) in &self.peers {
-                if !state.speaks_relay {
+                if !state.speaks_relay || state.known_tip == Some(ours.best_hash) {
                     continue;
                 }
                 let (net, peer) = (self.net.clone(), *peer);
@@ -336,24 +420,91 @@ impl<C: ChainAccess> TxRelay<C> {
                 }));
             }
         }
+        let mut waiting = Vec::new();
         while self
             .pending_tips
             .front()
             .is_some_and(|(due, _, _)| *due <= now)
         {
-            let Some((_, peer, work)) = self.pending_tips.pop_front() else {
+            let Some((_, peer, status)) = self.pending_tips.pop_front() else {
                 break;
             };
-            if work > self.chain.status().total_work && self.peers.contains_key(&peer) {
-                Metrics::inc(&self.metrics().relay_tip_syncs);
-                debug!(%peer, "a better tip announced and not gossiped to us; syncing with its announcer");
-                let net = self.net.clone();
-                self.running.push(Box::pin(async move {
-                    let _ = net.sync_with(peer).await;
-                    Done::Rebuilt
-                }));
+            if status.total_work <= self.chain.status().total_work
+                || !self.peers.contains_key(&peer)
+            {
+                continue;
             }
+            if self.in_flight(&status.best_hash) {
+                // Its compact block is on its way in: look again after another grace period.
+                waiting.push((now + TIP_ANNOUNCE_GRACE, peer, status));
+                continue;
+            }
+            if self.pull_tip(peer, &status) {
+                continue;
+            }
+            Metrics::inc(&self.metrics().relay_tip_syncs);
+            debug!(%peer, "a better tip announced and not gossiped to us; syncing with its announcer");
+            let net = self.net.clone();
+            self.running.push(Box::pin(async move {
+                let _ = net.sync_with(peer).await;
+                Done::Rebuilt
+            }));
         }
+        self.pending_tips.extend(waiting);
+    }
+
+    /// Answers a gossip message `Ignore` (not forwarded, nobody penalised).
+    fn ignore(&mut self, msg_id: libp2p::gossipsub::MessageId, source: PeerId) {
+        let net = self.net.clone();
+        self.running.push(Box::pin(async move {
+            let _ = net
+                .report_validation(msg_id, source, crate::service::Acceptance::Ignore)
+                .await;
+            Done::Rebuilt
+        }));
+    }
+
+    /// `peer` showed it has block `hash` (so it need not be told of it as our new tip).
+    fn peer_has(&mut self, peer: PeerId, hash: cairn_primitives::BlockHash) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.known_tip = Some(hash);
+        }
+    }
+
+    /// Whether a block's compact form arrived recently (see `blocks_in_flight`).
+    fn in_flight(&self, hash: &cairn_primitives::BlockHash) -> bool {
+        self.blocks_in_flight.contains(hash)
+    }
+
+    /// A peer's new tip one block ahead of ours, not on its way in already: its compact form
+    /// is pulled from that peer (`GetCompact`) and rebuilt, as an announced block (BIP152's
+    /// low-bandwidth mode: whichever announcement comes first, gossip or `NewTip`, starts the
+    /// one pull). `false`: not applicable (compact blocks off, further ahead, a fork, already
+    /// in flight), the caller decides (grace period, then sync).
+    fn pull_tip(&mut self, peer: PeerId, status: &Status) -> bool {
+        let ours = self.chain.status();
+        let next = ours.best_height.checked_add(1) == Some(status.best_height);
+        let speaks = self.peers.get(&peer).is_some_and(|p| p.speaks_relay);
+        if !self.config.compact_blocks || !next || !speaks || self.in_flight(&status.best_hash) {
+            return false;
+        }
+        self.block_in_flight(status.best_hash);
+        Metrics::inc(&self.metrics().compact_tip_pulls);
+        let job = self.rebuilder.start(
+            Arc::clone(&self.chain),
+            self.net.clone(),
+            self.events.clone(),
+            RebuildFrom::Tip(status.best_hash),
+            peer,
+            None,
+        );
+        self.running.push(job);
+        true
+    }
+
+    /// Remembers that a block's compact form arrived (see `blocks_in_flight`).
+    fn block_in_flight(&mut self, hash: cairn_primitives::BlockHash) {
+        self.blocks_in_flight.insert(hash);
     }
 
     fn on_tick(&mut self) {

@@ -26,6 +26,49 @@ mod known;
 pub(crate) use driver::{RelayInput, TxRelay};
 pub use known::KnownIds;
 
+/// Blocks whose compact form arrived (pushed, announced or pulled on a tip announcement) and is
+/// being rebuilt and connected, each for [`crate::config::BLOCK_IN_FLIGHT_GRACE`] at most.
+/// Shared by the relay task (a tip announcement of such a block does not start a sync) and
+/// the sync driver (it does not download such a block in full meanwhile). Bounded by
+/// [`crate::config::MAX_BLOCKS_IN_FLIGHT_TRACKED`], the oldest forgotten first.
+#[derive(Debug, Default)]
+pub(crate) struct BlocksInFlight(
+    std::sync::Mutex<std::collections::VecDeque<(BlockHash, std::time::Instant)>>,
+);
+
+impl BlocksInFlight {
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(BlockHash, std::time::Instant)>>
+    {
+        // A panic while holding this lock leaves a consistent list: keep using it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn insert(&self, hash: BlockHash) {
+        let mut e = self.entries();
+        if e.len() >= crate::config::MAX_BLOCKS_IN_FLIGHT_TRACKED {
+            e.pop_front();
+        }
+        e.push_back((hash, std::time::Instant::now()));
+    }
+
+    /// Whether `hash` arrived less than the grace period ago (older entries are dropped).
+    pub(crate) fn contains(&self, hash: &BlockHash) -> bool {
+        let mut e = self.entries();
+        let now = std::time::Instant::now();
+        while e
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) >= crate::config::BLOCK_IN_FLIGHT_GRACE)
+        {
+            e.pop_front();
+        }
+        e.iter().any(|(h, _)| h == hash)
+    }
+}
+
 /// Protocol id of the relay protocol.
 pub const RELAY_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/relay/1");
 
@@ -47,6 +90,10 @@ pub enum RelayRequest {
     /// [`RelayResponse::Ack`]. A receiver with less work that has not got the block from gossip
     /// within [`crate::config::TIP_ANNOUNCE_GRACE`] syncs with the sender.
     NewTip(crate::codec::Status),
+    /// The compact form of a block the responder announced on the `blockann` topic (BIP152's
+    /// low-bandwidth `getdata(CMPCT_BLOCK)`). Answered [`RelayResponse::Compact`], or `Error`
+    /// when the responder does not have the block.
+    GetCompact(BlockHash),
 }
 
 /// A relay response.
@@ -60,6 +107,8 @@ pub enum RelayResponse {
     },
     /// Understood but not served (busy, unknown block ...). Nobody is penalised for it.
     Error(String),
+    /// Answers `GetCompact`.
+    Compact(compact::CompactBlock),
 }
 
 /// Enum tag (`u32`) + vector length (`u64`) in front of the transactions of a `Txs` response.
@@ -93,6 +142,20 @@ mod tests {
         let raw: Vec<Vec<u8>> = txs.iter().map(encode).collect();
         assert_eq!(txs_response(&raw), encode(&RelayResponse::Txs(txs)));
         assert_eq!(txs_response(&[]), encode(&RelayResponse::Txs(vec![])));
+    }
+
+    #[test]
+    fn blocks_in_flight_are_bounded() {
+        let f = BlocksInFlight::default();
+        let hash = |n: u8| BlockHash::from_byte_array([n; 32]);
+        f.insert(hash(0));
+        assert!(f.contains(&hash(0)));
+        assert!(!f.contains(&hash(1)));
+        for n in 1..=crate::config::MAX_BLOCKS_IN_FLIGHT_TRACKED as u8 {
+            f.insert(hash(n));
+        }
+        assert!(!f.contains(&hash(0)), "the oldest is forgotten first");
+        assert!(f.contains(&hash(1)));
     }
 
     #[test]

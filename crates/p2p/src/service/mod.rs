@@ -160,7 +160,8 @@ impl NetworkService {
             None => identity::Keypair::generate_ed25519(),
         };
         let local_peer_id = key.public().to_peer_id();
-        let behaviour = Behaviour::new(&key, &config)?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let behaviour = Behaviour::new(&key, &config, &mut registry)?;
         let idle = config.idle_connection_timeout;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
@@ -184,6 +185,7 @@ impl NetworkService {
         }
 
         let metrics = Arc::new(Metrics::default());
+        let _ = metrics.gossip_registry.set(registry);
         let (cmd_tx, cmd_rx) = mpsc::channel(config.command_queue);
         let (event_tx, event_rx) = mpsc::channel(config.event_queue);
         let (sync_tx, sync_rx) = mpsc::channel(config.sync_queue);
@@ -210,6 +212,7 @@ impl NetworkService {
             tx_topic: IdentTopic::new(config.tx_topic()).hash(),
             block_topic: IdentTopic::new(config.block_topic()).hash(),
             compact_topic: IdentTopic::new(config.compact_block_topic()).hash(),
+            announce_topic: IdentTopic::new(config.block_announce_topic()).hash(),
             awaiting_validation: HashMap::new(),
             swarm,
             commands: cmd_rx,
@@ -248,8 +251,28 @@ impl NetworkService {
             config.serve_workers,
             config.serve_queue_per_peer,
         ));
-        tokio::spawn(SyncDriver::new(chain.clone(), handle.clone(), &config, sync_rx).run());
-        tokio::spawn(TxRelay::new(chain, handle.clone(), &config, relay_rx, event_tx).run());
+        let blocks_in_flight = Arc::new(crate::relay::BlocksInFlight::default());
+        tokio::spawn(
+            SyncDriver::new(
+                chain.clone(),
+                handle.clone(),
+                &config,
+                sync_rx,
+                Arc::clone(&blocks_in_flight),
+            )
+            .run(),
+        );
+        tokio::spawn(
+            TxRelay::new(
+                chain,
+                handle.clone(),
+                &config,
+                relay_rx,
+                event_tx,
+                blocks_in_flight,
+            )
+            .run(),
+        );
         Ok((handle, event_rx))
     }
 }

@@ -2,11 +2,13 @@
 //! compact gossip handed to the relay task, blocks published compactly or in full, and
 //! gossipsub's own reports of what it could not send.
 
+use cairn_primitives::BlockHeader;
+use cairn_primitives::block::HEADER_SIZE;
 use libp2p::gossipsub::FailedMessages;
 
 use super::*;
 use crate::config::MAX_INVENTORY_IDS;
-use crate::relay::compact::{CompactBlock, MAX_BLOCK_TXS_INDEXES};
+use crate::relay::compact::{CompactBlock, MAX_BLOCK_TXS_INDEXES, random_nonce};
 
 impl Service {
     pub(super) fn to_relay(&self, input: RelayInput) {
@@ -50,20 +52,25 @@ impl Service {
         set(&m.gossip_peers_graylisted, gray);
     }
 
-    /// Whether a connected peer takes full blocks only: subscribed to the block topic and not to
-    /// the compact one (another implementation, an older node, a light relay).
+    /// Whether a connected peer takes full blocks only: subscribed to the block topic and to
+    /// neither the compact nor the announcement one (another implementation, an older node, a
+    /// light relay).
     fn has_full_block_peers(&self) -> bool {
         self.swarm
             .behaviour()
             .gossipsub
             .all_peers()
             .any(|(_, topics)| {
-                topics.contains(&&self.block_topic) && !topics.contains(&&self.compact_topic)
+                topics.contains(&&self.block_topic)
+                    && !topics.contains(&&self.compact_topic)
+                    && !topics.contains(&&self.announce_topic)
             })
     }
 
-    /// Publishes a block: compactly when asked (and compact blocks are on), in full when compact
-    /// blocks are off or a full-block-only peer is connected.
+    /// Publishes a block: when asked and compact blocks are on, its header on the announcement
+    /// topic (peers pull the compact block, `block_announcements`) or its compact form on the
+    /// compact topic; in full when compact blocks are off or a full-block-only peer is
+    /// connected.
     pub(super) fn publish_block(
         &mut self,
         block: &Block,
@@ -73,12 +80,21 @@ impl Service {
         let mut id = None;
         let mut result = Ok(());
         if compact && compact_on {
-            let payload = encode(&CompactBlock::from_block(block, compact_nonce()));
+            let (topic, payload) = if self.config.block_announcements {
+                (self.announce_topic.clone(), encode(&block.header))
+            } else {
+                let c = CompactBlock::from_block(block, random_nonce());
+                (self.compact_topic.clone(), encode(&c))
+            };
             id = Some(crate::behaviour::message_id(&payload));
             let len = payload.len();
-            result = self.publish(self.compact_topic.clone(), payload);
+            result = self.publish(topic, payload);
             if result.is_ok() {
-                Metrics::inc(&self.metrics.compact_published);
+                Metrics::inc(if self.config.block_announcements {
+                    &self.metrics.block_announcements_published
+                } else {
+                    &self.metrics.compact_published
+                });
                 Metrics::inc(&self.metrics.blocks_out);
                 Metrics::add(&self.metrics.gossip_bytes_out, len);
             }
@@ -116,7 +132,6 @@ impl Service {
     /// rejected and its sender banned, as undecodable gossip), then rebuilt by the relay task.
     pub(super) fn on_compact_gossip(&mut self, source: PeerId, msg_id: MessageId, data: &[u8]) {
         Metrics::inc(&self.metrics.blocks_in);
-        Metrics::inc(&self.metrics.compact_received);
         let limit = self.config.max_block_size;
         let compact = decode_with_limit::<CompactBlock>(data, limit)
             .map_err(|e| e.to_string())
@@ -147,6 +162,43 @@ impl Service {
         } else {
             Metrics::inc(&self.metrics.relay_inputs_dropped);
             debug!(%source, "relay queue full; compact block dropped (Ignore)");
+            self.validation(&msg_id, &source, MessageAcceptance::Ignore);
+        }
+    }
+
+    /// A block announcement (a header) from gossip: a malformed one is rejected and its sender
+    /// banned; one of our tip is ignored; otherwise the relay task pulls the compact block from
+    /// the announcer and rebuilds it. The announcement is forwarded only once the block is
+    /// connected (validation before relay, as every block).
+    pub(super) fn on_block_announcement(&mut self, source: PeerId, msg_id: MessageId, data: &[u8]) {
+        Metrics::inc(&self.metrics.blocks_in);
+        Metrics::inc(&self.metrics.block_announcements_in);
+        let header = match decode_with_limit::<BlockHeader>(data, HEADER_SIZE) {
+            Ok(h) => h,
+            Err(e) => {
+                Metrics::inc(&self.metrics.invalid_messages);
+                self.validation(&msg_id, &source, MessageAcceptance::Reject);
+                self.penalise(
+                    source,
+                    BAN_THRESHOLD,
+                    &format!("malformed block announcement: {e}"),
+                );
+                return;
+            }
+        };
+        let input = RelayInput::Announcement {
+            header,
+            source,
+            msg_id: msg_id.clone(),
+        };
+        if self.relay.try_send(input).is_ok() {
+            if self.awaiting_validation.len() >= 2 * self.config.event_queue {
+                self.awaiting_validation.clear();
+            }
+            self.awaiting_validation.insert(msg_id, GossipKind::Block);
+        } else {
+            Metrics::inc(&self.metrics.relay_inputs_dropped);
+            debug!(%source, "relay queue full; block announcement dropped (Ignore)");
             self.validation(&msg_id, &source, MessageAcceptance::Ignore);
         }
     }
@@ -286,7 +338,7 @@ impl Service {
                 ids.len() > MAX_INVENTORY_IDS
             }
             RelayRequest::GetBlockTxs { indexes, .. } => indexes.len() > MAX_BLOCK_TXS_INDEXES,
-            RelayRequest::NewTip(_) => false,
+            RelayRequest::NewTip(_) | RelayRequest::GetCompact(_) => false,
         };
         if too_many {
             Metrics::inc(&self.metrics.invalid_messages);
@@ -316,6 +368,11 @@ impl Service {
                 request,
                 channel,
             },
+            RelayRequest::GetCompact(block) => RelayInput::GetCompact {
+                peer,
+                block,
+                channel,
+            },
         };
         if let Err(
             mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input),
@@ -323,25 +380,12 @@ impl Service {
         {
             Metrics::inc(&self.metrics.relay_inputs_dropped);
             debug!(%peer, "relay queue full; request answered busy");
-            if let RelayInput::GetTxs { channel, .. } | RelayInput::GetBlockTxs { channel, .. } =
-                input
+            if let RelayInput::GetTxs { channel, .. }
+            | RelayInput::GetBlockTxs { channel, .. }
+            | RelayInput::GetCompact { channel, .. } = input
             {
                 self.respond_relay_now(channel, &RelayResponse::Error("busy".into()));
             }
         }
     }
-}
-
-/// A random nonce for a compact block's short-id key (BIP152: so a collision cannot be
-/// engineered ahead of the announcement). From the OS; a clock-derived value if it fails.
-fn compact_nonce() -> u64 {
-    let mut b = [0u8; 8];
-    if getrandom::getrandom(&mut b).is_err() {
-        let t = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        return t;
-    }
-    u64::from_le_bytes(b)
 }

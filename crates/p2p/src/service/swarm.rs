@@ -22,6 +22,7 @@ pub(super) struct Service {
     pub(super) tx_topic: TopicHash,
     pub(super) block_topic: TopicHash,
     pub(super) compact_topic: TopicHash,
+    pub(super) announce_topic: TopicHash,
     /// Inputs of the relay task (announcements, requests, compact blocks).
     pub(super) relay: mpsc::Sender<RelayInput>,
     pub(super) pending_relay:
@@ -516,6 +517,9 @@ impl Service {
             )
         } else if message.topic == self.compact_topic {
             self.on_compact_gossip(source, msg_id, &message.data);
+            return;
+        } else if message.topic == self.announce_topic {
+            self.on_block_announcement(source, msg_id, &message.data);
             return;
         } else if message.topic == self.block_topic {
             Metrics::inc(&self.metrics.blocks_in);

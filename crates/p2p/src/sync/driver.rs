@@ -76,6 +76,9 @@ pub(crate) struct SyncDriver<C> {
     status_interval: Duration,
     last_status_round: Instant,
     progress: (Instant, u64),
+    /// Blocks whose compact form is being rebuilt by the relay task: not downloaded in full
+    /// meanwhile (they come back from `missing_blocks` if the rebuild fails).
+    blocks_in_flight: Arc<crate::relay::BlocksInFlight>,
 }
 
 impl<C: ChainAccess> SyncDriver<C> {
@@ -84,8 +87,10 @@ impl<C: ChainAccess> SyncDriver<C> {
         handle: NetworkHandle,
         config: &NetworkConfig,
         rx: mpsc::Receiver<SyncInput>,
+        blocks_in_flight: Arc<crate::relay::BlocksInFlight>,
     ) -> Self {
         Self {
+            blocks_in_flight,
             chain,
             handle,
             rx,
@@ -578,7 +583,7 @@ impl<C: ChainAccess> SyncDriver<C> {
                 if self.queue.len() >= self.window {
                     break;
                 }
-                if self.slots.contains_key(hash) {
+                if self.slots.contains_key(hash) || self.blocks_in_flight.contains(hash) {
                     continue;
                 }
                 let Some((height, _)) = self.chain.header_position(hash) else {
