@@ -450,3 +450,488 @@ async fn sybils_scenario(tweak: impl FnOnce(&mut NetworkConfig)) {
         h.shutdown().await;
     }
 }
+
+// Compact-block pulls that fail (docs/protocol.md §8.6, §8.7): an announcer whose `GetCompact`
+// answer does not come (an `Error`, a closed stream, a timeout) costs the receiver a full-block
+// fetch and nobody is punished; an answer for another block, or a malformed one, bans it.
+
+/// How the hostile announcer answers `GetCompact`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CompactAnswer {
+    /// The compact form of the block asked, as an honest node (the harness's control).
+    Honest,
+    /// `Error("unknown block")`, as a node that does not have the block.
+    NotFound,
+    /// The stream is closed without an answer.
+    Dropped,
+    /// No answer at all: the receiver's request times out.
+    Silent,
+    /// The compact form of another block (a sibling at the same height).
+    OtherBlock,
+    /// The compact form of the block asked, its coinbase not prefilled (malformed, §8.7).
+    Malformed,
+}
+
+/// What the hostile announcer was asked.
+#[derive(Debug, Default, Clone)]
+struct AnnouncerLog {
+    get_compact: Vec<BlockHash>,
+    get_blocks: Vec<Vec<BlockHash>>,
+}
+
+enum AnnouncerCommand {
+    /// Sends `NewTip` with the announcer's block to this peer.
+    NewTip(PeerId),
+    /// Publishes the block's header on `blockann`; answers whether gossipsub took it.
+    Announce(tokio::sync::oneshot::Sender<bool>),
+}
+
+/// A raw swarm with the node's own behaviour (identify, gossipsub with the node's parameters,
+/// `/cairn/sync/1`, `/cairn/relay/1`) whose answers the test writes: it holds one block at
+/// height 1, claims only genesis in its `Status` (so the receiver's sync never asks it for
+/// headers: the block can only come by the pull or its full-block fallback), serves the block
+/// to `GetBlocks`, and answers `GetCompact` as told.
+struct HostileAnnouncer {
+    peer_id: PeerId,
+    log: Arc<std::sync::Mutex<AnnouncerLog>>,
+    commands: tokio::sync::mpsc::Sender<AnnouncerCommand>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HostileAnnouncer {
+    /// Dials `target` and serves until dropped.
+    fn start(block: Block, answer: CompactAnswer, target: crate::Multiaddr) -> Self {
+        use crate::behaviour::{Behaviour, BehaviourEvent};
+        use crate::codec::{Frame, SyncResponse, work_from_u128};
+        use crate::relay::compact::CompactBlock;
+        use crate::relay::{RelayRequest, RelayResponse};
+        use cairn_primitives::encoding::{decode, encode};
+        use futures::StreamExt;
+        use libp2p::gossipsub::{self, IdentTopic};
+        use libp2p::request_response::{self, ResponseChannel};
+        use libp2p::swarm::SwarmEvent;
+        use libp2p::{identity, noise, tcp, yamux};
+
+        let genesis = crate::test_utils::genesis_block(1);
+        assert_eq!(
+            block.header.prev_hash,
+            genesis.hash(),
+            "a block at height 1"
+        );
+        let config = NetworkConfig::local(genesis.hash());
+        let key = identity::Keypair::generate_ed25519();
+        let peer_id = key.public().to_peer_id();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let behaviour = Behaviour::new(&key, &config, &mut registry).expect("behaviour");
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("transport")
+            .with_behaviour(|_| behaviour)
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        swarm.dial(target).expect("dial");
+
+        let status = |height: u64, hash: BlockHash| Status {
+            genesis: genesis.hash(),
+            best_height: height,
+            best_hash: hash,
+            total_work: work_from_u128(u128::from(height) + 1),
+        };
+        let claimed = status(0, genesis.hash());
+        let tip = status(1, block.hash());
+        let announce_topic = IdentTopic::new(config.block_announce_topic());
+        let compact = match answer {
+            CompactAnswer::OtherBlock => {
+                let sibling = crate::test_utils::child_block(&genesis.header, 1, 7, Vec::new());
+                assert_ne!(sibling.hash(), block.hash());
+                Some(CompactBlock::from_block(&sibling, 5))
+            }
+            CompactAnswer::Malformed => {
+                let mut c = CompactBlock::from_block(&block, 5);
+                c.prefilled.clear();
+                Some(c)
+            }
+            _ => Some(CompactBlock::from_block(&block, 5)),
+        };
+        let log = Arc::new(std::sync::Mutex::new(AnnouncerLog::default()));
+        let (commands, mut inbox) = tokio::sync::mpsc::channel(16);
+        let task_log = Arc::clone(&log);
+        let task = tokio::spawn(async move {
+            let record = |f: &dyn Fn(&mut AnnouncerLog)| {
+                f(&mut task_log.lock().unwrap_or_else(|e| e.into_inner()));
+            };
+            // Unanswered requests (`Silent`) are held here until the announcer stops.
+            let mut held: Vec<ResponseChannel<Frame>> = Vec::new();
+            loop {
+                tokio::select! {
+                    command = inbox.recv() => match command {
+                        None => break,
+                        Some(AnnouncerCommand::NewTip(peer)) => {
+                            let frame = encode(&RelayRequest::NewTip(tip));
+                            swarm.behaviour_mut().relay.send_request(&peer, Frame::new(frame));
+                        }
+                        Some(AnnouncerCommand::Announce(reply)) => {
+                            let published = swarm
+                                .behaviour_mut()
+                                .gossipsub
+                                .publish(announce_topic.clone(), encode(&block.header))
+                                .is_ok();
+                            let _ = reply.send(published);
+                        }
+                    },
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                            message: request_response::Message::Request { request, channel, .. },
+                            ..
+                        })) => {
+                            let response = match decode::<SyncRequest>(&request.bytes) {
+                                Ok(SyncRequest::Status(_)) => SyncResponse::Status(claimed),
+                                Ok(SyncRequest::GetHeaders { .. }) => SyncResponse::Headers(Vec::new()),
+                                Ok(SyncRequest::GetBlocks { hashes }) => {
+                                    record(&|l| l.get_blocks.push(hashes.clone()));
+                                    SyncResponse::Blocks(
+                                        hashes
+                                            .iter()
+                                            .filter(|h| **h == block.hash())
+                                            .map(|_| block.clone())
+                                            .collect(),
+                                    )
+                                }
+                                Err(e) => SyncResponse::Error(e.to_string()),
+                            };
+                            let _ = swarm
+                                .behaviour_mut()
+                                .sync
+                                .send_response(channel, Frame::new(encode(&response)));
+                        }
+                        SwarmEvent::Behaviour(BehaviourEvent::Relay(request_response::Event::Message {
+                            message: request_response::Message::Request { request, channel, .. },
+                            ..
+                        })) => {
+                            let response = match decode::<RelayRequest>(&request.bytes) {
+                                Ok(RelayRequest::GetCompact(hash)) => {
+                                    record(&|l| l.get_compact.push(hash));
+                                    match (answer, &compact) {
+                                        (CompactAnswer::NotFound, _) | (_, None) => {
+                                            RelayResponse::Error("unknown block".into())
+                                        }
+                                        (CompactAnswer::Dropped, _) => {
+                                            drop(channel);
+                                            continue;
+                                        }
+                                        (CompactAnswer::Silent, _) => {
+                                            held.push(channel);
+                                            continue;
+                                        }
+                                        (_, Some(c)) => RelayResponse::Compact(c.clone()),
+                                    }
+                                }
+                                Ok(RelayRequest::GetTxs(_)) => RelayResponse::Txs(Vec::new()),
+                                Ok(RelayRequest::GetBlockTxs { block: hash, indexes }) => {
+                                    let txs: Option<Vec<Transaction>> = indexes
+                                        .iter()
+                                        .map(|i| block.transactions.get(*i as usize).cloned())
+                                        .collect();
+                                    match txs {
+                                        Some(txs) if hash == block.hash() => {
+                                            RelayResponse::BlockTxs { block: hash, txs }
+                                        }
+                                        _ => RelayResponse::Error("unknown block".into()),
+                                    }
+                                }
+                                Ok(RelayRequest::Inventory(_) | RelayRequest::NewTip(_)) => {
+                                    RelayResponse::Ack
+                                }
+                                Err(e) => RelayResponse::Error(e.to_string()),
+                            };
+                            let _ = swarm
+                                .behaviour_mut()
+                                .relay
+                                .send_response(channel, Frame::new(encode(&response)));
+                        }
+                        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                            propagation_source,
+                            message_id,
+                            ..
+                        })) => {
+                            let _ = swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                                &message_id,
+                                &propagation_source,
+                                gossipsub::MessageAcceptance::Ignore,
+                            );
+                        }
+                        _ => {}
+                    },
+                }
+            }
+            drop(held);
+        });
+        Self {
+            peer_id,
+            log,
+            commands,
+            task,
+        }
+    }
+
+    fn log(&self) -> AnnouncerLog {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Announces its block to `peer` by `NewTip` (one block ahead of a node at genesis).
+    async fn new_tip(&self, peer: PeerId) {
+        self.commands
+            .send(AnnouncerCommand::NewTip(peer))
+            .await
+            .expect("announcer running");
+    }
+
+    /// Publishes its block's header on `blockann`, once gossipsub knows a subscriber.
+    async fn announce(&self) {
+        wait_for("the announcement is published", WAIT, async || {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.commands
+                .send(AnnouncerCommand::Announce(reply))
+                .await
+                .expect("announcer running");
+            answer.await.unwrap_or(false)
+        })
+        .await;
+    }
+
+    fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// How the hostile announcer tells the receiver of its block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Announced {
+    /// `NewTip` over `/cairn/relay/1` (§8.6).
+    ByNewTip,
+    /// Its header on the `blockann` gossip topic (§8.7).
+    OnGossip,
+}
+
+/// A receiver at genesis (request timeout 2 s) connected to a hostile announcer only, which
+/// announces a block at height 1 and answers `GetCompact` as told.
+async fn hostile_announcement(
+    answer: CompactAnswer,
+    how: Announced,
+) -> (crate::tests::TestNode, HostileAnnouncer, Block) {
+    let block = MemoryChain::new(1).mine_with(vec![test_tx(1), test_tx(2), test_tx(3)]);
+    let receiver = start_node(Arc::new(MemoryChain::new(1)), vec![], |c| {
+        c.request_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let announcer = HostileAnnouncer::start(block.clone(), answer, receiver.addr.clone());
+    let id = announcer.peer_id;
+    wait_for("the announcer connects", WAIT, async || {
+        receiver
+            .handle
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == id)
+    })
+    .await;
+    match how {
+        Announced::ByNewTip => announcer.new_tip(receiver.handle.local_peer_id()).await,
+        Announced::OnGossip => announcer.announce().await,
+    }
+    (receiver, announcer, block)
+}
+
+/// A `GetCompact` answer that does not come: the receiver fetches the block whole from the
+/// announcer (`GetBlocks`), connects it, and neither bans nor disconnects anyone.
+async fn failed_pull_falls_back(answer: CompactAnswer, how: Announced) {
+    let (receiver, announcer, block) = hostile_announcement(answer, how).await;
+    let hash = block.hash();
+    wait_for("the block is fetched whole", WAIT, async || {
+        receiver.chain.contains_block(&hash)
+    })
+    .await;
+    assert_eq!(receiver.chain.tip(), hash, "connected");
+    let m = receiver.handle.metrics();
+    let log = announcer.log();
+    assert_eq!(log.get_compact, vec![hash], "pulled once: {log:?}");
+    assert_eq!(
+        log.get_blocks,
+        vec![vec![hash]],
+        "then fetched whole: {log:?}"
+    );
+    assert_eq!(
+        (
+            m.compact_pulled,
+            m.compact_pull_failed,
+            m.compact_full_fallbacks,
+            m.compact_failed
+        ),
+        (0, 1, 1, 0),
+        "{answer:?}: {m:?}"
+    );
+    match how {
+        Announced::ByNewTip => assert_eq!(m.compact_tip_pulls, 1, "{m:?}"),
+        Announced::OnGossip => assert_eq!(
+            (m.block_announcements_in, m.compact_tip_pulls),
+            (1, 0),
+            "{m:?}"
+        ),
+    }
+    assert_eq!(
+        (m.bans, m.invalid_messages),
+        (0, 0),
+        "nobody punished: {m:?}"
+    );
+    let id = announcer.peer_id;
+    assert!(
+        receiver
+            .handle
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == id),
+        "the announcer stays connected"
+    );
+    announcer.stop();
+    receiver.handle.shutdown().await;
+}
+
+/// The harness's control: answered honestly, the block is pulled and rebuilt (its
+/// transactions fetched with `GetBlockTxs`), never fetched whole: what the failing answers
+/// below measure comes from the answer, not from the harness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_get_compact_answer_is_pulled_not_counted_as_failed() {
+    let (receiver, announcer, block) =
+        hostile_announcement(CompactAnswer::Honest, Announced::ByNewTip).await;
+    let hash = block.hash();
+    wait_for("the block", WAIT, async || {
+        receiver.chain.contains_block(&hash)
+    })
+    .await;
+    let m = receiver.handle.metrics();
+    assert_eq!(
+        (
+            m.compact_pulled,
+            m.compact_pull_failed,
+            m.compact_full_fallbacks,
+            m.bans
+        ),
+        (1, 0, 0, 0),
+        "{m:?}"
+    );
+    let log = announcer.log();
+    assert_eq!(log.get_compact, vec![hash], "{log:?}");
+    assert!(log.get_blocks.is_empty(), "{log:?}");
+    announcer.stop();
+    receiver.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tip_whose_get_compact_is_answered_not_found_is_fetched_whole_punishing_nobody() {
+    failed_pull_falls_back(CompactAnswer::NotFound, Announced::ByNewTip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tip_whose_get_compact_stream_is_dropped_is_fetched_whole_punishing_nobody() {
+    failed_pull_falls_back(CompactAnswer::Dropped, Announced::ByNewTip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tip_whose_get_compact_times_out_is_fetched_whole_punishing_nobody() {
+    failed_pull_falls_back(CompactAnswer::Silent, Announced::ByNewTip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_block_whose_get_compact_fails_is_fetched_whole_punishing_nobody() {
+    failed_pull_falls_back(CompactAnswer::NotFound, Announced::OnGossip).await;
+}
+
+/// A `GetCompact` answer that is not a well-formed compact block of the block announced: the
+/// announcer is banned at once (and disconnected), nothing more is asked of it, and the block
+/// is not taken from it.
+async fn bad_pull_bans(answer: CompactAnswer, how: Announced) -> (crate::tests::TestNode, Block) {
+    let (receiver, announcer, block) = hostile_announcement(answer, how).await;
+    let id = announcer.peer_id;
+    wait_for("the announcer is banned", WAIT, async || {
+        receiver.handle.metrics().bans == 1
+    })
+    .await;
+    wait_for("the announcer is disconnected", WAIT, async || {
+        !receiver
+            .handle
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == id)
+    })
+    .await;
+    let m = receiver.handle.metrics();
+    assert_eq!(
+        (m.invalid_messages, m.compact_pulled, m.compact_pull_failed),
+        (1, 0, 0),
+        "{answer:?}: {m:?}"
+    );
+    let log = announcer.log();
+    assert_eq!(log.get_compact, vec![block.hash()], "{log:?}");
+    assert!(
+        log.get_blocks.is_empty(),
+        "nothing fetched from a banned peer: {log:?}"
+    );
+    assert!(!receiver.chain.contains_block(&block.hash()));
+    announcer.stop();
+    (receiver, block)
+}
+
+/// An answer for another block bans the announcer; an honest peer that has the block and
+/// connects afterwards still delivers it (once the failed pull's in-flight mark, 10 s, is
+/// over), and is not punished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_compact_answer_for_another_block_bans_the_announcer_and_an_honest_peer_delivers() {
+    let (receiver, block) = bad_pull_bans(CompactAnswer::OtherBlock, Announced::ByNewTip).await;
+    let honest_chain = Arc::new(MemoryChain::new(1));
+    honest_chain
+        .add_block(block.clone())
+        .expect("the honest peer stores the block");
+    let honest = start_node(honest_chain, vec![receiver.addr.clone()], |_| {}).await;
+    let hash = block.hash();
+    let started = Instant::now();
+    wait_for("the honest peer delivers the block", WAIT, async || {
+        receiver.chain.contains_block(&hash)
+    })
+    .await;
+    println!(
+        "delivered by the honest peer {:?} after it connected",
+        started.elapsed()
+    );
+    assert_eq!(receiver.chain.tip(), hash);
+    let (m, mh) = (receiver.handle.metrics(), honest.handle.metrics());
+    assert_eq!(m.bans, 1, "only the liar: {m:?}");
+    assert_eq!(mh.bans, 0);
+    assert!(
+        receiver
+            .handle
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == honest.handle.local_peer_id()),
+        "the honest peer stays"
+    );
+    honest.handle.shutdown().await;
+    receiver.handle.shutdown().await;
+}
+
+/// A malformed compact block (coinbase not prefilled) answering the pull of an announcement
+/// bans the announcer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_get_compact_answer_to_an_announcement_bans_the_announcer() {
+    let (receiver, _) = bad_pull_bans(CompactAnswer::Malformed, Announced::OnGossip).await;
+    assert_eq!(receiver.handle.metrics().block_announcements_in, 1);
+    receiver.handle.shutdown().await;
+}
