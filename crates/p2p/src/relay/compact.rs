@@ -402,11 +402,16 @@ impl Rebuilder {
     ) -> Pin<Box<dyn Future<Output = Done> + Send>> {
         if self.in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_REBUILDS_IN_FLIGHT {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let hash = match &from {
+                RebuildFrom::Pushed(c) => c.header.hash(),
+                RebuildFrom::Announced(header) => header.hash(),
+                RebuildFrom::Tip(hash) => *hash,
+            };
             return Box::pin(async move {
                 Metrics::inc(&net.metrics_ref().compact_dropped);
                 debug!(%source, "compact block dropped: too many rebuilds in flight");
                 ignore(&net, msg_id, source).await;
-                Done::Rebuilt
+                Done::GaveUp(hash)
             });
         }
         let slot = Slot(Arc::clone(&self.in_flight));
@@ -439,7 +444,7 @@ impl Rebuilder {
                 Metrics::inc(&net.metrics_ref().compact_failed);
                 debug!(%hash, %source, "compact block could not be rebuilt nor fetched");
                 ignore(&net, msg_id, source).await;
-                return Done::Rebuilt;
+                return Done::GaveUp(hash);
             };
             trace!(%hash, ms = started.elapsed().as_millis() as u64, "compact block rebuilt");
             let Some(msg_id) = msg_id else {

@@ -124,8 +124,11 @@ pub(crate) enum Done {
         txids: Vec<Txid>,
         result: Result<RelayResponse, P2pError>,
     },
-    /// A compact block was rebuilt (or fell back to the full block), or given up.
+    /// A compact block was rebuilt (or fell back to the full block).
     Rebuilt,
+    /// A compact block's rebuild ended without the block (dropped, or neither rebuilt nor
+    /// fetched whole): it is no longer in flight.
+    GaveUp(cairn_primitives::BlockHash),
 }
 
 type Running = FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>>;
@@ -676,6 +679,7 @@ impl<C: ChainAccess> TxRelay<C> {
                 self.on_fetched(peer, txids, txs);
             }
             Done::Rebuilt => {}
+            Done::GaveUp(hash) => self.blocks_in_flight.remove(&hash),
         }
     }
 

@@ -55,6 +55,12 @@ impl BlocksInFlight {
         e.push_back((hash, std::time::Instant::now()));
     }
 
+    /// Forgets `hash`: its rebuild ended without a block, so another peer's announcement or
+    /// the sync may fetch it at once instead of after the grace period.
+    pub(crate) fn remove(&self, hash: &BlockHash) {
+        self.entries().retain(|(h, _)| h != hash);
+    }
+
     /// Whether `hash` arrived less than the grace period ago (older entries are dropped).
     pub(crate) fn contains(&self, hash: &BlockHash) -> bool {
         let mut e = self.entries();
