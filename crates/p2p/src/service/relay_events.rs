@@ -139,13 +139,7 @@ impl Service {
         let compact = match compact {
             Ok(c) => c,
             Err(e) => {
-                Metrics::inc(&self.metrics.invalid_messages);
-                self.validation(&msg_id, &source, MessageAcceptance::Reject);
-                self.penalise(
-                    source,
-                    BAN_THRESHOLD,
-                    &format!("malformed compact block: {e}"),
-                );
+                self.reject_gossip(source, &msg_id, &format!("malformed compact block: {e}"));
                 return;
             }
         };
@@ -155,10 +149,7 @@ impl Service {
             msg_id: msg_id.clone(),
         };
         if self.relay.try_send(input).is_ok() {
-            if self.awaiting_validation.len() >= 2 * self.config.event_queue {
-                self.awaiting_validation.clear();
-            }
-            self.awaiting_validation.insert(msg_id, GossipKind::Block);
+            self.await_verdict(msg_id, GossipKind::Block);
         } else {
             Metrics::inc(&self.metrics.relay_inputs_dropped);
             debug!(%source, "relay queue full; compact block dropped (Ignore)");
@@ -176,13 +167,8 @@ impl Service {
         let header = match decode_with_limit::<BlockHeader>(data, HEADER_SIZE) {
             Ok(h) => h,
             Err(e) => {
-                Metrics::inc(&self.metrics.invalid_messages);
-                self.validation(&msg_id, &source, MessageAcceptance::Reject);
-                self.penalise(
-                    source,
-                    BAN_THRESHOLD,
-                    &format!("malformed block announcement: {e}"),
-                );
+                let reason = format!("malformed block announcement: {e}");
+                self.reject_gossip(source, &msg_id, &reason);
                 return;
             }
         };
@@ -192,10 +178,7 @@ impl Service {
             msg_id: msg_id.clone(),
         };
         if self.relay.try_send(input).is_ok() {
-            if self.awaiting_validation.len() >= 2 * self.config.event_queue {
-                self.awaiting_validation.clear();
-            }
-            self.awaiting_validation.insert(msg_id, GossipKind::Block);
+            self.await_verdict(msg_id, GossipKind::Block);
         } else {
             Metrics::inc(&self.metrics.relay_inputs_dropped);
             debug!(%source, "relay queue full; block announcement dropped (Ignore)");
@@ -242,14 +225,7 @@ impl Service {
                     let limit = self.config.max_sync_response_size;
                     let result = match decode_with_limit::<RelayResponse>(&response.bytes, limit) {
                         Ok(r) => Ok(r),
-                        Err(e) => {
-                            Metrics::inc(&self.metrics.invalid_messages);
-                            self.penalise(peer, BAN_THRESHOLD, "malformed relay response");
-                            Err(P2pError::Malformed {
-                                peer,
-                                reason: e.to_string(),
-                            })
-                        }
+                        Err(e) => Err(self.malformed(peer, "malformed relay response", &e)),
                     };
                     let _ = reply.send(result);
                 }
@@ -263,12 +239,7 @@ impl Service {
                 let result = match error {
                     OutboundFailure::UnsupportedProtocols => P2pError::UnsupportedProtocol { peer },
                     OutboundFailure::Io(e) if is_oversized(&e) => {
-                        Metrics::inc(&self.metrics.invalid_messages);
-                        self.penalise(peer, BAN_THRESHOLD, "oversized relay response");
-                        P2pError::Malformed {
-                            peer,
-                            reason: e.to_string(),
-                        }
+                        self.malformed(peer, "oversized relay response", &e)
                     }
                     other => P2pError::Request {
                         peer,

@@ -541,22 +541,48 @@ impl Service {
                     _ => GossipKind::Tx,
                 };
                 if self.events.try_send(event).is_ok() {
-                    if self.awaiting_validation.len() >= 2 * self.config.event_queue {
-                        self.awaiting_validation.clear();
-                    }
-                    self.awaiting_validation.insert(msg_id.clone(), kind);
+                    self.await_verdict(msg_id.clone(), kind);
                 } else {
                     Metrics::inc(&self.metrics.dropped_events);
                     debug!(%source, "event queue full; gossip message dropped (Ignore)");
                     self.validation(&msg_id, &source, MessageAcceptance::Ignore);
                 }
             }
-            Err(e) => {
-                Metrics::inc(&self.metrics.invalid_messages);
-                self.validation(&msg_id, &source, MessageAcceptance::Reject);
-                self.penalise(source, BAN_THRESHOLD, &format!("undecodable gossip: {e}"));
-            }
+            Err(e) => self.reject_gossip(source, &msg_id, &format!("undecodable gossip: {e}")),
         }
+    }
+
+    /// Remembers a gossip message handed on for a verdict. Bounded: verdicts that never come
+    /// (a task that dropped the message) cannot grow the map past twice the event queue.
+    pub(super) fn await_verdict(&mut self, msg_id: MessageId, kind: GossipKind) {
+        if self.awaiting_validation.len() >= 2 * self.config.event_queue {
+            self.awaiting_validation.clear();
+        }
+        self.awaiting_validation.insert(msg_id, kind);
+    }
+
+    /// A peer's answer that does not decode or is over its size limit: counted, its sender
+    /// banned (`what` is the ban's reason), and the error the requester gets.
+    pub(super) fn malformed(
+        &mut self,
+        peer: PeerId,
+        what: &str,
+        e: &impl std::fmt::Display,
+    ) -> P2pError {
+        Metrics::inc(&self.metrics.invalid_messages);
+        self.penalise(peer, BAN_THRESHOLD, what);
+        P2pError::Malformed {
+            peer,
+            reason: e.to_string(),
+        }
+    }
+
+    /// A gossip message that does not decode or check: rejected (not forwarded) and its sender
+    /// banned, as any malformed message.
+    pub(super) fn reject_gossip(&mut self, source: PeerId, msg_id: &MessageId, reason: &str) {
+        Metrics::inc(&self.metrics.invalid_messages);
+        self.validation(msg_id, &source, MessageAcceptance::Reject);
+        self.penalise(source, BAN_THRESHOLD, reason);
     }
 
     /// Reports a verdict to gossipsub. A verdict for a message its cache no longer holds (the
@@ -622,14 +648,7 @@ impl Service {
                             }
                             Ok(response)
                         }
-                        Err(e) => {
-                            Metrics::inc(&self.metrics.invalid_messages);
-                            self.penalise(peer, BAN_THRESHOLD, "malformed sync response");
-                            Err(P2pError::Malformed {
-                                peer,
-                                reason: e.to_string(),
-                            })
-                        }
+                        Err(e) => Err(self.malformed(peer, "malformed sync response", &e)),
                     };
                     let _ = reply.send(result);
                 }
@@ -648,12 +667,7 @@ impl Service {
                         P2pError::UnsupportedProtocol { peer }
                     }
                     OutboundFailure::Io(e) if is_oversized(&e) => {
-                        Metrics::inc(&self.metrics.invalid_messages);
-                        self.penalise(peer, BAN_THRESHOLD, "oversized sync response");
-                        P2pError::Malformed {
-                            peer,
-                            reason: e.to_string(),
-                        }
+                        self.malformed(peer, "oversized sync response", &e)
                     }
                     OutboundFailure::Timeout => P2pError::Request {
                         peer,
