@@ -630,36 +630,8 @@ pub fn bench_arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) 
 }
 
 /// A transaction spending `inputs` (all owned by `key`) to one output per value, paid back to
-/// `key`, signed for the chain with genesis `genesis`.
-pub fn signed_tx(
-    inputs: &[cairn_primitives::OutPoint],
-    outputs: &[u64],
-    key: &cairn_primitives::SecretKey,
-    genesis: &cairn_primitives::BlockHash,
-) -> cairn_primitives::Transaction {
-    use cairn_primitives::{Amount, Signature, Transaction, TxIn, TxOut};
-    let mut t = Transaction {
-        version: Transaction::VERSION,
-        inputs: inputs
-            .iter()
-            .map(|op| TxIn {
-                prevout: *op,
-                signature: Signature([0; 64]),
-            })
-            .collect(),
-        outputs: outputs
-            .iter()
-            .map(|v| TxOut {
-                value: Amount(*v),
-                pubkey: key.public_key(),
-            })
-            .collect(),
-        lock_time: 0,
-    };
-    let keys: Vec<_> = inputs.iter().map(|_| key).collect();
-    cairn_primitives::keys::sign_transaction(&mut t, genesis, &keys);
-    t
-}
+/// `key`, signed for the chain with genesis `genesis` (the benchmarks' name for it).
+pub use cairn_primitives::keys::signed_spend as signed_tx;
 
 /// Mines blocks paying `addr` until `node`'s mempool is empty, at most `max_blocks`.
 pub fn mine_until_pool_empty(node: &TestNode, addr: &str, max_blocks: usize) -> Result<()> {

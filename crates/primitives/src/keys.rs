@@ -128,6 +128,38 @@ pub fn verify(pubkey: &XOnlyPublicKey, msg: &[u8], sig: &Signature) -> bool {
     SECP.verify_schnorr(&sig, msg, &pk).is_ok()
 }
 
+/// A version-1 transaction spending `inputs` (every one owned by `key`) to one output per
+/// value, each paid back to `key`, signed for the chain whose genesis is `genesis`. The
+/// shape tests, benchmarks and the testnet harness build their load from.
+pub fn signed_spend(
+    inputs: &[crate::OutPoint],
+    outputs: &[u64],
+    key: &SecretKey,
+    genesis: &BlockHash,
+) -> crate::Transaction {
+    let mut tx = crate::Transaction {
+        version: crate::Transaction::VERSION,
+        inputs: inputs
+            .iter()
+            .map(|op| crate::TxIn {
+                prevout: *op,
+                signature: Signature::EMPTY,
+            })
+            .collect(),
+        outputs: outputs
+            .iter()
+            .map(|v| crate::TxOut {
+                value: crate::Amount(*v),
+                pubkey: key.public_key(),
+            })
+            .collect(),
+        lock_time: 0,
+    };
+    let keys: Vec<&SecretKey> = inputs.iter().map(|_| key).collect();
+    sign_transaction(&mut tx, genesis, &keys);
+    tx
+}
+
 /// Signs every input of `tx` with the key that owns the output it spends.
 /// `keys[i]` signs input `i`.
 pub fn sign_transaction(tx: &mut crate::Transaction, genesis: &BlockHash, keys: &[&SecretKey]) {
@@ -141,6 +173,38 @@ pub fn sign_transaction(tx: &mut crate::Transaction, genesis: &BlockHash, keys: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_spend_signs_every_input_for_its_chain() {
+        let key = SecretKey::from_bytes([9; 32]).unwrap();
+        let genesis = BlockHash([1; 32]);
+        let inputs = [
+            crate::OutPoint::new(Txid([2; 32]), 0),
+            crate::OutPoint::new(Txid([3; 32]), 5),
+        ];
+        let tx = signed_spend(&inputs, &[10, 20, 30], &key, &genesis);
+        assert_eq!(
+            tx.inputs.iter().map(|i| i.prevout).collect::<Vec<_>>(),
+            inputs
+        );
+        assert_eq!(
+            tx.outputs.iter().map(|o| o.value.0).collect::<Vec<_>>(),
+            [10, 20, 30]
+        );
+        assert!(tx.outputs.iter().all(|o| o.pubkey == key.public_key()));
+        let msg = sighash(&genesis, &tx.txid());
+        assert!(
+            tx.inputs
+                .iter()
+                .all(|i| verify(&key.public_key(), &msg, &i.signature))
+        );
+        let other_chain = sighash(&BlockHash([4; 32]), &tx.txid());
+        assert!(!verify(
+            &key.public_key(),
+            &other_chain,
+            &tx.inputs[0].signature
+        ));
+    }
 
     /// BIP340's published vectors (tests/vectors/bip340-test-vectors.csv, copied from
     /// github.com/bitcoin/bips bip-0340/test-vectors.csv at 7fe0b034ec967b52a5a28276419117326df93263)

@@ -4,9 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use cairn_primitives::encoding::encode_hex;
-use cairn_primitives::{
-    Address, Amount, BlockHash, OutPoint, SecretKey, Signature, Transaction, TxIn, TxOut,
-};
+use cairn_primitives::{Address, BlockHash, OutPoint, SecretKey, Transaction};
 use serde_json::json;
 
 use crate::host::Host;
@@ -72,27 +70,7 @@ impl Wallet {
     }
 
     fn sign(&self, inputs: &[OutPoint], outputs: Vec<u64>) -> Transaction {
-        let mut tx = Transaction {
-            version: Transaction::VERSION,
-            inputs: inputs
-                .iter()
-                .map(|op| TxIn {
-                    prevout: *op,
-                    signature: Signature([0; 64]),
-                })
-                .collect(),
-            outputs: outputs
-                .into_iter()
-                .map(|v| TxOut {
-                    value: Amount(v),
-                    pubkey: self.key.public_key(),
-                })
-                .collect(),
-            lock_time: 0,
-        };
-        let keys: Vec<&SecretKey> = inputs.iter().map(|_| &self.key).collect();
-        cairn_primitives::keys::sign_transaction(&mut tx, &self.genesis, &keys);
-        tx
+        cairn_primitives::keys::signed_spend(inputs, &outputs, &self.key, &self.genesis)
     }
 
     fn signed(tx: &Transaction) -> SignedTx {

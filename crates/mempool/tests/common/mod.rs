@@ -4,10 +4,9 @@
 
 use cairn_consensus::{ChainParams, Coin, MemoryUtxoSet};
 use cairn_mempool::{Mempool, MempoolConfig};
-use cairn_primitives::keys::sign_transaction;
+use cairn_primitives::keys::signed_spend;
 use cairn_primitives::{
-    Amount, Block, BlockHash, BlockHeader, OutPoint, SecretKey, Signature, Transaction, TxIn,
-    TxOut, Txid,
+    Amount, Block, BlockHash, BlockHeader, OutPoint, SecretKey, Transaction, TxOut, Txid,
 };
 
 /// Value of every synthetic confirmed coin: 1 coin.
@@ -63,27 +62,7 @@ impl Fx {
 
     /// A signed transaction spending `inputs` (all the fixture key's) into `outputs` values.
     pub fn spend(&self, inputs: &[OutPoint], outputs: &[u64]) -> Transaction {
-        let mut tx = Transaction {
-            version: Transaction::VERSION,
-            inputs: inputs
-                .iter()
-                .map(|op| TxIn {
-                    prevout: *op,
-                    signature: Signature([0; 64]),
-                })
-                .collect(),
-            outputs: outputs
-                .iter()
-                .map(|v| TxOut {
-                    value: Amount(*v),
-                    pubkey: self.key.public_key(),
-                })
-                .collect(),
-            lock_time: 0,
-        };
-        let keys: Vec<&SecretKey> = inputs.iter().map(|_| &self.key).collect();
-        sign_transaction(&mut tx, &self.params.genesis_hash(), &keys);
-        tx
+        signed_spend(inputs, outputs, &self.key, &self.params.genesis_hash())
     }
 
     /// One input of `value` (a confirmed coin or a pool output) to one output, paying `fee`.
