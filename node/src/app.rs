@@ -293,6 +293,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     if let Some(d) = config.tx_fetch_delay {
         net_config.tx_fetch_delay = d;
     }
+    if let Some(d) = config.tx_fetch_delay_quiet {
+        net_config.tx_fetch_delay_quiet = d;
+    }
     let node_chain = Arc::new(network::NodeChain {
         chain: chain.clone(),
         precheck,

@@ -65,6 +65,9 @@ pub struct ConfigFile {
     /// Milliseconds an announced transaction is left to gossip before it is fetched
     /// (default 500; to measure the repair path's share of propagation time).
     pub tx_fetch_delay_ms: Option<u64>,
+    /// The same while few announced transactions are missing (default 100; never above
+    /// `tx_fetch_delay_ms`).
+    pub tx_fetch_delay_quiet_ms: Option<u64>,
 }
 
 /// The resolved configuration the node runs with.
@@ -98,6 +101,7 @@ pub struct NodeConfig {
     pub block_announcements: bool,
     pub tx_announcements: bool,
     pub tx_fetch_delay: Option<std::time::Duration>,
+    pub tx_fetch_delay_quiet: Option<std::time::Duration>,
 }
 
 fn default_dev_datadir() -> PathBuf {
@@ -240,6 +244,9 @@ impl NodeConfig {
             tx_announcements: file.tx_announcements.unwrap_or(true),
             tx_fetch_delay: file
                 .tx_fetch_delay_ms
+                .map(|ms| std::time::Duration::from_millis(ms.min(MAX_TX_FETCH_DELAY_MS))),
+            tx_fetch_delay_quiet: file
+                .tx_fetch_delay_quiet_ms
                 .map(|ms| std::time::Duration::from_millis(ms.min(MAX_TX_FETCH_DELAY_MS))),
             datadir,
         })

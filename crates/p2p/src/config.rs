@@ -104,6 +104,18 @@ pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(250);
 /// How long an announced transaction is left to gossip before it is fetched: under a burst
 /// gossip is still delivering it, and fetching at once would send it twice.
 pub const DEFAULT_TX_FETCH_DELAY: Duration = Duration::from_millis(500);
+/// The fetch delay while the node is quiet (fewer than [`QUIET_MAX_NEW_WANTED_PER_SEC`]
+/// announcements a second arrive before gossip brings the transaction): gossip then delivers
+/// in milliseconds, and what it has not brought by this time it has most likely lost, so
+/// waiting the full delay only adds latency.
+pub const DEFAULT_QUIET_TX_FETCH_DELAY: Duration = Duration::from_millis(100);
+/// At or above this many transactions a second (this second or the last) announced before
+/// gossip brought them, the node counts as busy and uses the full fetch delay (under load
+/// gossip is slow, not lossy: fetching early would bring them twice).
+pub const QUIET_MAX_NEW_WANTED_PER_SEC: usize = 20;
+/// Recent blocks remembered as announced to us by gossip (their announcement is forwarded to
+/// our mesh, so `NewTip` skips it).
+pub const MAX_GOSSIP_ANNOUNCED_TRACKED: usize = 16;
 /// Inventory requests in flight to one peer; more announcements wait in its outbox.
 pub const MAX_INVENTORIES_IN_FLIGHT: usize = 2;
 /// `GetTxs` requests in flight to one peer.
@@ -192,6 +204,9 @@ pub struct NetworkConfig {
     pub tx_announcements: bool,
     pub announce_interval: Duration,
     pub tx_fetch_delay: Duration,
+    /// The fetch delay while quiet (see [`DEFAULT_QUIET_TX_FETCH_DELAY`]); never above
+    /// `tx_fetch_delay`.
+    pub tx_fetch_delay_quiet: Duration,
     pub relay_queue: usize,
     /// Publish blocks compactly on the `cmpctblock` topic (full blocks still go to peers that
     /// do not take compact blocks). Off: full blocks only, as before (to compare).
@@ -250,6 +265,7 @@ impl NetworkConfig {
             tx_announcements: true,
             announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
             tx_fetch_delay: DEFAULT_TX_FETCH_DELAY,
+            tx_fetch_delay_quiet: DEFAULT_QUIET_TX_FETCH_DELAY,
             relay_queue: DEFAULT_RELAY_QUEUE,
             compact_blocks: true,
             idontwant: true,

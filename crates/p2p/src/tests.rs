@@ -308,6 +308,31 @@ async fn gossip_block_with_unknown_parent_triggers_sync() {
     b.handle.shutdown().await;
 }
 
+/// Each side's status request carries its own status, so a node skips the periodic request
+/// to a peer that asked it within the interval: a pair exchanges about one status per
+/// interval, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_exchanges_one_status_per_interval() {
+    const INTERVAL: Duration = Duration::from_millis(200);
+    const ROUNDS: u64 = 15;
+    let fast = |c: &mut crate::NetworkConfig| c.status_interval = INTERVAL;
+    let a = start_node(Arc::new(MemoryChain::new(1)), vec![], fast).await;
+    let b = start_node(Arc::new(MemoryChain::new(1)), vec![a.addr.clone()], fast).await;
+    wait_peers(&b, 1).await;
+    let sent = || a.handle.metrics().sync_requests_out + b.handle.metrics().sync_requests_out;
+    let before = sent();
+    tokio::time::sleep(INTERVAL * ROUNDS as u32).await;
+    let exchanged = sent() - before;
+    // Both asking every round would be 2 x ROUNDS; one per round (plus a round of slack for
+    // the timers' phases) is what the skip allows.
+    assert!(
+        (ROUNDS / 2..=ROUNDS + 2).contains(&exchanged),
+        "{exchanged} status requests in {ROUNDS} intervals"
+    );
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_with_other_genesis_is_refused() {
     let a = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;

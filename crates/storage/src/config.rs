@@ -63,6 +63,12 @@ pub struct StorageConfig {
     /// consistently; syncing additionally protects the last blocks against power loss, at the
     /// price of one fsync per block.
     pub sync_writes: bool,
+    /// Write a block's index entries (tx, address, balance, spender, counts) in the block's own
+    /// batch when it is connected at the tip. Off by default: the background indexer writes
+    /// them just after, at low CPU priority, so a block is relayed as soon as its UTXO changes
+    /// are committed (as Bitcoin Core's `BaseIndex` follows the chain off the connect path).
+    /// Reads that need an index wait for it either way ([`INDEX_READ_WAIT`]).
+    pub tip_indexes_inline: bool,
 }
 
 impl Default for StorageConfig {
@@ -75,6 +81,7 @@ impl Default for StorageConfig {
             write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             sync_writes: false,
+            tip_indexes_inline: false,
         }
     }
 }

@@ -21,10 +21,19 @@ fn open(dir: &std::path::Path) -> ChainState {
     ChainState::open(dir, ChainParams::devnet(), StorageConfig::default()).unwrap()
 }
 
+/// A chain that writes a tip block's index entries in the block's own batch.
+fn open_inline(dir: &std::path::Path) -> ChainState {
+    let config = StorageConfig {
+        tip_indexes_inline: true,
+        ..StorageConfig::default()
+    };
+    ChainState::open(dir, ChainParams::devnet(), config).unwrap()
+}
+
 /// A node that receives `blocks` one by one, as at the tip: indexes written inline.
 fn inline_reference(blocks: &[Block]) -> (tempfile::TempDir, ChainState) {
     let dir = temp();
-    let mut s = open(dir.path());
+    let mut s = open_inline(dir.path());
     for b in blocks {
         s.accept_block(b.clone(), TEST_NOW).unwrap();
     }
@@ -156,7 +165,7 @@ fn reorg_at_the_tip_unindexes_inline() {
     let (_ref_dir, reference) = inline_reference(&b_path);
 
     let dir = temp();
-    let mut s = open(dir.path());
+    let mut s = open_inline(dir.path());
     for blk in a.iter().chain(&b) {
         s.accept_block(blk.clone(), TEST_NOW).unwrap();
         assert!(s.index_progress().synced());
@@ -170,13 +179,48 @@ fn reorg_at_the_tip_unindexes_inline() {
 }
 
 #[test]
+fn tip_blocks_are_indexed_just_after_their_connect_by_default() {
+    // The default: a block at the tip is committed without its index entries (so it is relayed
+    // sooner) and the background indexer adds them at once. Blocks arrive faster than it keeps
+    // up and a reorg happens meanwhile; the result must equal a node that wrote them inline
+    // and only ever saw the winning branch.
+    let params = ChainParams::devnet();
+    let mut chain = TestChain::new(params.clone());
+    let a: Vec<Block> = (0..12).map(|_| chain.mine(4)).collect();
+    chain.set_tip(a[5].hash());
+    let b: Vec<Block> = (0..9)
+        .map(|i| chain.mine_salted(4, if i == 0 { 1 } else { 0 }))
+        .collect();
+    let mut b_path: Vec<Block> = a[..6].to_vec();
+    b_path.extend(b.iter().cloned());
+    let (_ref_dir, reference) = inline_reference(&b_path);
+
+    let dir = temp();
+    let mut s = open(dir.path());
+    for blk in a.iter().chain(&b) {
+        s.accept_block(blk.clone(), TEST_NOW).unwrap();
+    }
+    assert_eq!(s.tip().hash, b[8].hash());
+    let r = s.reader();
+    wait_caught_up(&r);
+    let timings = s.connect_timings();
+    assert!(timings.background_blocks > 0, "{timings:?}");
+    assert_eq!(
+        r.index_dump().unwrap(),
+        reference.reader().index_dump().unwrap()
+    );
+    check_consistency(&r, &chain);
+}
+
+#[test]
 fn a_schema_2_directory_is_upgraded_in_place() {
     use cairn_storage::schema::{CF_META, COLUMN_FAMILIES, MetaKey};
     let mut chain = TestChain::new(ChainParams::devnet());
     let blocks: Vec<Block> = (0..12).map(|_| chain.mine(4)).collect();
     let dir = temp();
     {
-        let mut s = open(dir.path());
+        // Version 2 wrote every block's index entries in its own batch.
+        let mut s = open_inline(dir.path());
         for b in &blocks {
             s.accept_block(b.clone(), TEST_NOW).unwrap();
         }

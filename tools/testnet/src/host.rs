@@ -324,7 +324,7 @@ impl Rpc {
             .into_string()?;
         Ok(text
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.contains('{'))
+            .filter(|l| !l.starts_with('#'))
             .filter_map(|l| {
                 let mut it = l.split_whitespace();
                 let name = it.next()?;

@@ -101,7 +101,9 @@ pub struct MinedBlock {
 }
 
 /// Counters read from every host's `/metrics` around each mined block.
-pub const BLOCK_WINDOW_METRICS: [&str; 8] = [
+/// The block-connect stages (seconds) are the hop's CPU on the connect path: what queues when
+/// every host connects the same block on shared cores.
+pub const BLOCK_WINDOW_METRICS: [&str; 15] = [
     "cairn_p2p_gossip_bytes_in_total",
     "cairn_p2p_sync_bytes_in_total",
     "cairn_p2p_gossip_block_duplicates_total",
@@ -110,6 +112,13 @@ pub const BLOCK_WINDOW_METRICS: [&str; 8] = [
     "cairn_p2p_relay_txs_fetched_total",
     "cairn_p2p_sync_requests_out_total",
     "cairn_p2p_compact_pulled_total",
+    "cairn_block_connect_seconds_total{stage=\"store\"}",
+    "cairn_block_connect_seconds_total{stage=\"fetch_inputs\"}",
+    "cairn_block_connect_seconds_total{stage=\"verify\"}",
+    "cairn_block_connect_seconds_total{stage=\"apply\"}",
+    "cairn_block_connect_seconds_total{stage=\"index\"}",
+    "cairn_block_connect_seconds_total{stage=\"write\"}",
+    "cairn_block_connect_seconds_total{stage=\"background_index\"}",
 ];
 
 /// The state every host ends in: tip, height, UTXO digest.

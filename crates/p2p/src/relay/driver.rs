@@ -19,13 +19,15 @@ use tokio::sync::mpsc;
 use tracing::{debug, trace};
 
 use super::compact::{CompactBlock, CompactCache, RebuildFrom, Rebuilder};
+use super::pacer::FetchPacer;
 use super::{KnownIds, RelayRequest, RelayResponse, TXS_RESPONSE_PREFIX, txs_response};
 use crate::P2pError;
 use crate::codec::{Frame, Status};
 use crate::config::{
-    MAX_ANNOUNCERS_PER_TX, MAX_INVENTORIES_IN_FLIGHT, MAX_INVENTORY_IDS, MAX_KNOWN_PER_PEER,
-    MAX_OUTBOX_PER_PEER, MAX_PENDING_TIPS, MAX_POOL_ANNOUNCEMENT, MAX_TX_FETCHES_IN_FLIGHT,
-    MAX_TXS_RESPONSE_BYTES, MAX_WANTED_TXS, NetworkConfig, RELAY_TICK, TIP_ANNOUNCE_GRACE,
+    MAX_ANNOUNCERS_PER_TX, MAX_GOSSIP_ANNOUNCED_TRACKED, MAX_INVENTORIES_IN_FLIGHT,
+    MAX_INVENTORY_IDS, MAX_KNOWN_PER_PEER, MAX_OUTBOX_PER_PEER, MAX_PENDING_TIPS,
+    MAX_POOL_ANNOUNCEMENT, MAX_TX_FETCHES_IN_FLIGHT, MAX_TXS_RESPONSE_BYTES, MAX_WANTED_TXS,
+    NetworkConfig, QUIET_MAX_NEW_WANTED_PER_SEC, RELAY_TICK, TIP_ANNOUNCE_GRACE,
 };
 use crate::metrics::Metrics;
 use crate::service::{NetworkEvent, NetworkHandle, REJECTED_GOSSIP_PENALTY};
@@ -141,6 +143,8 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     events: mpsc::Sender<NetworkEvent>,
     peers: HashMap<PeerId, RelayPeer>,
     wanted: HashMap<Txid, Wanted>,
+    /// The fetch delay, from how many announcements arrive before gossip brings the transaction.
+    pacer: FetchPacer,
     /// Wanted txids in the order they became wanted (so by `ready_at`), and those to retry.
     queue: VecDeque<Txid>,
     retry: VecDeque<Txid>,
@@ -154,6 +158,10 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     compact_cache: CompactCache,
     /// Our best block when peers were last told.
     announced_tip: Option<cairn_primitives::BlockHash>,
+    /// Blocks whose gossip announcement we are rebuilding or rebuilt: once connected, gossipsub
+    /// forwards the announcement to our mesh of that topic, so our `NewTip` goes only to the
+    /// other peers. Bounded by [`MAX_GOSSIP_ANNOUNCED_TRACKED`], the oldest forgotten first.
+    gossip_announced: VecDeque<cairn_primitives::BlockHash>,
     /// Better tips peers announced, checked after [`TIP_ANNOUNCE_GRACE`]: (due, peer, status).
     pending_tips: VecDeque<(Instant, PeerId, Status)>,
     /// Blocks whose compact form arrived and is being rebuilt or connected, with when: a tip
@@ -178,6 +186,12 @@ impl<C: ChainAccess> TxRelay<C> {
             events,
             peers: HashMap::new(),
             wanted: HashMap::new(),
+            pacer: FetchPacer::new(
+                config.tx_fetch_delay,
+                config.tx_fetch_delay_quiet,
+                QUIET_MAX_NEW_WANTED_PER_SEC,
+                Instant::now(),
+            ),
             queue: VecDeque::new(),
             retry: VecDeque::new(),
             running: FuturesUnordered::new(),
@@ -186,6 +200,7 @@ impl<C: ChainAccess> TxRelay<C> {
             rebuilder: Rebuilder::new(config.max_block_size),
             compact_cache: CompactCache::default(),
             announced_tip: None,
+            gossip_announced: VecDeque::new(),
             pending_tips: VecDeque::new(),
             blocks_in_flight,
         }
@@ -290,6 +305,10 @@ impl<C: ChainAccess> TxRelay<C> {
                     return;
                 }
                 self.block_in_flight(hash);
+                if self.gossip_announced.len() >= MAX_GOSSIP_ANNOUNCED_TRACKED {
+                    self.gossip_announced.pop_front();
+                }
+                self.gossip_announced.push_back(hash);
                 let job = self.rebuilder.start(
                     Arc::clone(&self.chain),
                     self.net.clone(),
@@ -352,7 +371,7 @@ impl<C: ChainAccess> TxRelay<C> {
 
     fn on_inventory(&mut self, peer: PeerId, txids: Vec<Txid>) {
         let now = Instant::now();
-        let delay = self.config.tx_fetch_delay;
+        let delay = self.pacer.delay(now);
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -372,6 +391,7 @@ impl<C: ChainAccess> TxRelay<C> {
                 dropped += 1;
                 continue;
             }
+            self.pacer.wanted(now);
             self.wanted.insert(
                 txid,
                 Wanted {
@@ -412,16 +432,35 @@ impl<C: ChainAccess> TxRelay<C> {
         let ours = self.chain.status();
         if self.announced_tip != Some(ours.best_hash) {
             self.announced_tip = Some(ours.best_hash);
-            for (peer, state) in &self.peers {
-                if !state.speaks_relay || state.known_tip == Some(ours.best_hash) {
-                    continue;
-                }
-                let (net, peer) = (self.net.clone(), *peer);
-                self.running.push(Box::pin(async move {
-                    let _ = net.relay_request(peer, &RelayRequest::NewTip(ours)).await;
-                    Done::Rebuilt
-                }));
-            }
+            let targets: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, s)| s.speaks_relay && s.known_tip != Some(ours.best_hash))
+                .map(|(p, _)| *p)
+                .collect();
+            let gossiped = self.gossip_announced.contains(&ours.best_hash);
+            let net = self.net.clone();
+            self.running.push(Box::pin(async move {
+                // Our mesh peers get the announcement from gossipsub's forward: a `NewTip`
+                // to them would say it twice (~0.5 kB on the wire each, stream set-up
+                // included). A block that reached us otherwise was not forwarded: tell all.
+                let mesh = if gossiped {
+                    net.announce_mesh_peers().await
+                } else {
+                    Vec::new()
+                };
+                let sends = targets
+                    .into_iter()
+                    .filter(|p| !mesh.contains(p))
+                    .map(|peer| {
+                        let net = net.clone();
+                        async move {
+                            let _ = net.relay_request(peer, &RelayRequest::NewTip(ours)).await;
+                        }
+                    });
+                futures::future::join_all(sends).await;
+                Done::Rebuilt
+            }));
         }
         let mut waiting = Vec::new();
         while self
@@ -679,7 +718,11 @@ impl<C: ChainAccess> TxRelay<C> {
                 self.on_fetched(peer, txids, txs);
             }
             Done::Rebuilt => {}
-            Done::GaveUp(hash) => self.blocks_in_flight.remove(&hash),
+            Done::GaveUp(hash) => {
+                self.blocks_in_flight.remove(&hash);
+                // Not accepted from gossip, so not forwarded: a `NewTip` tells the mesh too.
+                self.gossip_announced.retain(|h| *h != hash);
+            }
         }
     }
 

@@ -35,6 +35,8 @@ pub(crate) enum Command {
         acceptance: Acceptance,
     },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// Peers in our gossipsub mesh of the block-announcement topic.
+    AnnounceMeshPeers(oneshot::Sender<Vec<PeerId>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), P2pError>>),
     Ban {
@@ -157,6 +159,14 @@ impl NetworkHandle {
     /// Connected peers.
     pub async fn peers(&self) -> Vec<PeerInfo> {
         self.ask(Command::Peers).await.unwrap_or_default()
+    }
+
+    /// Peers in our gossipsub mesh of the block-announcement topic: gossipsub forwards an
+    /// accepted announcement to each of them (those that sent it to us have it already).
+    pub async fn announce_mesh_peers(&self) -> Vec<PeerId> {
+        self.ask(Command::AnnounceMeshPeers)
+            .await
+            .unwrap_or_default()
     }
 
     pub fn local_peer_id(&self) -> PeerId {

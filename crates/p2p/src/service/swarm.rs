@@ -210,6 +210,10 @@ impl Service {
             Command::Peers(reply) => {
                 let _ = reply.send(self.peers.values().map(|s| s.info.clone()).collect());
             }
+            Command::AnnounceMeshPeers(reply) => {
+                let gossip = &self.swarm.behaviour().gossipsub;
+                let _ = reply.send(gossip.mesh_peers(&self.announce_topic).copied().collect());
+            }
             Command::ListenAddrs(reply) => {
                 let _ = reply.send(self.listen_addrs.clone());
             }

@@ -30,6 +30,10 @@ struct SyncPeer {
     stalls: u32,
     /// Highest height of our best header chain the peer has shown it has (see the module doc).
     proven_height: u64,
+    /// When the peer last asked for our status (its request carries its own): our next round
+    /// skips it if that was within `status_interval`, so each pair exchanges one status per
+    /// interval, not two.
+    asked_us: Option<Instant>,
 }
 
 enum Slot {
@@ -147,12 +151,18 @@ impl<C: ChainAccess> SyncDriver<C> {
                         in_flight: 0,
                         stalls: 0,
                         proven_height: 0,
+                        asked_us: None,
                     },
                 );
                 self.ask_status(peer);
             }
             SyncInput::PeerDisconnected(peer) => self.forget(peer),
-            SyncInput::PeerStatus(peer, status) => self.on_status(peer, status),
+            SyncInput::PeerStatus(peer, status) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.asked_us = Some(Instant::now());
+                }
+                self.on_status(peer, status);
+            }
             SyncInput::SyncWith(peer) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.needs_headers = p.speaks_sync;
@@ -223,7 +233,13 @@ impl<C: ChainAccess> SyncDriver<C> {
     fn on_tick(&mut self) {
         if self.last_status_round.elapsed() >= self.status_interval {
             self.last_status_round = Instant::now();
-            let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+            let interval = self.status_interval;
+            let peers: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.asked_us.is_none_or(|t| t.elapsed() >= interval))
+                .map(|(id, _)| *id)
+                .collect();
             for peer in peers {
                 self.ask_status(peer);
             }

@@ -148,8 +148,9 @@ impl ChainState {
     }
 
     /// Connects the block `hash` (whose parent is the tip) in one atomic batch. Its index
-    /// entries go in the same batch when the indexes are at its parent and it is near the best
-    /// header; otherwise the background indexer writes them later.
+    /// entries go in the same batch only with `tip_indexes_inline`, when the indexes are at its
+    /// parent and it is near the best header; otherwise the background indexer writes them
+    /// just after (at once near the best header, once a sync pauses otherwise).
     pub(super) fn connect(
         &mut self,
         hash: BlockHash,
@@ -215,10 +216,12 @@ impl ChainState {
         };
         // Never waits behind the indexer's batch: while one is being written, this block is
         // left to the indexer.
-        let near_best_header = self.indexes_inline(entry.height);
+        let near_best_header = self.near_best_header(entry.height);
         let mut ix = shared.lock();
-        let inline =
-            !ix.committing && ix.index_tip.hash == entry.header.prev_hash && near_best_header;
+        let inline = self.tip_indexes_inline
+            && !ix.committing
+            && ix.index_tip.hash == entry.header.prev_hash
+            && near_best_header;
         if inline {
             let mut writer = IndexWriter::new(&db);
             writer.connect(&mut batch, &block, &txids, hash, entry.height, &delta)?;
@@ -262,9 +265,9 @@ impl ChainState {
         Ok(())
     }
 
-    /// Whether a block connected at `height` gets its index entries in its own batch: only
-    /// near the best header (a syncing node leaves them to the background indexer).
-    fn indexes_inline(&self, height: u64) -> bool {
+    /// Whether a block connected at `height` is near the best header (following the network,
+    /// not syncing: the indexer need not wait for a sync to pause).
+    fn near_best_header(&self, height: u64) -> bool {
         self.best_header().height.saturating_sub(height) <= INLINE_INDEX_MAX_BEHIND
     }
 

@@ -219,6 +219,8 @@ pub struct ChainState {
     /// Failure injection for tests (see [`ChainState::fail_writes_after`]); always `None`
     /// otherwise.
     fail_writes_after: std::cell::Cell<Option<u64>>,
+    /// See [`StorageConfig::tip_indexes_inline`].
+    tip_indexes_inline: bool,
 }
 
 impl Drop for ChainState {
@@ -268,6 +270,7 @@ impl ChainState {
         };
         let mut state = ChainState {
             fail_writes_after: std::cell::Cell::new(None),
+            tip_indexes_inline: config.tip_indexes_inline,
             db: Arc::new(db),
             params: Arc::new(params),
             dir,
