@@ -1,0 +1,394 @@
+//! The relay task: announces fresh transactions to every peer, fetches what peers announce and
+//! we lack, serves `GetTxs`, and (through `compact`) rebuilds compactly announced blocks.
+//!
+//! It owns no swarm: requests go out through the [`NetworkHandle`] like the sync driver's.
+//! Everything it keeps is bounded (see the constants in `config`), and every drop is counted.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_primitives::Txid;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use libp2p::PeerId;
+use libp2p::request_response::ResponseChannel;
+use tokio::sync::mpsc;
+use tracing::{debug, trace};
+
+mod tips;
+mod txs;
+
+use super::compact::{CompactBlock, CompactCache, RebuildFrom, Rebuilder};
+use super::pacer::FetchPacer;
+use super::{KnownIds, RelayRequest, RelayResponse};
+use crate::P2pError;
+use crate::codec::{Frame, Status};
+use crate::config::{
+    MAX_GOSSIP_ANNOUNCED_TRACKED, MAX_KNOWN_PER_PEER, MAX_PENDING_TIPS, NetworkConfig,
+    QUIET_MAX_NEW_WANTED_PER_SEC, RELAY_TICK, TIP_ANNOUNCE_GRACE,
+};
+use crate::metrics::Metrics;
+use crate::service::{NetworkEvent, NetworkHandle};
+use crate::sync::ChainAccess;
+
+/// What the swarm task hands the relay task.
+pub(crate) enum RelayInput {
+    PeerConnected(PeerId),
+    PeerDisconnected(PeerId),
+    /// A peer told its chain (handshake or periodic status).
+    PeerStatus(PeerId, Status),
+    /// A peer's best block changed (already answered `Ack`).
+    NewTip(PeerId, Status),
+    /// A peer announced these txids (already answered `Ack`).
+    Inventory(PeerId, Vec<Txid>),
+    /// A peer asks for transactions; answer on `channel`.
+    GetTxs {
+        peer: PeerId,
+        txids: Vec<Txid>,
+        channel: ResponseChannel<Frame>,
+    },
+    /// A peer asks for transactions of a block we announced compactly.
+    GetBlockTxs {
+        peer: PeerId,
+        request: RelayRequest,
+        channel: ResponseChannel<Frame>,
+    },
+    /// A compact block arrived on gossip: rebuild it, then hand it to the node as a
+    /// [`NetworkEvent::Block`] with this message id.
+    Compact {
+        compact: Box<CompactBlock>,
+        source: PeerId,
+        msg_id: libp2p::gossipsub::MessageId,
+    },
+    /// A block was announced on gossip: pull its compact form from the announcer, then as
+    /// `Compact`.
+    Announcement {
+        header: cairn_primitives::BlockHeader,
+        source: PeerId,
+        msg_id: libp2p::gossipsub::MessageId,
+    },
+    /// A peer asks for the compact form of a block we announced.
+    GetCompact {
+        peer: PeerId,
+        block: cairn_primitives::BlockHash,
+        channel: ResponseChannel<Frame>,
+    },
+}
+
+/// A transaction announced to us that we lack.
+struct Wanted {
+    /// Not fetched before this (gossip may still bring it).
+    ready_at: Instant,
+    /// Peers that announced it, asked in turn.
+    announcers: Vec<PeerId>,
+    in_flight: bool,
+}
+
+struct RelayPeer {
+    known: KnownIds,
+    outbox: VecDeque<Txid>,
+    inventories_in_flight: usize,
+    fetches_in_flight: usize,
+    /// `false` once a request failed with "protocol not supported" (a gossip-only peer): it is
+    /// left alone, never penalised.
+    speaks_relay: bool,
+    /// Whether the pool was announced to it (once it has caught up with our chain).
+    pool_announced: bool,
+    /// The latest block it told us it has (its `NewTip` or status, a block announcement it
+    /// relayed, a compact block we pulled from it): not told of that tip again.
+    known_tip: Option<cairn_primitives::BlockHash>,
+}
+
+impl RelayPeer {
+    fn new() -> Self {
+        Self {
+            known: KnownIds::new(MAX_KNOWN_PER_PEER),
+            outbox: VecDeque::new(),
+            inventories_in_flight: 0,
+            fetches_in_flight: 0,
+            speaks_relay: true,
+            pool_announced: false,
+            known_tip: None,
+        }
+    }
+}
+
+/// A finished outbound request.
+pub(crate) enum Done {
+    Inventory {
+        peer: PeerId,
+        result: Result<RelayResponse, P2pError>,
+    },
+    Fetch {
+        peer: PeerId,
+        txids: Vec<Txid>,
+        result: Result<RelayResponse, P2pError>,
+    },
+    /// A compact block was rebuilt (or fell back to the full block).
+    Rebuilt,
+    /// A compact block's rebuild ended without the block (dropped, or neither rebuilt nor
+    /// fetched whole): it is no longer in flight.
+    GaveUp(cairn_primitives::BlockHash),
+}
+
+type Running = FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>>;
+
+pub(crate) struct TxRelay<C: ChainAccess> {
+    chain: Arc<C>,
+    net: NetworkHandle,
+    config: NetworkConfig,
+    inputs: mpsc::Receiver<RelayInput>,
+    events: mpsc::Sender<NetworkEvent>,
+    peers: HashMap<PeerId, RelayPeer>,
+    wanted: HashMap<Txid, Wanted>,
+    /// The fetch delay, from how many announcements arrive before gossip brings the transaction.
+    pacer: FetchPacer,
+    /// Wanted txids in the order they became wanted (so by `ready_at`), and those to retry.
+    queue: VecDeque<Txid>,
+    retry: VecDeque<Txid>,
+    running: Running,
+    /// Txids fetched and handed to the node, whose acceptance may still be running: not
+    /// wanted again when another peer announces them meanwhile (under load acceptance takes
+    /// longer than the fetch delay, and the same transaction was fetched twice).
+    fetched: KnownIds,
+    next_announce: Instant,
+    rebuilder: Rebuilder,
+    compact_cache: CompactCache,
+    /// Our best block when peers were last told.
+    announced_tip: Option<cairn_primitives::BlockHash>,
+    /// Blocks whose gossip announcement we are rebuilding or rebuilt: once connected, gossipsub
+    /// forwards the announcement to our mesh of that topic, so our `NewTip` goes only to the
+    /// other peers. Bounded by [`MAX_GOSSIP_ANNOUNCED_TRACKED`], the oldest forgotten first.
+    gossip_announced: VecDeque<cairn_primitives::BlockHash>,
+    /// Better tips peers announced, checked after [`TIP_ANNOUNCE_GRACE`]: (due, peer, status).
+    pending_tips: VecDeque<(Instant, PeerId, Status)>,
+    /// Blocks whose compact form arrived and is being rebuilt or connected, with when: a tip
+    /// announcement of one of them waits (up to [`BLOCK_IN_FLIGHT_GRACE`]) instead of syncing.
+    blocks_in_flight: Arc<super::BlocksInFlight>,
+}
+
+impl<C: ChainAccess> TxRelay<C> {
+    pub(crate) fn new(
+        chain: Arc<C>,
+        net: NetworkHandle,
+        config: &NetworkConfig,
+        inputs: mpsc::Receiver<RelayInput>,
+        events: mpsc::Sender<NetworkEvent>,
+        blocks_in_flight: Arc<super::BlocksInFlight>,
+    ) -> Self {
+        Self {
+            chain,
+            net,
+            config: config.clone(),
+            inputs,
+            events,
+            peers: HashMap::new(),
+            wanted: HashMap::new(),
+            pacer: FetchPacer::new(
+                config.tx_fetch_delay,
+                config.tx_fetch_delay_quiet,
+                QUIET_MAX_NEW_WANTED_PER_SEC,
+                Instant::now(),
+            ),
+            queue: VecDeque::new(),
+            retry: VecDeque::new(),
+            running: FuturesUnordered::new(),
+            fetched: KnownIds::new(MAX_KNOWN_PER_PEER),
+            next_announce: Instant::now(),
+            rebuilder: Rebuilder::new(config.max_block_size),
+            compact_cache: CompactCache::default(),
+            announced_tip: None,
+            gossip_announced: VecDeque::new(),
+            pending_tips: VecDeque::new(),
+            blocks_in_flight,
+        }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        self.net.metrics_ref()
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut tick = tokio::time::interval(RELAY_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                input = self.inputs.recv() => match input {
+                    Some(input) => self.on_input(input),
+                    None => break,
+                },
+                Some(done) = self.running.next(), if !self.running.is_empty() => self.on_done(done),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn on_input(&mut self, input: RelayInput) {
+        match input {
+            RelayInput::PeerConnected(peer) => {
+                self.peers.insert(peer, RelayPeer::new());
+            }
+            RelayInput::PeerStatus(peer, status) => self.on_status(peer, status),
+            RelayInput::NewTip(peer, status) => {
+                self.peer_has(peer, status.best_hash);
+                if status.total_work > self.chain.status().total_work
+                    && !self.pull_tip(peer, &status)
+                {
+                    if self.pending_tips.len() >= MAX_PENDING_TIPS {
+                        self.pending_tips.pop_front();
+                    }
+                    let due = Instant::now() + TIP_ANNOUNCE_GRACE;
+                    self.pending_tips.push_back((due, peer, status));
+                }
+            }
+            RelayInput::PeerDisconnected(peer) => {
+                self.peers.remove(&peer);
+            }
+            RelayInput::Inventory(peer, txids) => self.on_inventory(peer, txids),
+            RelayInput::GetTxs {
+                peer,
+                txids,
+                channel,
+            } => self.serve_txs(peer, txids, channel),
+            RelayInput::GetBlockTxs {
+                peer,
+                request,
+                channel,
+            } => {
+                let frame = super::compact::answer_block_txs(&*self.chain, request);
+                trace!(%peer, bytes = frame.len(), "block transactions served");
+                let net = self.net.clone();
+                self.running.push(Box::pin(async move {
+                    net.respond_relay(channel, frame).await;
+                    Done::Rebuilt
+                }));
+            }
+            RelayInput::Compact {
+                compact,
+                source,
+                msg_id,
+            } => {
+                let hash = compact.header.hash();
+                self.peer_has(source, hash);
+                if self.in_flight(&hash) {
+                    // Pulled already (a tip announcement came first): rebuilt now from a
+                    // mempool the block may have emptied, it would cost a round trip for
+                    // every transaction. Not forwarded; peers hear of it by our `NewTip`.
+                    self.ignore(msg_id, source);
+                    return;
+                }
+                Metrics::inc(&self.metrics().compact_received);
+                self.block_in_flight(hash);
+                let job = self.rebuilder.start(
+                    Arc::clone(&self.chain),
+                    self.net.clone(),
+                    self.events.clone(),
+                    RebuildFrom::Pushed(compact),
+                    source,
+                    Some(msg_id),
+                );
+                self.running.push(job);
+            }
+            RelayInput::Announcement {
+                header,
+                source,
+                msg_id,
+            } => {
+                let hash = header.hash();
+                self.peer_has(source, hash);
+                if self.in_flight(&hash) {
+                    // Pulled already (a tip announcement came first): not twice. Not
+                    // forwarded either; our peers hear of it by our own `NewTip`.
+                    self.ignore(msg_id, source);
+                    return;
+                }
+                self.block_in_flight(hash);
+                if self.gossip_announced.len() >= MAX_GOSSIP_ANNOUNCED_TRACKED {
+                    self.gossip_announced.pop_front();
+                }
+                self.gossip_announced.push_back(hash);
+                let job = self.rebuilder.start(
+                    Arc::clone(&self.chain),
+                    self.net.clone(),
+                    self.events.clone(),
+                    RebuildFrom::Announced(header),
+                    source,
+                    Some(msg_id),
+                );
+                self.running.push(job);
+            }
+            RelayInput::GetCompact {
+                peer,
+                block,
+                channel,
+            } => {
+                let (frame, served) = self.compact_cache.answer(&*self.chain, block);
+                if served {
+                    Metrics::inc(&self.metrics().compact_served);
+                }
+                trace!(%peer, %block, bytes = frame.len(), "compact block served");
+                let net = self.net.clone();
+                self.running.push(Box::pin(async move {
+                    net.respond_relay(channel, frame.to_vec()).await;
+                    Done::Rebuilt
+                }));
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        self.tips(now);
+        if self.config.tx_announcements && now >= self.next_announce {
+            self.next_announce = now + self.config.announce_interval;
+            self.announce();
+        }
+        self.fetch(now);
+    }
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Inventory { peer, result } => {
+                if let Some(s) = self.peers.get_mut(&peer) {
+                    s.inventories_in_flight = s.inventories_in_flight.saturating_sub(1);
+                }
+                if let Err(e) = result {
+                    self.request_failed(peer, &e);
+                }
+            }
+            Done::Fetch {
+                peer,
+                txids,
+                result,
+            } => {
+                if let Some(s) = self.peers.get_mut(&peer) {
+                    s.fetches_in_flight = s.fetches_in_flight.saturating_sub(1);
+                }
+                let txs = match result {
+                    Ok(RelayResponse::Txs(txs)) => txs,
+                    Ok(RelayResponse::Error(reason)) => {
+                        // Busy or rate-limited: the peer still has them; ask again later.
+                        debug!(%peer, %reason, "GetTxs not served; retrying");
+                        self.retry_later(txids);
+                        return;
+                    }
+                    Ok(_) => Vec::new(),
+                    Err(e) => {
+                        self.request_failed(peer, &e);
+                        Vec::new()
+                    }
+                };
+                self.on_fetched(peer, txids, txs);
+            }
+            Done::Rebuilt => {}
+            Done::GaveUp(hash) => {
+                self.blocks_in_flight.remove(&hash);
+                // Not accepted from gossip, so not forwarded: a `NewTip` tells the mesh too.
+                self.gossip_announced.retain(|h| *h != hash);
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Transaction relay: the pool announced to a peer that caught up, inventories out, wanted
+//! transactions fetched from their announcers after the gossip grace, and `GetTxs` served.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_primitives::{Transaction, Txid};
+use libp2p::PeerId;
+use libp2p::request_response::ResponseChannel;
+use tracing::debug;
+
+use super::{Done, TxRelay, Wanted};
+use crate::P2pError;
+use crate::codec::{Frame, Status};
+use crate::config::{
+    MAX_ANNOUNCERS_PER_TX, MAX_INVENTORIES_IN_FLIGHT, MAX_INVENTORY_IDS, MAX_OUTBOX_PER_PEER,
+    MAX_POOL_ANNOUNCEMENT, MAX_TX_FETCHES_IN_FLIGHT, MAX_TXS_RESPONSE_BYTES, MAX_WANTED_TXS,
+};
+use crate::metrics::Metrics;
+use crate::relay::{RelayRequest, TXS_RESPONSE_PREFIX, txs_response};
+use crate::service::REJECTED_GOSSIP_PENALTY;
+use crate::sync::{ChainAccess, Refusal};
+
+impl<C: ChainAccess> TxRelay<C> {
+    /// A new peer is announced our whole pool (bounded), so it gets what it missed, once its
+    /// status says it has caught up with our chain: a node still syncing could not accept
+    /// transactions spending outputs it does not know yet, and would drop them. (A peer that
+    /// lies about its chain only delays its own pool.)
+    pub(super) fn on_status(&mut self, peer: PeerId, status: Status) {
+        self.peer_has(peer, status.best_hash);
+        // A status round showing the next block (before its announcement reached us): pulled
+        // compactly, and so not downloaded in full by the sync driver meanwhile.
+        if status.total_work > self.chain.status().total_work {
+            self.pull_tip(peer, &status);
+        }
+        if !self.config.tx_announcements {
+            return;
+        }
+        let ours = self.chain.status().total_work;
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.pool_announced || !state.speaks_relay || status.total_work < ours {
+            return;
+        }
+        state.pool_announced = true;
+        let pool = self.chain.pool_txids(MAX_POOL_ANNOUNCEMENT);
+        debug!(%peer, txs = pool.len(), "announcing the pool to a peer that caught up");
+        for txid in pool {
+            if !state.known.contains(&txid) && state.outbox.len() < MAX_OUTBOX_PER_PEER {
+                state.outbox.push_back(txid);
+            }
+        }
+    }
+
+    pub(super) fn on_inventory(&mut self, peer: PeerId, txids: Vec<Txid>) {
+        let now = Instant::now();
+        let delay = self.pacer.delay(now);
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let mut dropped = 0;
+        for txid in txids {
+            state.known.insert(&txid);
+            if let Some(w) = self.wanted.get_mut(&txid) {
+                if w.announcers.len() < MAX_ANNOUNCERS_PER_TX && !w.announcers.contains(&peer) {
+                    w.announcers.push(peer);
+                }
+                continue;
+            }
+            if self.fetched.contains(&txid) || self.chain.has_tx(&txid) {
+                continue;
+            }
+            if self.wanted.len() >= MAX_WANTED_TXS {
+                dropped += 1;
+                continue;
+            }
+            self.pacer.wanted(now);
+            self.wanted.insert(
+                txid,
+                Wanted {
+                    ready_at: now + delay,
+                    announcers: vec![peer],
+                    in_flight: false,
+                },
+            );
+            self.queue.push_back(txid);
+        }
+        if dropped > 0 {
+            Metrics::add(&self.net.metrics_ref().relay_wanted_dropped, dropped);
+            debug!(%peer, dropped, "announced transactions not tracked: too many wanted");
+        }
+    }
+
+    pub(super) fn serve_txs(
+        &mut self,
+        peer: PeerId,
+        txids: Vec<Txid>,
+        channel: ResponseChannel<Frame>,
+    ) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            for t in &txids {
+                state.known.insert(t);
+            }
+        }
+        let budget = MAX_TXS_RESPONSE_BYTES.saturating_sub(TXS_RESPONSE_PREFIX);
+        let txs = self.chain.tx_bytes(&txids, budget);
+        Metrics::add(&self.metrics().relay_txs_served, txs.len());
+        let frame = txs_response(&txs);
+        let net = self.net.clone();
+        self.running.push(Box::pin(async move {
+            net.respond_relay(channel, frame).await;
+            Done::Rebuilt
+        }));
+    }
+
+    /// Queues the node's fresh txids for every peer that does not know them, then sends each
+    /// peer one inventory (per free slot).
+    pub(super) fn announce(&mut self) {
+        let fresh = self.chain.fresh_txids(MAX_OUTBOX_PER_PEER);
+        let mut dropped = 0;
+        for state in self.peers.values_mut().filter(|s| s.speaks_relay) {
+            for txid in &fresh {
+                if state.known.contains(txid) {
+                    continue;
+                }
+                if state.outbox.len() >= MAX_OUTBOX_PER_PEER {
+                    dropped += 1;
+                    continue;
+                }
+                state.outbox.push_back(*txid);
+            }
+        }
+        if dropped > 0 {
+            Metrics::add(&self.metrics().relay_outbox_dropped, dropped);
+            debug!(dropped, "announcements dropped: peer outboxes full");
+        }
+        let mut sends = Vec::new();
+        for (peer, state) in self.peers.iter_mut() {
+            while state.speaks_relay
+                && state.inventories_in_flight < MAX_INVENTORIES_IN_FLIGHT
+                && !state.outbox.is_empty()
+            {
+                let n = state.outbox.len().min(MAX_INVENTORY_IDS);
+                let ids: Vec<Txid> = state
+                    .outbox
+                    .drain(..n)
+                    .filter(|t| state.known.insert(t))
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                state.inventories_in_flight += 1;
+                sends.push((*peer, ids));
+            }
+        }
+        for (peer, ids) in sends {
+            Metrics::add(&self.metrics().relay_announced, ids.len());
+            let net = self.net.clone();
+            self.running.push(Box::pin(async move {
+                let result = net.relay_request(peer, &RelayRequest::Inventory(ids)).await;
+                Done::Inventory { peer, result }
+            }));
+        }
+    }
+
+    /// Asks announcers for the wanted transactions whose gossip grace period is over: one
+    /// `GetTxs` per peer and tick at most, within each peer's in-flight limit.
+    pub(super) fn fetch(&mut self, now: Instant) {
+        let mut batches: HashMap<PeerId, Vec<Txid>> = HashMap::new();
+        let mut deferred = Vec::new();
+        let mut scanned = 0;
+        while scanned < 4 * MAX_INVENTORY_IDS {
+            let Some(txid) = self.retry.pop_front().or_else(|| {
+                let ready = self
+                    .queue
+                    .front()
+                    .is_some_and(|t| self.wanted.get(t).is_none_or(|w| w.ready_at <= now));
+                if ready { self.queue.pop_front() } else { None }
+            }) else {
+                break;
+            };
+            scanned += 1;
+            let Some(w) = self.wanted.get_mut(&txid) else {
+                continue;
+            };
+            if w.in_flight {
+                continue;
+            }
+            if self.chain.has_tx(&txid) {
+                self.wanted.remove(&txid);
+                continue;
+            }
+            let peers = &self.peers;
+            let pick = w.announcers.iter().copied().find(|p| {
+                let batch = batches.get(p).map_or(0, Vec::len);
+                peers.get(p).is_some_and(|s| {
+                    s.speaks_relay
+                        && (batch > 0 || s.fetches_in_flight < MAX_TX_FETCHES_IN_FLIGHT)
+                        && batch < MAX_INVENTORY_IDS
+                })
+            });
+            match pick {
+                Some(peer) => {
+                    w.in_flight = true;
+                    batches.entry(peer).or_default().push(txid);
+                }
+                None => {
+                    // Announcers gone: forget it; busy: try again next tick.
+                    w.announcers.retain(|p| peers.contains_key(p));
+                    if w.announcers.is_empty() {
+                        self.wanted.remove(&txid);
+                        Metrics::inc(&self.net.metrics_ref().relay_tx_not_found);
+                    } else {
+                        deferred.push(txid);
+                    }
+                }
+            }
+        }
+        for txid in deferred.into_iter().rev() {
+            self.retry.push_front(txid);
+        }
+        for (peer, txids) in batches {
+            if let Some(s) = self.peers.get_mut(&peer) {
+                s.fetches_in_flight += 1;
+            }
+            let net = self.net.clone();
+            self.running.push(Box::pin(async move {
+                let result = net
+                    .relay_request(peer, &RelayRequest::GetTxs(txids.clone()))
+                    .await;
+                Done::Fetch {
+                    peer,
+                    txids,
+                    result,
+                }
+            }));
+        }
+    }
+
+    pub(super) fn retry_later(&mut self, txids: Vec<Txid>) {
+        for txid in txids {
+            if let Some(w) = self.wanted.get_mut(&txid) {
+                w.in_flight = false;
+                w.ready_at = Instant::now() + self.config.tx_fetch_delay;
+                self.queue.push_back(txid);
+            }
+        }
+    }
+
+    pub(super) fn request_failed(&mut self, peer: PeerId, e: &P2pError) {
+        Metrics::inc(&self.metrics().relay_requests_failed);
+        if matches!(e, P2pError::UnsupportedProtocol { .. })
+            && let Some(s) = self.peers.get_mut(&peer)
+        {
+            debug!(%peer, "peer does not speak the relay protocol; not announcing to it");
+            s.speaks_relay = false;
+            s.outbox.clear();
+        } else {
+            debug!(%peer, error = %e, "relay request failed");
+        }
+    }
+
+    /// Submits what a peer sent (in its order, parents first) and retries what it did not
+    /// send with the next announcer.
+    pub(super) fn on_fetched(&mut self, peer: PeerId, asked: Vec<Txid>, txs: Vec<Transaction>) {
+        let mut by_id: HashMap<Txid, Transaction> = HashMap::with_capacity(txs.len());
+        for tx in txs {
+            by_id.insert(tx.txid(), tx);
+        }
+        let mut submit = Vec::with_capacity(by_id.len());
+        for txid in asked {
+            if let Some(tx) = by_id.remove(&txid) {
+                self.wanted.remove(&txid);
+                self.fetched.insert(&txid);
+                submit.push(tx);
+                continue;
+            }
+            let Some(w) = self.wanted.get_mut(&txid) else {
+                continue;
+            };
+            w.in_flight = false;
+            w.announcers.retain(|p| *p != peer);
+            if w.announcers.is_empty() {
+                self.wanted.remove(&txid);
+                Metrics::inc(&self.net.metrics_ref().relay_tx_not_found);
+            } else {
+                self.retry.push_back(txid);
+            }
+        }
+        if !by_id.is_empty() {
+            // Transactions nobody asked for: not submitted (a peer must not push into our pool).
+            debug!(%peer, count = by_id.len(), "unrequested transactions in a GetTxs answer");
+        }
+        if submit.is_empty() {
+            return;
+        }
+        Metrics::add(&self.metrics().relay_txs_fetched, submit.len());
+        let (chain, net) = (Arc::clone(&self.chain), self.net.clone());
+        // Submitted off this task (signature checks take time), in order.
+        tokio::spawn(async move {
+            for tx in submit {
+                if let Err(Refusal::Invalid(reason)) = chain.submit_tx(peer, tx).await {
+                    net.penalise(peer, REJECTED_GOSSIP_PENALTY, &reason).await;
+                }
+            }
+        });
+    }
+}
