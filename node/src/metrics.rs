@@ -322,6 +322,18 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         p.relay_tx_not_found,
     );
     metric(
+        "cairn_p2p_relay_quiet_brought_total",
+        "counter",
+        "Announced transactions gossip brought within the quiet fetch delay.",
+        p.relay_quiet_brought,
+    );
+    metric(
+        "cairn_p2p_relay_quiet_missing_total",
+        "counter",
+        "Announced transactions still missing after the quiet fetch delay (fetched then while gossip keeps up).",
+        p.relay_quiet_missing,
+    );
+    metric(
         "cairn_p2p_relay_requests_failed_total",
         "counter",
         "Relay requests that failed (timeout, disconnect, unsupported).",

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub(crate) relay_txs_fetched: AtomicU64,
     pub(crate) relay_txs_served: AtomicU64,
     pub(crate) relay_tx_not_found: AtomicU64,
+    pub(crate) relay_quiet_brought: AtomicU64,
+    pub(crate) relay_quiet_missing: AtomicU64,
     pub(crate) relay_requests_failed: AtomicU64,
     pub(crate) compact_received: AtomicU64,
     pub(crate) compact_rebuilt: AtomicU64,
@@ -180,6 +182,8 @@ impl Metrics {
             relay_txs_fetched: g(&self.relay_txs_fetched),
             relay_txs_served: g(&self.relay_txs_served),
             relay_tx_not_found: g(&self.relay_tx_not_found),
+            relay_quiet_brought: g(&self.relay_quiet_brought),
+            relay_quiet_missing: g(&self.relay_quiet_missing),
             relay_requests_failed: g(&self.relay_requests_failed),
             compact_received: g(&self.compact_received),
             compact_rebuilt: g(&self.compact_rebuilt),
@@ -268,6 +272,10 @@ pub struct MetricsSnapshot {
     pub relay_txs_served: u64,
     /// Wanted transactions given up: no announcer could send them.
     pub relay_tx_not_found: u64,
+    /// Wanted transactions that gossip brought by their quiet deadline (see `relay::pacer`).
+    pub relay_quiet_brought: u64,
+    /// Wanted transactions still missing at their quiet deadline.
+    pub relay_quiet_missing: u64,
     /// Relay requests that failed (timeout, disconnect, unsupported).
     pub relay_requests_failed: u64,
     /// Compact blocks received and rebuilt: pushed on gossip or pulled (`GetCompact`) after an

@@ -51,7 +51,7 @@ const COMPACT_OUTCOME_METRICS: [(&str, &str); 3] = [
     ),
 ];
 /// What the repair path and gossipsub's loss counters did over a scenario (sums over hosts).
-const REPAIR_METRICS: [(&str, &str); 5] = [
+const REPAIR_METRICS: [(&str, &str); 7] = [
     (
         "txs_fetched_by_announcement",
         "cairn_p2p_relay_txs_fetched_total",
@@ -63,6 +63,14 @@ const REPAIR_METRICS: [(&str, &str); 5] = [
     ("gossip_queue_full", "cairn_p2p_gossip_queue_full_total"),
     ("tip_syncs", "cairn_p2p_relay_tip_syncs_total"),
     ("compact_tip_pulls", "cairn_p2p_compact_tip_pulls_total"),
+    (
+        "announced_brought_in_quiet_delay",
+        "cairn_p2p_relay_quiet_brought_total",
+    ),
+    (
+        "announced_missing_after_quiet_delay",
+        "cairn_p2p_relay_quiet_missing_total",
+    ),
 ];
 /// Gossip messages dropped because the node was busy.
 const DROPPED_METRIC: &str = "cairn_p2p_dropped_events_total";
@@ -401,9 +409,10 @@ pub fn table(report: &Value) -> String {
         let r = &s["repair"];
         if !r.is_null() {
             out.push_str(&format!(
-                "  repair: {} txs fetched by announcement, {} late verdicts, {} gossip queue-full drops, {} tip syncs, {} compact tip pulls\n",
+                "  repair: {} txs fetched by announcement, {} late verdicts, {} gossip queue-full drops, {} tip syncs, {} compact tip pulls; announced before gossip: {} brought within the quiet delay, {} still missing\n",
                 r["txs_fetched_by_announcement"], r["gossip_validation_late"], r["gossip_queue_full"],
-                r["tip_syncs"], r["compact_tip_pulls"]
+                r["tip_syncs"], r["compact_tip_pulls"], r["announced_brought_in_quiet_delay"],
+                r["announced_missing_after_quiet_delay"]
             ));
         }
         let c = &s["compact_blocks"];

@@ -28,7 +28,7 @@ use crate::P2pError;
 use crate::codec::{Frame, Status};
 use crate::config::{
     MAX_GOSSIP_ANNOUNCED_TRACKED, MAX_KNOWN_PER_PEER, MAX_PENDING_TIPS, NetworkConfig,
-    QUIET_MAX_NEW_WANTED_PER_SEC, RELAY_TICK, TIP_ANNOUNCE_GRACE,
+    QUIET_MAX_BROUGHT, QUIET_MAX_MISSING, RELAY_TICK, TIP_ANNOUNCE_GRACE,
 };
 use crate::metrics::Metrics;
 use crate::service::{NetworkEvent, NetworkHandle};
@@ -80,7 +80,10 @@ pub(crate) enum RelayInput {
 
 /// A transaction announced to us that we lack.
 struct Wanted {
-    /// Not fetched before this (gossip may still bring it).
+    /// First looked at then: fetched if still missing and the network is quiet (see
+    /// [`FetchPacer`]).
+    quiet_at: Instant,
+    /// Fetched by then at the latest, if still missing (gossip may still bring it).
     ready_at: Instant,
     /// Peers that announced it, asked in turn.
     announcers: Vec<PeerId>,
@@ -146,8 +149,13 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     wanted: HashMap<Txid, Wanted>,
     /// The fetch delay, from how many announcements arrive before gossip brings the transaction.
     pacer: FetchPacer,
-    /// Wanted txids in the order they became wanted (so by `ready_at`), and those to retry.
+    /// When `fetch` last ran.
+    last_fetch: Instant,
+    /// Wanted txids in the order they became wanted (so by `quiet_at`); those still missing
+    /// past it on a busy network (by `ready_at`, give or take the quiet delay for answers
+    /// of `busy` peers); those to retry with the next announcer at once.
     queue: VecDeque<Txid>,
+    late: VecDeque<Txid>,
     retry: VecDeque<Txid>,
     running: Running,
     /// Txids fetched and handed to the node, whose acceptance may still be running: not
@@ -187,13 +195,15 @@ impl<C: ChainAccess> TxRelay<C> {
             events,
             peers: HashMap::new(),
             wanted: HashMap::new(),
+            last_fetch: Instant::now(),
             pacer: FetchPacer::new(
                 config.tx_fetch_delay,
                 config.tx_fetch_delay_quiet,
-                QUIET_MAX_NEW_WANTED_PER_SEC,
+                (QUIET_MAX_BROUGHT, QUIET_MAX_MISSING),
                 Instant::now(),
             ),
             queue: VecDeque::new(),
+            late: VecDeque::new(),
             retry: VecDeque::new(),
             running: FuturesUnordered::new(),
             fetched: KnownIds::new(MAX_KNOWN_PER_PEER),
@@ -215,6 +225,10 @@ impl<C: ChainAccess> TxRelay<C> {
         let mut tick = tokio::time::interval(RELAY_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // While gossip keeps up, a wanted transaction is looked at exactly at its quiet
+            // deadline rather than at the next tick (up to a tick later): that wait would be
+            // most of a lost transaction's repair time. While it is slow, the tick batches.
+            let next_look = self.next_quiet_look(Instant::now());
             tokio::select! {
                 input = self.inputs.recv() => match input {
                     Some(input) => self.on_input(input),
@@ -222,8 +236,23 @@ impl<C: ChainAccess> TxRelay<C> {
                 },
                 Some(done) = self.running.next(), if !self.running.is_empty() => self.on_done(done),
                 _ = tick.tick() => self.on_tick(),
+                () = sleep_until_or_never(next_look) => self.fetch(Instant::now()),
             }
         }
+    }
+
+    /// The quiet deadline of the oldest wanted transaction, while the network is quiet.
+    fn next_quiet_look(&self, now: Instant) -> Option<Instant> {
+        if !self.pacer.quiet(now) {
+            return None;
+        }
+        // Never sooner than a millisecond after the last pass: a front the pass could not
+        // take (a scan that ended on its bound) must not turn this into a busy loop.
+        let floor = self.last_fetch + std::time::Duration::from_millis(1);
+        self.queue
+            .front()
+            .and_then(|t| self.wanted.get(t))
+            .map(|w| w.quiet_at.max(floor))
     }
 
     fn on_input(&mut self, input: RelayInput) {
@@ -328,6 +357,8 @@ impl<C: ChainAccess> TxRelay<C> {
                 let (frame, served) = self.compact_cache.answer(&*self.chain, block);
                 if served {
                     Metrics::inc(&self.metrics().compact_served);
+                    // It is rebuilding that block: our `NewTip` for it would tell it nothing.
+                    self.peer_has(peer, block);
                 }
                 trace!(%peer, %block, bytes = frame.len(), "compact block served");
                 let net = self.net.clone();
@@ -390,5 +421,12 @@ impl<C: ChainAccess> TxRelay<C> {
                 self.gossip_announced.retain(|h| *h != hash);
             }
         }
+    }
+}
+
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }

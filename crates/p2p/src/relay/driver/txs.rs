@@ -1,7 +1,7 @@
 //! Transaction relay: the pool announced to a peer that caught up, inventories out, wanted
 //! transactions fetched from their announcers after the gossip grace, and `GetTxs` served.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,7 +56,10 @@ impl<C: ChainAccess> TxRelay<C> {
 
     pub(super) fn on_inventory(&mut self, peer: PeerId, txids: Vec<Txid>) {
         let now = Instant::now();
-        let delay = self.pacer.delay(now);
+        let (quiet_at, ready_at) = (
+            self.pacer.quiet_deadline(now),
+            self.pacer.busy_deadline(now),
+        );
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -76,11 +79,11 @@ impl<C: ChainAccess> TxRelay<C> {
                 dropped += 1;
                 continue;
             }
-            self.pacer.wanted(now);
             self.wanted.insert(
                 txid,
                 Wanted {
-                    ready_at: now + delay,
+                    quiet_at,
+                    ready_at,
                     announcers: vec![peer],
                     in_flight: false,
                 },
@@ -168,17 +171,29 @@ impl<C: ChainAccess> TxRelay<C> {
     /// Asks announcers for the wanted transactions whose gossip grace period is over: one
     /// `GetTxs` per peer and tick at most, within each peer's in-flight limit.
     pub(super) fn fetch(&mut self, now: Instant) {
+        self.last_fetch = now;
         let mut batches: HashMap<PeerId, Vec<Txid>> = HashMap::new();
         let mut deferred = Vec::new();
         let mut scanned = 0;
         while scanned < 4 * MAX_INVENTORY_IDS {
-            let Some(txid) = self.retry.pop_front().or_else(|| {
-                let ready = self
-                    .queue
-                    .front()
-                    .is_some_and(|t| self.wanted.get(t).is_none_or(|w| w.ready_at <= now));
-                if ready { self.queue.pop_front() } else { None }
-            }) else {
+            let wanted = &self.wanted;
+            let due = |q: &VecDeque<Txid>, at: fn(&Wanted) -> Instant| {
+                q.front()
+                    .is_some_and(|t| wanted.get(t).is_none_or(|w| at(w) <= now))
+            };
+            let (txid, first_look) = if let Some(t) = self.retry.pop_front() {
+                (t, false)
+            } else if due(&self.late, |w| w.ready_at) {
+                match self.late.pop_front() {
+                    Some(t) => (t, false),
+                    None => break,
+                }
+            } else if due(&self.queue, |w| w.quiet_at) {
+                match self.queue.pop_front() {
+                    Some(t) => (t, true),
+                    None => break,
+                }
+            } else {
                 break;
             };
             scanned += 1;
@@ -188,7 +203,22 @@ impl<C: ChainAccess> TxRelay<C> {
             if w.in_flight {
                 continue;
             }
-            if self.chain.has_tx(&txid) {
+            let brought = self.chain.has_tx(&txid);
+            if first_look {
+                let m = self.net.metrics_ref();
+                Metrics::inc(if brought {
+                    &m.relay_quiet_brought
+                } else {
+                    &m.relay_quiet_missing
+                });
+                let quiet = self.pacer.looked_at(now, brought);
+                if !brought && !quiet && w.ready_at > now {
+                    // Gossip is slow right now: it likely still brings this one.
+                    self.late.push_back(txid);
+                    continue;
+                }
+            }
+            if brought {
                 self.wanted.remove(&txid);
                 continue;
             }
@@ -243,8 +273,8 @@ impl<C: ChainAccess> TxRelay<C> {
         for txid in txids {
             if let Some(w) = self.wanted.get_mut(&txid) {
                 w.in_flight = false;
-                w.ready_at = Instant::now() + self.config.tx_fetch_delay;
-                self.queue.push_back(txid);
+                w.ready_at = self.pacer.busy_deadline(Instant::now());
+                self.late.push_back(txid);
             }
         }
     }
