@@ -334,6 +334,18 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         p.relay_quiet_missing,
     );
     metric(
+        "cairn_p2p_relay_requests_in_total",
+        "counter",
+        "Relay requests received (every kind).",
+        p.relay_requests_in,
+    );
+    metric(
+        "cairn_p2p_relay_new_tips_in_total",
+        "counter",
+        "NewTip announcements received.",
+        p.relay_new_tips_in,
+    );
+    metric(
         "cairn_p2p_relay_requests_failed_total",
         "counter",
         "Relay requests that failed (timeout, disconnect, unsupported).",

@@ -142,6 +142,10 @@ pub const DEFAULT_RELAY_QUEUE: usize = 1024;
 /// syncs with the announcer: gossip (compact) usually delivers within it, and a sync at once
 /// would download the full block a second time.
 pub const TIP_ANNOUNCE_GRACE: Duration = Duration::from_secs(1);
+/// Peers outside its announcement mesh that a node sends `NewTip` to, chosen at random, after
+/// connecting a block it accepted from gossip (its mesh gets the forwarded announcement; the
+/// others get it from their own meshes, so this is only a backup against lost gossip).
+pub const NEW_TIP_BACKUP_PEERS: usize = 3;
 /// Tip announcements waiting out their grace period, at most (the newest replace the oldest).
 pub const MAX_PENDING_TIPS: usize = 64;
 /// A block whose compact form (pushed or announced) is being rebuilt and connected is not

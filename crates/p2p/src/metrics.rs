@@ -47,6 +47,8 @@ pub struct Metrics {
     pub(crate) relay_txs_served: AtomicU64,
     pub(crate) relay_tx_not_found: AtomicU64,
     pub(crate) relay_quiet_brought: AtomicU64,
+    pub(crate) relay_requests_in: AtomicU64,
+    pub(crate) relay_new_tips_in: AtomicU64,
     pub(crate) relay_quiet_missing: AtomicU64,
     pub(crate) relay_requests_failed: AtomicU64,
     pub(crate) compact_received: AtomicU64,
@@ -183,6 +185,8 @@ impl Metrics {
             relay_txs_served: g(&self.relay_txs_served),
             relay_tx_not_found: g(&self.relay_tx_not_found),
             relay_quiet_brought: g(&self.relay_quiet_brought),
+            relay_requests_in: g(&self.relay_requests_in),
+            relay_new_tips_in: g(&self.relay_new_tips_in),
             relay_quiet_missing: g(&self.relay_quiet_missing),
             relay_requests_failed: g(&self.relay_requests_failed),
             compact_received: g(&self.compact_received),
@@ -276,6 +280,10 @@ pub struct MetricsSnapshot {
     pub relay_quiet_brought: u64,
     /// Wanted transactions still missing at their quiet deadline.
     pub relay_quiet_missing: u64,
+    /// Relay requests received (every kind, each on its own stream).
+    pub relay_requests_in: u64,
+    /// `NewTip`s received.
+    pub relay_new_tips_in: u64,
     /// Relay requests that failed (timeout, disconnect, unsupported).
     pub relay_requests_failed: u64,
     /// Compact blocks received and rebuilt: pushed on gossip or pulled (`GetCompact`) after an

@@ -103,7 +103,7 @@ pub struct MinedBlock {
 /// Counters read from every host's `/metrics` around each mined block.
 /// The block-connect stages (seconds) are the hop's CPU on the connect path: what queues when
 /// every host connects the same block on shared cores.
-pub const BLOCK_WINDOW_METRICS: [&str; 15] = [
+pub const BLOCK_WINDOW_METRICS: [&str; 17] = [
     "cairn_p2p_gossip_bytes_in_total",
     "cairn_p2p_sync_bytes_in_total",
     "cairn_p2p_gossip_block_duplicates_total",
@@ -112,6 +112,8 @@ pub const BLOCK_WINDOW_METRICS: [&str; 15] = [
     "cairn_p2p_relay_txs_fetched_total",
     "cairn_p2p_sync_requests_out_total",
     "cairn_p2p_compact_pulled_total",
+    "cairn_p2p_relay_requests_in_total",
+    "cairn_p2p_relay_new_tips_in_total",
     "cairn_block_connect_seconds_total{stage=\"store\"}",
     "cairn_block_connect_seconds_total{stage=\"fetch_inputs\"}",
     "cairn_block_connect_seconds_total{stage=\"verify\"}",

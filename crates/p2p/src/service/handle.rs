@@ -35,8 +35,12 @@ pub(crate) enum Command {
         acceptance: Acceptance,
     },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
-    /// Peers in our gossipsub mesh of the block-announcement topic.
-    AnnounceMeshPeers(oneshot::Sender<Vec<PeerId>>),
+    /// Peers in our gossipsub mesh of the block-announcement topic (`all`: every peer
+    /// subscribed to it).
+    AnnounceTopicPeers {
+        all: bool,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), P2pError>>),
     Ban {
@@ -161,10 +165,12 @@ impl NetworkHandle {
         self.ask(Command::Peers).await.unwrap_or_default()
     }
 
-    /// Peers in our gossipsub mesh of the block-announcement topic: gossipsub forwards an
-    /// accepted announcement to each of them (those that sent it to us have it already).
-    pub async fn announce_mesh_peers(&self) -> Vec<PeerId> {
-        self.ask(Command::AnnounceMeshPeers)
+    /// Peers that gossipsub sends our block announcements to: with `all`, every peer
+    /// subscribed to the topic (where a message we publish goes: flood publishing); otherwise
+    /// our mesh of it (where an accepted message we received is forwarded; those that sent it
+    /// to us have it already).
+    pub async fn announce_topic_peers(&self, all: bool) -> Vec<PeerId> {
+        self.ask(|reply| Command::AnnounceTopicPeers { all, reply })
             .await
             .unwrap_or_default()
     }

@@ -89,6 +89,11 @@ impl Service {
             id = Some(crate::behaviour::message_id(&payload));
             let len = payload.len();
             result = self.publish(topic, payload);
+            if result.is_ok() && self.config.block_announcements {
+                // Published (flooded to every subscriber of the topic), so the relay task's
+                // `NewTip` skips them.
+                self.to_relay(RelayInput::Published(block.hash()));
+            }
             if result.is_ok() {
                 Metrics::inc(if self.config.block_announcements {
                     &self.metrics.block_announcements_published
@@ -316,6 +321,7 @@ impl Service {
             self.penalise(peer, BAN_THRESHOLD, "relay request above its id limit");
             return;
         }
+        Metrics::inc(&self.metrics.relay_requests_in);
         let input = match request {
             RelayRequest::Inventory(ids) => {
                 self.respond_relay_now(channel, &RelayResponse::Ack);
@@ -323,6 +329,7 @@ impl Service {
                 return;
             }
             RelayRequest::NewTip(status) => {
+                Metrics::inc(&self.metrics.relay_new_tips_in);
                 self.respond_relay_now(channel, &RelayResponse::Ack);
                 if status.genesis == self.config.genesis {
                     self.to_relay(RelayInput::NewTip(peer, status));

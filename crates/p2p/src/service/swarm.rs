@@ -210,9 +210,19 @@ impl Service {
             Command::Peers(reply) => {
                 let _ = reply.send(self.peers.values().map(|s| s.info.clone()).collect());
             }
-            Command::AnnounceMeshPeers(reply) => {
+            Command::AnnounceTopicPeers { all, reply } => {
                 let gossip = &self.swarm.behaviour().gossipsub;
-                let _ = reply.send(gossip.mesh_peers(&self.announce_topic).copied().collect());
+                let topic = &self.announce_topic;
+                let peers = if all {
+                    gossip
+                        .all_peers()
+                        .filter(|(_, topics)| topics.contains(&topic))
+                        .map(|(p, _)| *p)
+                        .collect()
+                } else {
+                    gossip.mesh_peers(topic).copied().collect()
+                };
+                let _ = reply.send(peers);
             }
             Command::ListenAddrs(reply) => {
                 let _ = reply.send(self.listen_addrs.clone());

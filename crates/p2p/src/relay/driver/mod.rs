@@ -42,6 +42,9 @@ pub(crate) enum RelayInput {
     PeerStatus(PeerId, Status),
     /// A peer's best block changed (already answered `Ack`).
     NewTip(PeerId, Status),
+    /// We published this block's announcement (a block of ours): gossipsub flooded it to
+    /// every subscriber of the topic.
+    Published(cairn_primitives::BlockHash),
     /// A peer announced these txids (already answered `Ack`).
     Inventory(PeerId, Vec<Txid>),
     /// A peer asks for transactions; answer on `channel`.
@@ -171,6 +174,10 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     /// forwards the announcement to our mesh of that topic, so our `NewTip` goes only to the
     /// other peers. Bounded by [`MAX_GOSSIP_ANNOUNCED_TRACKED`], the oldest forgotten first.
     gossip_announced: VecDeque<cairn_primitives::BlockHash>,
+    /// Blocks whose announcement we published (same bound): every subscriber has it.
+    published: VecDeque<cairn_primitives::BlockHash>,
+    /// Our best block and when the task first saw it (see `tips`).
+    tip_seen: Option<(cairn_primitives::BlockHash, Instant)>,
     /// Better tips peers announced, checked after [`TIP_ANNOUNCE_GRACE`]: (due, peer, status).
     pending_tips: VecDeque<(Instant, PeerId, Status)>,
     /// Blocks whose compact form arrived and is being rebuilt or connected, with when: a tip
@@ -212,6 +219,8 @@ impl<C: ChainAccess> TxRelay<C> {
             compact_cache: CompactCache::default(),
             announced_tip: None,
             gossip_announced: VecDeque::new(),
+            published: VecDeque::new(),
+            tip_seen: None,
             pending_tips: VecDeque::new(),
             blocks_in_flight,
         }
@@ -272,6 +281,12 @@ impl<C: ChainAccess> TxRelay<C> {
                     let due = Instant::now() + TIP_ANNOUNCE_GRACE;
                     self.pending_tips.push_back((due, peer, status));
                 }
+            }
+            RelayInput::Published(hash) => {
+                if self.published.len() >= MAX_GOSSIP_ANNOUNCED_TRACKED {
+                    self.published.pop_front();
+                }
+                self.published.push_back(hash);
             }
             RelayInput::PeerDisconnected(peer) => {
                 self.peers.remove(&peer);
