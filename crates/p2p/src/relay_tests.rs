@@ -418,3 +418,27 @@ async fn a_tip_gossip_missed_is_fetched_after_the_announcement() {
     a.handle.shutdown().await;
     b.handle.shutdown().await;
 }
+
+/// A block we publish is flooded to every subscriber of the announcement topic, so they are
+/// not also sent our `NewTip` (it was ~0.8 kB on the wire per peer and block); the peer still
+/// gets the block at once, by pulling it on the announcement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_block_reaches_subscribers_without_new_tips() {
+    let (a, b, block) = two_nodes_and_a_block(20, true, true).await;
+    // `block` is A's tip already (as a mined block is connected before it is published); A's
+    // relay task gives a new tip one tick to be marked published.
+    let before = b.handle.metrics().relay_new_tips_in;
+    publish_block(&a, &block).await;
+    let hash = block.hash();
+    wait_for("the block reaches B", WAIT, async || {
+        b.chain.contains_block(&hash)
+    })
+    .await;
+    // Past the tick in which A would have sent it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mb = b.handle.metrics();
+    assert_eq!(mb.relay_new_tips_in, before, "{mb:?}");
+    assert_eq!(mb.compact_pulled, 1, "{mb:?}");
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}

@@ -7,8 +7,9 @@
 //! How it runs, per connected peer that speaks the sync protocol:
 //! 1. **Handshake**: on connection both sides send `Status`; a different genesis is banned by
 //!    the swarm task. Status is re-asked every `status_interval`, so a node that missed
-//!    gossip notices it is behind and heals itself; a peer that asked us within the interval
-//!    is skipped (its request carried its status), so each pair exchanges one per interval.
+//!    gossip notices it is behind and heals itself; each peer has its own timer (phases spread
+//!    over the interval), and a peer that asked us within the interval is skipped (its
+//!    request carried its status), so each pair exchanges one per interval.
 //! 2. **Headers**: while some peer claims more work than our best block chain, the best such
 //!    peer is asked for headers after our locator (at most [`MAX_HEADERS_PER_REQUEST`]), one
 //!    request at a time; a full batch is followed by another request.
