@@ -166,7 +166,8 @@ pub struct NetworkConfig {
     /// Peers dialled at start and re-dialled with backoff when the peer count drops. The
     /// `/p2p/<peer id>` suffix is optional.
     pub bootnodes: Vec<Multiaddr>,
-    /// Where the persistent node key lives (`<data_dir>/p2p_key`). `None`: an ephemeral key.
+    /// Where the persistent node key (`<data_dir>/p2p_key`) and the peers saved for the next
+    /// start (`<data_dir>/peers.txt`) live. `None`: an ephemeral key, nothing saved.
     pub data_dir: Option<PathBuf>,
     /// Hash of the genesis block: names the gossip topics and must match at the handshake.
     pub genesis: BlockHash,

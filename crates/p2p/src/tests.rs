@@ -308,6 +308,42 @@ async fn gossip_block_with_unknown_parent_triggers_sync() {
     b.handle.shutdown().await;
 }
 
+/// A node saves the peers it was connected to in its data dir, and after a restart dials them
+/// at once: here with no bootnode and no discovery it could use otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_dials_the_peers_of_its_last_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
+    let with_dir = |c: &mut NetworkConfig| c.data_dir = Some(dir.path().to_path_buf());
+    let b = start_node(
+        Arc::new(MemoryChain::new(1)),
+        vec![a.addr.clone()],
+        with_dir,
+    )
+    .await;
+    wait_peers(&b, 1).await;
+    // Identify tells B where A listens; the book is written at shutdown.
+    let peers_file = dir.path().join("peers.txt");
+    wait_for("identify", WAIT, async || {
+        b.handle
+            .peers()
+            .await
+            .iter()
+            .any(|p| !p.protocols.is_empty())
+    })
+    .await;
+    b.handle.shutdown().await;
+    let saved = std::fs::read_to_string(&peers_file).expect("peers file");
+    assert!(
+        saved.contains(&a.handle.local_peer_id().to_string()),
+        "{saved}"
+    );
+    let restarted = start_node(Arc::new(MemoryChain::new(1)), vec![], with_dir).await;
+    wait_peers(&restarted, 1).await;
+    a.handle.shutdown().await;
+    restarted.handle.shutdown().await;
+}
+
 /// Each side's status request carries its own status, so a node skips the periodic request
 /// to a peer that asked it within the interval: a pair exchanges about one status per
 /// interval, not two.

@@ -36,6 +36,7 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::relay::{RelayInput, RelayRequest, RelayResponse, TxRelay};
 use crate::sync::{ChainAccess, ServeRequest, SyncDriver, SyncInput};
 
+mod addr_book;
 mod handle;
 mod node_key;
 mod relay_events;
@@ -228,6 +229,13 @@ impl NetworkService {
             listen_addrs: Vec::new(),
             bootnodes,
             last_discovery: None,
+            addr_book: addr_book::AddrBook::load(
+                config
+                    .data_dir
+                    .as_ref()
+                    .map(|d| d.join(addr_book::PEERS_FILE)),
+                local_peer_id,
+            ),
             config: config.clone(),
         };
         for b in &service.bootnodes {
@@ -237,6 +245,13 @@ impl NetworkService {
                     .behaviour_mut()
                     .kad
                     .add_address(&peer, without_p2p(&b.addr));
+            }
+        }
+        // The peers of our last run, dialled at once (they may be all that is left of the
+        // network we knew when the bootnodes restart with us).
+        for addr in service.addr_book.startup_dials() {
+            if let Err(e) = service.swarm.dial(addr.clone()) {
+                debug!(%addr, error = %e, "cannot dial a saved peer");
             }
         }
         service.wait_listening(config.listen_addrs.len()).await?;

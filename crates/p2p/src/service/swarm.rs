@@ -19,6 +19,8 @@ pub(super) struct Service {
     pub(super) listen_addrs: Vec<Multiaddr>,
     pub(super) bootnodes: Vec<Bootnode>,
     pub(super) last_discovery: Option<Instant>,
+    /// Peers saved for the next start (see `addr_book`).
+    pub(super) addr_book: super::addr_book::AddrBook,
     pub(super) tx_topic: TopicHash,
     pub(super) block_topic: TopicHash,
     pub(super) compact_topic: TopicHash,
@@ -64,6 +66,7 @@ impl Service {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(reply)) => {
                         info!("p2p shutting down");
+                        self.addr_book.save(Instant::now());
                         let _ = reply.send(());
                         break;
                     }
@@ -101,6 +104,7 @@ impl Service {
                 .misbehaviour
                 .saturating_sub(MISBEHAVIOUR_DECAY_PER_SEC);
         }
+        self.addr_book.maybe_save(now);
         // Reconnect to bootnodes while under the target peer count.
         if self.peers.len() < self.config.target_peers {
             for i in 0..self.bootnodes.len() {
@@ -476,6 +480,7 @@ impl Service {
                             .behaviour_mut()
                             .kad
                             .add_address(&peer_id, addr.clone());
+                        self.addr_book.seen(peer_id, addr);
                     }
                 }
                 if let Some(state) = self.peers.get_mut(&peer_id) {
