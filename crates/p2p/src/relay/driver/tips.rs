@@ -16,9 +16,9 @@ use crate::relay::compact::RebuildFrom;
 use crate::sync::ChainAccess;
 
 impl<C: ChainAccess> TxRelay<C> {
-    /// Tells every peer when our best block changes, and syncs with a peer whose announced
-    /// better tip gossip has not brought within the grace period (a node gossipsub left out
-    /// would otherwise wait for the next status round, 5 s).
+    /// Tells the peers gossip does not reach when our best block changes (`NewTip`), and syncs
+    /// with a peer whose announced better tip gossip has not brought within the grace period
+    /// (a node gossipsub left out would otherwise wait for the next status round, 5 s).
     pub(super) fn tips(&mut self, now: Instant) {
         let ours = self.chain.status();
         let published = self.published.contains(&ours.best_hash);
