@@ -62,11 +62,11 @@ pub struct ConfigFile {
     pub block_announcements: Option<bool>,
     /// Announce transactions over `/cairn/relay/1` (default true; false: gossip alone).
     pub tx_announcements: Option<bool>,
-    /// Milliseconds an announced transaction is left to gossip before it is fetched
-    /// (default 500; to measure the repair path's share of propagation time).
+    /// Milliseconds an announced transaction is left to gossip before it is fetched while
+    /// gossip runs behind the announcements (default 500).
     pub tx_fetch_delay_ms: Option<u64>,
-    /// The same while few announced transactions are missing (default 100; never above
-    /// `tx_fetch_delay_ms`).
+    /// The same while gossip keeps up (default 100; never above `tx_fetch_delay_ms`; see
+    /// `cairn_p2p::relay` and docs/operations.md).
     pub tx_fetch_delay_quiet_ms: Option<u64>,
 }
 

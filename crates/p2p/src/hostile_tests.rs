@@ -9,7 +9,7 @@ use libp2p::PeerId;
 
 use crate::sync::Refusal;
 use crate::test_utils::MemoryChain;
-use crate::tests::{WAIT, start_node, test_tx, wait_for, wait_peers};
+use crate::tests::{WAIT, connected_to, start_node, test_tx, wait_for, wait_peers};
 use crate::{
     ChainAccess, NetworkConfig, NetworkEvent, NetworkHandle, NetworkService, Status, SyncRequest,
 };
@@ -139,12 +139,7 @@ async fn lying_sync_peer_neither_stalls_download_nor_stays() {
     let t_liar = start.elapsed();
     assert_eq!(node.chain.tip(), source.tip());
     wait_for("the liar is dropped", WAIT, async || {
-        !node
-            .handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == liar_id)
+        !connected_to(&node, liar_id).await
     })
     .await;
     let dropped = start.elapsed();
@@ -161,11 +156,7 @@ async fn lying_sync_peer_neither_stalls_download_nor_stays() {
     );
     assert!(m.stalled_peers >= 1);
     assert!(
-        node.handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == honest.handle.local_peer_id()),
+        connected_to(&node, honest.handle.local_peer_id()).await,
         "the honest peer stays"
     );
     for h in [&node.handle, &honest.handle, &liar] {
@@ -419,11 +410,7 @@ async fn sybils_scenario(tweak: impl FnOnce(&mut NetworkConfig)) {
     let second = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
     node.handle.dial(second.addr.clone()).await.expect("dial");
     wait_for("the new outbound peer", WAIT, async || {
-        node.handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == second.handle.local_peer_id())
+        connected_to(&node, second.handle.local_peer_id()).await
     })
     .await;
     // And the node still relays to its outbound peers.
@@ -508,9 +495,9 @@ impl HostileAnnouncer {
         use cairn_primitives::encoding::{decode, encode};
         use futures::StreamExt;
         use libp2p::gossipsub::{self, IdentTopic};
+        use libp2p::identity;
         use libp2p::request_response::{self, ResponseChannel};
         use libp2p::swarm::SwarmEvent;
-        use libp2p::{identity, noise, tcp, yamux};
 
         let genesis = crate::test_utils::genesis_block(1);
         assert_eq!(
@@ -523,18 +510,8 @@ impl HostileAnnouncer {
         let peer_id = key.public().to_peer_id();
         let mut registry = prometheus_client::registry::Registry::default();
         let behaviour = Behaviour::new(&key, &config, &mut registry).expect("behaviour");
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("transport")
-            .with_behaviour(|_| behaviour)
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm =
+            crate::service::build_swarm(key, behaviour, Duration::from_secs(60)).expect("swarm");
         swarm.dial(target).expect("dial");
 
         let status = |height: u64, hash: BlockHash| Status {
@@ -733,12 +710,7 @@ async fn hostile_announcement(
     let announcer = HostileAnnouncer::start(block.clone(), answer, receiver.addr.clone());
     let id = announcer.peer_id;
     wait_for("the announcer connects", WAIT, async || {
-        receiver
-            .handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == id)
+        connected_to(&receiver, id).await
     })
     .await;
     match how {
@@ -791,12 +763,7 @@ async fn failed_pull_falls_back(answer: CompactAnswer, how: Announced) {
     );
     let id = announcer.peer_id;
     assert!(
-        receiver
-            .handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == id),
+        connected_to(&receiver, id).await,
         "the announcer stays connected"
     );
     announcer.stop();
@@ -864,12 +831,7 @@ async fn bad_pull_bans(answer: CompactAnswer, how: Announced) -> (crate::tests::
     })
     .await;
     wait_for("the announcer is disconnected", WAIT, async || {
-        !receiver
-            .handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == id)
+        !connected_to(&receiver, id).await
     })
     .await;
     let m = receiver.handle.metrics();
@@ -918,12 +880,7 @@ async fn a_get_compact_answer_for_another_block_bans_the_announcer_and_an_honest
     assert_eq!(m.bans, 1, "only the liar: {m:?}");
     assert_eq!(mh.bans, 0);
     assert!(
-        receiver
-            .handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == honest.handle.local_peer_id()),
+        connected_to(&receiver, honest.handle.local_peer_id()).await,
         "the honest peer stays"
     );
     honest.handle.shutdown().await;

@@ -112,6 +112,11 @@ pub(crate) async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, timeout: Durat
     }
 }
 
+/// Whether `node` has a connection to `peer` now.
+pub(crate) async fn connected_to(node: &TestNode, peer: libp2p::PeerId) -> bool {
+    node.handle.peers().await.iter().any(|p| p.peer_id == peer)
+}
+
 pub(crate) async fn wait_peers(node: &TestNode, n: usize) {
     wait_for("peers", WAIT, async || node.handle.peers().await.len() >= n).await;
 }
@@ -471,13 +476,7 @@ async fn attack_is_banned_while_honest_traffic_flows(attack: Attack) {
         }
     }
     wait_for("attacker banned", WAIT, async || {
-        victim.handle.metrics().bans >= 1
-            && !victim
-                .handle
-                .peers()
-                .await
-                .iter()
-                .any(|p| p.peer_id == attacker_id)
+        victim.handle.metrics().bans >= 1 && !connected_to(&victim, attacker_id).await
     })
     .await;
     assert!(victim.handle.metrics().invalid_messages >= 1);
@@ -485,14 +484,7 @@ async fn attack_is_banned_while_honest_traffic_flows(attack: Attack) {
     let tx = test_tx(7);
     publish_tx(&honest, &tx).await;
     next_tx(&mut victim, &tx).await;
-    assert!(
-        victim
-            .handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == honest.handle.local_peer_id())
-    );
+    assert!(connected_to(&victim, honest.handle.local_peer_id()).await);
     for n in [&victim, &honest, &attacker] {
         n.handle.shutdown().await;
     }
@@ -693,7 +685,7 @@ async fn bootnode_is_redialled_after_it_restarts() {
         .collect();
     let b = start_node(Arc::new(MemoryChain::new(1)), vec![bare.clone()], |_| {}).await;
     wait_for("b connects to its bootnode", WAIT, async || {
-        b.handle.peers().await.iter().any(|p| p.peer_id == a_id)
+        connected_to(&b, a_id).await
     })
     .await;
     a.handle.shutdown().await;
@@ -711,7 +703,7 @@ async fn bootnode_is_redialled_after_it_restarts() {
     wait_for(
         "b redials the bootnode",
         Duration::from_secs(90),
-        async || b.handle.peers().await.iter().any(|p| p.peer_id == a_id),
+        async || connected_to(&b, a_id).await,
     )
     .await;
     a2.handle.shutdown().await;
@@ -729,10 +721,7 @@ async fn kademlia_finds_peers_beyond_the_bootnode() {
     wait_for(
         "b and c discover each other",
         Duration::from_secs(60),
-        async || {
-            b.handle.peers().await.iter().any(|p| p.peer_id == c_id)
-                || c.handle.peers().await.iter().any(|p| p.peer_id == b_id)
-        },
+        async || connected_to(&b, c_id).await || connected_to(&c, b_id).await,
     )
     .await;
     for n in [&boot, &b, &c] {

@@ -149,20 +149,28 @@ fn lagging_index_is_reported_then_survives_reorg_and_restart() {
     check_consistency(&r, &chain);
 }
 
-#[test]
-fn reorg_at_the_tip_unindexes_inline() {
-    // Indexes at the tip (steady state): a reorg disconnects indexed blocks in their own
-    // batches; the result must equal a node that only ever saw the winning branch.
-    let params = ChainParams::devnet();
-    let mut chain = TestChain::new(params.clone());
+/// Branch A (12 blocks), then branch B (9 blocks) forking after A's sixth and winning.
+fn fork_at_the_tip() -> (TestChain, Vec<Block>, Vec<Block>) {
+    let mut chain = TestChain::new(ChainParams::devnet());
     let a: Vec<Block> = (0..12).map(|_| chain.mine(4)).collect();
     chain.set_tip(a[5].hash());
     let b: Vec<Block> = (0..9)
         .map(|i| chain.mine_salted(4, if i == 0 { 1 } else { 0 }))
         .collect();
-    let mut b_path: Vec<Block> = a[..6].to_vec();
-    b_path.extend(b.iter().cloned());
-    let (_ref_dir, reference) = inline_reference(&b_path);
+    (chain, a, b)
+}
+
+/// The blocks of the winning branch of [`fork_at_the_tip`], from the first.
+fn winning_path(a: &[Block], b: &[Block]) -> Vec<Block> {
+    a[..6].iter().chain(b).cloned().collect()
+}
+
+#[test]
+fn reorg_at_the_tip_unindexes_inline() {
+    // Indexes at the tip (steady state): a reorg disconnects indexed blocks in their own
+    // batches; the result must equal a node that only ever saw the winning branch.
+    let (_chain, a, b) = fork_at_the_tip();
+    let (_ref_dir, reference) = inline_reference(&winning_path(&a, &b));
 
     let dir = temp();
     let mut s = open_inline(dir.path());
@@ -181,19 +189,11 @@ fn reorg_at_the_tip_unindexes_inline() {
 #[test]
 fn tip_blocks_are_indexed_just_after_their_connect_by_default() {
     // The default: a block at the tip is committed without its index entries (so it is relayed
-    // sooner) and the background indexer adds them at once. Blocks arrive faster than it keeps
-    // up and a reorg happens meanwhile; the result must equal a node that wrote them inline
-    // and only ever saw the winning branch.
-    let params = ChainParams::devnet();
-    let mut chain = TestChain::new(params.clone());
-    let a: Vec<Block> = (0..12).map(|_| chain.mine(4)).collect();
-    chain.set_tip(a[5].hash());
-    let b: Vec<Block> = (0..9)
-        .map(|i| chain.mine_salted(4, if i == 0 { 1 } else { 0 }))
-        .collect();
-    let mut b_path: Vec<Block> = a[..6].to_vec();
-    b_path.extend(b.iter().cloned());
-    let (_ref_dir, reference) = inline_reference(&b_path);
+    // sooner) and the background indexer adds them at once. The blocks are accepted without
+    // waiting for it, across a reorg; the result must equal a node that wrote them inline and
+    // only ever saw the winning branch.
+    let (chain, a, b) = fork_at_the_tip();
+    let (_ref_dir, reference) = inline_reference(&winning_path(&a, &b));
 
     let dir = temp();
     let mut s = open(dir.path());

@@ -6,7 +6,7 @@
 //! accepts is also *announced* (its txid) to every peer that does not already know it, in one
 //! `Inventory` per peer and [`crate::config::DEFAULT_ANNOUNCE_INTERVAL`], and a peer that lacks
 //! it after [`crate::config::DEFAULT_TX_FETCH_DELAY`] (gossip had its chance; the shorter
-//! [`crate::config::DEFAULT_QUIET_TX_FETCH_DELAY`] while few are missing) asks for it with
+//! [`crate::config::DEFAULT_QUIET_TX_FETCH_DELAY`] while gossip keeps up, see `pacer`) asks for it with
 //! `GetTxs`, as Bitcoin's inv/getdata. A peer that connects is announced the whole pool (up to
 //! [`crate::config::MAX_POOL_ANNOUNCEMENT`]), so a node that joins or reconnects gets what it
 //! missed. Every queue is bounded by a named constant and every drop is counted.

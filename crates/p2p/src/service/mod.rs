@@ -163,19 +163,7 @@ impl NetworkService {
         let local_peer_id = key.public().to_peer_id();
         let mut registry = prometheus_client::registry::Registry::default();
         let behaviour = Behaviour::new(&key, &config, &mut registry)?;
-        let idle = config.idle_connection_timeout;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| P2pError::Transport(e.to_string()))?
-            .with_behaviour(|_| behaviour)
-            .map_err(|e| P2pError::Transport(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-            .build();
+        let mut swarm = build_swarm(key, behaviour, config.idle_connection_timeout)?;
         for addr in &config.listen_addrs {
             swarm
                 .listen_on(addr.clone())
@@ -346,4 +334,25 @@ struct PeerState {
     info: PeerInfo,
     rate: RateLimit,
     misbehaviour: u32,
+}
+
+/// The swarm every Cairn node runs: TCP (no Nagle), noise, yamux, and `behaviour`. Also the raw
+/// peers of the hostile tests, so they speak exactly what a node speaks.
+pub(crate) fn build_swarm(
+    key: identity::Keypair,
+    behaviour: Behaviour,
+    idle: Duration,
+) -> Result<Swarm<Behaviour>, P2pError> {
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| P2pError::Transport(e.to_string()))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| P2pError::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build())
 }

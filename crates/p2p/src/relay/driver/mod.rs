@@ -27,8 +27,8 @@ use super::{KnownIds, RelayRequest, RelayResponse};
 use crate::P2pError;
 use crate::codec::{Frame, Status};
 use crate::config::{
-    MAX_GOSSIP_ANNOUNCED_TRACKED, MAX_KNOWN_PER_PEER, MAX_PENDING_TIPS, NetworkConfig,
-    QUIET_MAX_BROUGHT, QUIET_MAX_MISSING, RELAY_TICK, TIP_ANNOUNCE_GRACE,
+    MAX_KNOWN_PER_PEER, MAX_PENDING_TIPS, NetworkConfig, QUIET_MAX_BROUGHT, QUIET_MAX_MISSING,
+    RELAY_TICK, TIP_ANNOUNCE_GRACE,
 };
 use crate::metrics::Metrics;
 use crate::service::{NetworkEvent, NetworkHandle};
@@ -283,10 +283,7 @@ impl<C: ChainAccess> TxRelay<C> {
                 }
             }
             RelayInput::Published(hash) => {
-                if self.published.len() >= MAX_GOSSIP_ANNOUNCED_TRACKED {
-                    self.published.pop_front();
-                }
-                self.published.push_back(hash);
+                tips::remember(&mut self.published, hash);
             }
             RelayInput::PeerDisconnected(peer) => {
                 self.peers.remove(&peer);
@@ -325,16 +322,7 @@ impl<C: ChainAccess> TxRelay<C> {
                     return;
                 }
                 Metrics::inc(&self.metrics().compact_received);
-                self.block_in_flight(hash);
-                let job = self.rebuilder.start(
-                    Arc::clone(&self.chain),
-                    self.net.clone(),
-                    self.events.clone(),
-                    RebuildFrom::Pushed(compact),
-                    source,
-                    Some(msg_id),
-                );
-                self.running.push(job);
+                self.rebuild(hash, RebuildFrom::Pushed(compact), source, Some(msg_id));
             }
             RelayInput::Announcement {
                 header,
@@ -349,20 +337,8 @@ impl<C: ChainAccess> TxRelay<C> {
                     self.ignore(msg_id, source);
                     return;
                 }
-                self.block_in_flight(hash);
-                if self.gossip_announced.len() >= MAX_GOSSIP_ANNOUNCED_TRACKED {
-                    self.gossip_announced.pop_front();
-                }
-                self.gossip_announced.push_back(hash);
-                let job = self.rebuilder.start(
-                    Arc::clone(&self.chain),
-                    self.net.clone(),
-                    self.events.clone(),
-                    RebuildFrom::Announced(header),
-                    source,
-                    Some(msg_id),
-                );
-                self.running.push(job);
+                tips::remember(&mut self.gossip_announced, hash);
+                self.rebuild(hash, RebuildFrom::Announced(header), source, Some(msg_id));
             }
             RelayInput::GetCompact {
                 peer,

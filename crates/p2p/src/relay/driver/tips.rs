@@ -1,15 +1,19 @@
 //! Block tips: `NewTip` sent when our best block changes, announced tips pulled compactly
 //! (BIP152 low-bandwidth) or synced after the grace period, and what each peer has shown.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use cairn_primitives::BlockHash;
 use libp2p::PeerId;
 use tracing::debug;
 
 use super::{Done, TxRelay};
 use crate::codec::Status;
-use crate::config::{NEW_TIP_BACKUP_PEERS, RELAY_TICK, TIP_ANNOUNCE_GRACE};
+use crate::config::{
+    MAX_GOSSIP_ANNOUNCED_TRACKED, NEW_TIP_BACKUP_PEERS, RELAY_TICK, TIP_ANNOUNCE_GRACE,
+};
 use crate::metrics::Metrics;
 use crate::relay::RelayRequest;
 use crate::relay::compact::RebuildFrom;
@@ -143,22 +147,42 @@ impl<C: ChainAccess> TxRelay<C> {
         if !self.config.compact_blocks || !next || !speaks || self.in_flight(&status.best_hash) {
             return false;
         }
-        self.block_in_flight(status.best_hash);
         Metrics::inc(&self.metrics().compact_tip_pulls);
-        let job = self.rebuilder.start(
-            Arc::clone(&self.chain),
-            self.net.clone(),
-            self.events.clone(),
+        self.rebuild(
+            status.best_hash,
             RebuildFrom::Tip(status.best_hash),
             peer,
             None,
         );
-        self.running.push(job);
         true
     }
 
-    /// Remembers that a block's compact form arrived (see `blocks_in_flight`).
-    pub(super) fn block_in_flight(&mut self, hash: cairn_primitives::BlockHash) {
+    /// Marks block `hash` in flight (see `blocks_in_flight`) and starts rebuilding it from its
+    /// compact form, got or to be pulled from `source`.
+    pub(super) fn rebuild(
+        &mut self,
+        hash: cairn_primitives::BlockHash,
+        from: RebuildFrom,
+        source: PeerId,
+        msg_id: Option<libp2p::gossipsub::MessageId>,
+    ) {
         self.blocks_in_flight.insert(hash);
+        let job = self.rebuilder.start(
+            Arc::clone(&self.chain),
+            self.net.clone(),
+            self.events.clone(),
+            from,
+            source,
+            msg_id,
+        );
+        self.running.push(job);
     }
+}
+
+/// Appends `hash` to a list of recent blocks bounded by [`MAX_GOSSIP_ANNOUNCED_TRACKED`].
+pub(super) fn remember(list: &mut VecDeque<BlockHash>, hash: BlockHash) {
+    if list.len() >= MAX_GOSSIP_ANNOUNCED_TRACKED {
+        list.pop_front();
+    }
+    list.push_back(hash);
 }
