@@ -509,7 +509,10 @@ fn gauges_text(
             storage: metrics::StorageGauges {
                 connect: chain.reader.connect_timings(),
                 index: chain.reader.index_progress(),
-                sig_cache: sig_cache.stats(),
+                sig_cache: {
+                    let (inserted, hits) = sig_cache.stats();
+                    (inserted, hits, sig_cache.reused())
+                },
             },
         },
     )

@@ -284,6 +284,18 @@ impl ChainHandle {
         origin: Origin,
         source: PeerTag,
     ) -> Result<u64, MempoolError> {
+        // Most copies of a relayed transaction arrive after it was pooled (fetched from one
+        // peer, then gossiped by others): refused here, before any coin read or hashing of
+        // its signatures, with the error the final stage would give.
+        let txid = tx.txid();
+        if self
+            .mempool
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&txid)
+        {
+            return Err(MempoolError::AlreadyInPool { txid });
+        }
         // A small transaction's precheck (a few point reads and signature checks, well under
         // 100 µs) runs on this worker: handing it to the blocking pool costs a thread switch
         // each way, which measured as more than the work. Larger ones go to the blocking pool.

@@ -49,8 +49,9 @@ pub struct Gauges {
 pub struct StorageGauges {
     pub connect: ConnectTimingsSnapshot,
     pub index: IndexProgress,
-    /// (signatures pre-checked into the cache, signatures connects found there).
-    pub sig_cache: (u64, u64),
+    /// (signatures verified into the cache, signatures connects found there, checks the
+    /// cache answered without verifying again).
+    pub sig_cache: (u64, u64, u64),
 }
 
 /// Resident memory and CPU time of this process, from `/proc/self` (Linux); `None` elsewhere.
@@ -541,7 +542,7 @@ fn render_storage(out: &mut String, s: &StorageGauges) {
     metric(
         "cairn_sigcache_inserted_total",
         "counter",
-        "Signatures verified ahead of their block's connect (sync pre-checker).",
+        "Signatures verified ahead of their block's connect (sync pre-checker, mempool acceptance).",
         s.sig_cache.0,
     );
     metric(
@@ -549,6 +550,12 @@ fn render_storage(out: &mut String, s: &StorageGauges) {
         "counter",
         "Signatures a block connect did not have to verify again.",
         s.sig_cache.1,
+    );
+    metric(
+        "cairn_sigcache_reused_total",
+        "counter",
+        "Signature checks answered from the cache (a transaction received again, a block pre-checked twice).",
+        s.sig_cache.2,
     );
     metric(
         "cairn_index_height",

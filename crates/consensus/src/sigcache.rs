@@ -26,6 +26,7 @@ pub struct SigCache {
     entries: Mutex<HashSet<[u8; 32]>>,
     inserted: AtomicU64,
     hits: AtomicU64,
+    reused: AtomicU64,
 }
 
 fn key(pubkey: &XOnlyPublicKey, msg: &[u8; 32], sig: &Signature) -> [u8; 32] {
@@ -46,17 +47,23 @@ impl SigCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Verifies and, if valid, remembers the triple.
+    /// Verifies and, if valid, remembers the triple. A triple already remembered is valid
+    /// without a second check: a transaction that reaches the mempool twice (fetched from one
+    /// peer, then its gossip copy from another) costs one signature check, not two.
     pub fn verify_and_insert(
         &self,
         pubkey: &XOnlyPublicKey,
         msg: &[u8; 32],
         sig: &Signature,
     ) -> bool {
+        let k = key(pubkey, msg, sig);
+        if self.lock().contains(&k) {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
         if !verify(pubkey, msg, sig) {
             return false;
         }
-        let k = key(pubkey, msg, sig);
         let mut set = self.lock();
         if set.len() >= MAX_SIG_CACHE_ENTRIES {
             set.clear();
@@ -72,6 +79,11 @@ impl SigCache {
             self.inserted.load(Ordering::Relaxed),
             self.hits.load(Ordering::Relaxed),
         )
+    }
+
+    /// Checks `verify_and_insert` answered from the cache since creation.
+    pub fn reused(&self) -> u64 {
+        self.reused.load(Ordering::Relaxed)
     }
 
     /// Whether the triple was verified before; the entry is consumed.

@@ -311,6 +311,20 @@ fn signature_cache_only_holds_verified_triples_and_connect_uses_them_once() {
         cache.precheck_block(&b, &genesis, |o| cairn_consensus::UtxoView::coin(&utxos, o)),
         1
     );
+    // Checked again (the same transaction received a second time): answered from the cache,
+    // not verified again, and still one entry.
+    assert_eq!(
+        cache.precheck_block(&b, &genesis, |o| cairn_consensus::UtxoView::coin(&utxos, o)),
+        1
+    );
+    assert_eq!((cache.stats(), cache.reused(), cache.len()), ((1, 0), 1, 1));
+    // The forged one is still refused with the real one cached.
+    assert_eq!(
+        cache.precheck_block(&forged, &genesis, |o| cairn_consensus::UtxoView::coin(
+            &utxos, o
+        )),
+        0
+    );
     let cached =
         cairn_consensus::connect_checked_block_cached(&b, &txids, 1, &utxos, &p, Some(&cache))
             .unwrap();
