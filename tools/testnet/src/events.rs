@@ -26,8 +26,9 @@ pub struct Observations {
     pub txs: HashMap<String, Vec<Option<Instant>>>,
     /// block hash -> when each host connected it.
     pub blocks: HashMap<String, BlockSeen>,
-    /// Subscriptions that ended while the host was meant to be up (a lagging subscriber is
-    /// disconnected by the node: its later events would be missing).
+    /// Subscriptions that ended while the host was meant to be up (a lagging subscriber's
+    /// subscription is ended by the node with an error notification: its later events would be
+    /// missing).
     pub lost: Vec<String>,
 }
 

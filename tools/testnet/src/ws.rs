@@ -257,6 +257,12 @@ fn record(index: usize, text: &[u8], events: &Events, at: Instant) {
         events.lost(format!("host {index}: subscription refused: {err}"));
         return;
     }
+    if let Some(err) = v["params"].get("error").filter(|e| !e.is_null()) {
+        events.lost(format!(
+            "host {index}: subscription ended by the node: {err}"
+        ));
+        return;
+    }
     let r = &v["params"]["result"];
     match v["method"].as_str() {
         Some("newtransactions") => {
@@ -277,6 +283,20 @@ fn record(index: usize, text: &[u8], events: &Events, at: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subscription_ended_by_the_node_is_recorded_as_lost() {
+        let events = Events::new(2);
+        let at = Instant::now();
+        let ok = br#"{"jsonrpc":"2.0","method":"newtransactions","params":{"subscription":"a","result":{"txid":"ab"}}}"#;
+        record(1, ok, &events, at);
+        let ended = br#"{"jsonrpc":"2.0","method":"newtransactions","params":{"subscription":"a","error":"subscriber too slow: 9 notifications dropped; subscribe again"}}"#;
+        record(1, ended, &events, at);
+        let o = events.lock();
+        assert_eq!(o.txs["ab"][1], Some(at));
+        assert_eq!(o.lost.len(), 1, "{:?}", o.lost);
+        assert!(o.lost[0].contains("host 1") && o.lost[0].contains("too slow"));
+    }
 
     #[test]
     fn frames_are_parsed_only_when_complete() -> Result<()> {

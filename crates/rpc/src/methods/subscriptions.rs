@@ -47,8 +47,15 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterErro
                             json!({"txid": txid, "size": size, "fee": fee})
                         }
                         Ok(_) => continue,
-                        // The subscriber fell too far behind: it is told by the connection closing.
-                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return Ok(()),
+                        // The subscriber fell too far behind: the subscription ends with an error
+                        // notification (`params.error`), so it knows what it missed is lost.
+                        Err(RecvError::Lagged(n)) => {
+                            return Err(format!(
+                                "subscriber too slow: {n} notifications dropped; subscribe again"
+                            )
+                            .into());
+                        }
+                        Err(RecvError::Closed) => return Ok(()),
                     };
                     let msg = SubscriptionMessage::from(serde_json::value::to_raw_value(&value)?);
                     if sink.send(msg).await.is_err() {
