@@ -331,10 +331,12 @@ impl<C: ChainAccess> TxRelay<C> {
         }
         Metrics::add(&self.metrics().relay_txs_fetched, submit.len());
         let (chain, net) = (Arc::clone(&self.chain), self.net.clone());
-        // Submitted off this task (signature checks take time), in order, a chunk at a time:
-        // the submissions of a chunk are polled together, so their checks run first and
-        // their hand-offs reach the node's chain task back to back (one wake-up of its thread
-        // per chunk, not per transaction; parents still go before their children).
+        // Submitted off this task (signature checks take time), a chunk at a time: the
+        // submissions of a chunk are polled together, so their checks run first and their
+        // hand-offs reach the node's chain task back to back, in the order asked (one wake-up
+        // of its thread per chunk, not per transaction). A check the node moves off the
+        // worker (a large transaction) can let later ones of the chunk pass it; a child that
+        // arrives before its parent waits in the orphan pool.
         tokio::spawn(async move {
             let mut txs = submit.into_iter().peekable();
             while txs.peek().is_some() {
