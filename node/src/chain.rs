@@ -284,18 +284,12 @@ impl ChainHandle {
         origin: Origin,
         source: PeerTag,
     ) -> Result<u64, MempoolError> {
-        // Most copies of a relayed transaction arrive after it was pooled (fetched from one
-        // peer, then gossiped by others): refused here, before any coin read or hashing of
-        // its signatures, with the error the final stage would give.
-        let txid = tx.txid();
-        if self
-            .mempool
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&txid)
-        {
-            return Err(MempoolError::AlreadyInPool { txid });
-        }
+        let pool = Arc::clone(&self.mempool);
+        let pooled = move |txid: &Txid| {
+            pool.read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(txid)
+        };
         // A small transaction's precheck (a few point reads and signature checks, well under
         // 100 µs) runs on this worker: handing it to the blocking pool costs a thread switch
         // each way, which measured as more than the work. Larger ones go to the blocking pool.
@@ -306,6 +300,7 @@ impl ChainHandle {
                 &self.params,
                 &self.mempool_config,
                 Some(&self.sig_cache),
+                pooled,
             )?
         } else {
             let reader = self.reader.clone();
@@ -313,7 +308,7 @@ impl ChainHandle {
             let config = Arc::clone(&self.mempool_config);
             let sigs = Arc::clone(&self.sig_cache);
             tokio::task::spawn_blocking(move || {
-                cairn_mempool::precheck_cached(tx, &reader, &params, &config, Some(&sigs))
+                cairn_mempool::precheck_cached(tx, &reader, &params, &config, Some(&sigs), pooled)
             })
             .await
             .map_err(|e| MempoolError::Internal(e.to_string()))??

@@ -63,19 +63,26 @@ pub fn precheck(
     params: &ChainParams,
     config: &MempoolConfig,
 ) -> Result<Prechecked, MempoolError> {
-    precheck_cached(tx, chain, params, config, None)
+    precheck_cached(tx, chain, params, config, None, |_| false)
 }
 
 /// [`precheck`] that records every signature it verifies in `sigs`, so the block that later
 /// confirms the transaction does not verify it again (as Bitcoin Core's signature cache).
+/// A transaction `pooled` says the pool already holds is refused at once, before any coin read
+/// or signature check, with the error the final stage would give: most copies of a relayed
+/// transaction arrive after it was pooled (fetched from one peer, then gossiped by others).
 pub fn precheck_cached(
     tx: Transaction,
     chain: &impl UtxoView,
     params: &ChainParams,
     config: &MempoolConfig,
     sigs: Option<&SigCache>,
+    pooled: impl Fn(&Txid) -> bool,
 ) -> Result<Prechecked, MempoolError> {
     let txid = tx.txid();
+    if pooled(&txid) {
+        return Err(MempoolError::AlreadyInPool { txid });
+    }
     if tx.is_coinbase() {
         return Err(ConsensusError::UnexpectedCoinbase { txid }.into());
     }

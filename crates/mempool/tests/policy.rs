@@ -38,6 +38,35 @@ fn valid_transaction_is_accepted_and_reported() {
 }
 
 #[test]
+fn a_pooled_transaction_is_refused_before_any_check() {
+    let mut fx = Fx::new(1, cfg());
+    let tx = fx.pay(fx.coins[0], COIN_VALUE, 1_000);
+    fx.accept(&tx).unwrap();
+    let sigs = cairn_consensus::SigCache::new();
+    let pooled = |t: &cairn_primitives::Txid| fx.pool.contains(t);
+    let e = cairn_mempool::precheck_cached(
+        tx.clone(),
+        &fx.chain,
+        &fx.params,
+        &cfg(),
+        Some(&sigs),
+        pooled,
+    )
+    .unwrap_err();
+    assert!(matches!(e, MempoolError::AlreadyInPool { txid } if txid == tx.txid()));
+    assert_eq!(
+        (sigs.stats(), sigs.reused()),
+        ((0, 0), 0),
+        "no signature looked at"
+    );
+    // Not pooled: checked, its signature verified into the cache.
+    let other = fx.pay(fx.coins[0], COIN_VALUE, 2_000);
+    cairn_mempool::precheck_cached(other, &fx.chain, &fx.params, &cfg(), Some(&sigs), pooled)
+        .unwrap();
+    assert_eq!(sigs.stats(), (1, 0));
+}
+
+#[test]
 fn bad_signature_is_a_consensus_failure() {
     let mut fx = Fx::new(1, cfg());
     let mut tx = fx.pay(fx.coins[0], COIN_VALUE, 1_000);
