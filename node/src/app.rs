@@ -294,6 +294,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     if let Some(d) = config.tx_fetch_delay {
         net_config.tx_fetch_delay = d;
     }
+    if let Some(d) = config.announce_interval {
+        net_config.announce_interval = d;
+    }
     if let Some(d) = config.tx_fetch_delay_quiet {
         net_config.tx_fetch_delay_quiet = d;
     }

@@ -39,13 +39,19 @@ pub const FRESH_TXIDS_LEN: usize = 131_072;
 #[derive(Debug, Default)]
 pub struct FreshTxids {
     queue: std::sync::Mutex<std::collections::VecDeque<Txid>>,
+    /// Wakes the relay task (see `ChainAccess::fresh_signal`).
+    pub signal: Arc<tokio::sync::Notify>,
 }
 
 impl FreshTxids {
     /// Adds accepted txids; returns how many old ones were dropped to make room.
     fn push(&self, txids: impl Iterator<Item = Txid>) -> usize {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let before = q.len();
         q.extend(txids);
+        if q.len() > before {
+            self.signal.notify_one();
+        }
         let over = q.len().saturating_sub(FRESH_TXIDS_LEN);
         q.drain(..over);
         over

@@ -63,11 +63,15 @@ pub struct ConfigFile {
     /// Announce transactions over `/cairn/relay/1` (default true; false: gossip alone).
     pub tx_announcements: Option<bool>,
     /// Milliseconds an announced transaction is left to gossip before it is fetched while
-    /// gossip runs behind the announcements (default 500).
+    /// gossip runs behind the announcements (default 100; only while gossip carries
+    /// transactions at all).
     pub tx_fetch_delay_ms: Option<u64>,
-    /// The same while gossip keeps up (default 100; never above `tx_fetch_delay_ms`; see
+    /// The same while gossip keeps up (default 50; never above `tx_fetch_delay_ms`; see
     /// `cairn_p2p::relay` and docs/operations.md).
     pub tx_fetch_delay_quiet_ms: Option<u64>,
+    /// Least milliseconds between two announcements of fresh transactions to a peer (default
+    /// 250; at most `tx_fetch_delay_ms`'s cap). Lower is faster relay and more requests.
+    pub announce_interval_ms: Option<u64>,
 }
 
 /// The resolved configuration the node runs with.
@@ -102,6 +106,7 @@ pub struct NodeConfig {
     pub tx_announcements: bool,
     pub tx_fetch_delay: Option<std::time::Duration>,
     pub tx_fetch_delay_quiet: Option<std::time::Duration>,
+    pub announce_interval: Option<std::time::Duration>,
 }
 
 fn default_dev_datadir() -> PathBuf {
@@ -248,6 +253,9 @@ impl NodeConfig {
             tx_fetch_delay_quiet: file
                 .tx_fetch_delay_quiet_ms
                 .map(|ms| std::time::Duration::from_millis(ms.min(MAX_TX_FETCH_DELAY_MS))),
+            announce_interval: file
+                .announce_interval_ms
+                .map(|ms| std::time::Duration::from_millis(ms.min(MAX_TX_FETCH_DELAY_MS))),
             datadir,
         })
     }
@@ -290,6 +298,20 @@ mod tests {
         );
         assert_eq!(resolve_socket_addr("127.0.0.1:1").unwrap().port(), 1);
         assert!(resolve_socket_addr("localhost").is_err());
+    }
+
+    #[test]
+    fn relay_timings_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "announce_interval_ms = 100\ntx_fetch_delay_ms = 30\ntx_fetch_delay_quiet_ms = 20\n",
+        )
+        .unwrap();
+        let file = read_config_file(dir.path()).unwrap();
+        assert_eq!(file.announce_interval_ms, Some(100));
+        assert_eq!(file.tx_fetch_delay_ms, Some(30));
+        assert_eq!(file.tx_fetch_delay_quiet_ms, Some(20));
     }
 
     #[test]

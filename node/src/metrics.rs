@@ -479,6 +479,12 @@ pub fn render(m: &NodeMetrics, g: &Gauges) -> String {
         p.gossip_peers_graylisted,
     );
     metric(
+        "cairn_p2p_tx_gossip_peers",
+        "gauge",
+        "Connected peers on the transaction topic that do not speak /cairn/relay/1: while there is one, accepted transactions are also published on gossip.",
+        p.tx_gossip_peers,
+    );
+    metric(
         "cairn_p2p_relay_tip_syncs_total",
         "counter",
         "Syncs started because a peer announced a better tip that gossip had not brought within the grace period.",

@@ -138,6 +138,10 @@ impl ChainAccess for NodeChain {
         self.chain.fresh.take(max)
     }
 
+    fn fresh_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(Arc::clone(&self.chain.fresh.signal))
+    }
+
     fn pool_txids(&self, max: usize) -> Vec<Txid> {
         let mut ids = self.pool().txids();
         ids.truncate(max);
@@ -309,6 +313,8 @@ pub async fn handle_events(
 pub async fn relay(net: NetworkHandle, mut queue: mpsc::Receiver<Relay>) {
     while let Some(r) = queue.recv().await {
         let result = match &r {
+            // Peers that speak the relay protocol get it by announcement (the relay task).
+            Relay::Tx(_) if !net.tx_gossip_wanted() => Ok(()),
             Relay::Tx(tx) => net.publish_tx(tx).await.map(|_| ()),
             Relay::Block(b) => net.publish_block(b).await.map(|_| ()),
         };

@@ -71,6 +71,13 @@ pub struct Metrics {
     pub(crate) gossip_peers_below_gossip: AtomicU64,
     pub(crate) gossip_peers_below_publish: AtomicU64,
     pub(crate) gossip_peers_graylisted: AtomicU64,
+    pub(crate) tx_gossip_peers: AtomicU64,
+    /// Whether transactions the node accepts are published on gossip (see
+    /// `Service::refresh_tx_gossip`): read by every handle, written by the swarm task.
+    pub(crate) tx_gossip_on: std::sync::atomic::AtomicBool,
+    /// Whether few enough transactions arrive to gossip them all (written by the relay task,
+    /// see `relay::pacer::GossipLoad`).
+    pub(crate) tx_gossip_quiet: std::sync::atomic::AtomicBool,
     /// Gossipsub's own metrics (set once, when the swarm is built): its duplicate count.
     pub(crate) gossip_registry: OnceLock<Registry>,
 }
@@ -209,6 +216,7 @@ impl Metrics {
             gossip_peers_below_gossip: g(&self.gossip_peers_below_gossip),
             gossip_peers_below_publish: g(&self.gossip_peers_below_publish),
             gossip_peers_graylisted: g(&self.gossip_peers_graylisted),
+            tx_gossip_peers: g(&self.tx_gossip_peers),
         }
     }
 }
@@ -328,6 +336,8 @@ pub struct MetricsSnapshot {
     pub gossip_peers_below_publish: u64,
     /// Connected peers whose gossipsub score is below the graylist threshold (-80): everything they send is ignored. (gauge, refreshed every second)
     pub gossip_peers_graylisted: u64,
+    /// Connected peers on the transaction topic that do not speak `/cairn/relay/1` (identify did not list it): while there is one, the transactions the node accepts are also published on gossip. (gauge)
+    pub tx_gossip_peers: u64,
 }
 
 #[cfg(test)]

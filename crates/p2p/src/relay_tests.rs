@@ -442,3 +442,58 @@ async fn a_published_block_reaches_subscribers_without_new_tips() {
     a.handle.shutdown().await;
     b.handle.shutdown().await;
 }
+
+/// Between Cairn nodes transactions travel by announcement; a peer that takes them from gossip
+/// alone still gets them: B fetched A's transactions (A never gossiped them) and, because its
+/// peer L speaks only gossipsub, publishes them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gossip_only_peer_gets_what_its_neighbour_fetched() {
+    use futures::StreamExt;
+    use libp2p::gossipsub;
+    use libp2p::swarm::SwarmEvent;
+
+    let a = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
+    let b = start_node(Arc::new(MemoryChain::new(1)), vec![a.addr.clone()], |_| {}).await;
+    wait_peers(&b, 1).await;
+    let (mut light, _topic) = crate::tests::gossip_only_swarm(b.chain.genesis());
+    light.dial(b.addr.clone()).expect("dial");
+
+    let txs: Vec<_> = (0..20).map(|n| test_tx(70_000 + n)).collect();
+    let wanted: std::collections::HashSet<Vec<u8>> =
+        txs.iter().map(cairn_primitives::encoding::encode).collect();
+    let mut got = std::collections::HashSet::new();
+    let mut added = false;
+    let deadline = Instant::now() + WAIT;
+    while got.len() < wanted.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the gossip-only peer got {} of {}",
+            got.len(),
+            wanted.len()
+        );
+        if !added {
+            // Once each node knows what its peers speak (identify): A has no peer that
+            // needs gossip, B has one (L, no identify at all).
+            let (ma, mb) = (a.handle.metrics(), b.handle.metrics());
+            if ma.tx_gossip_peers == 0 && mb.tx_gossip_peers == 1 && b.chain.pool_len() == 0 {
+                assert!(!a.handle.gossip_only_peers() && b.handle.gossip_only_peers());
+                for tx in &txs {
+                    a.chain.add_tx(tx.clone());
+                }
+                added = true;
+            }
+        }
+        let step = tokio::time::timeout(Duration::from_millis(50), light.select_next_some()).await;
+        if let Ok(SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. })) = step
+            && wanted.contains(&message.data)
+        {
+            got.insert(message.data);
+        }
+    }
+    let (ma, mb) = (a.handle.metrics(), b.handle.metrics());
+    assert_eq!(ma.tx_out, 0, "A gossiped nothing: {ma:?}");
+    assert_eq!(mb.relay_txs_fetched, 20, "B fetched them: {mb:?}");
+    assert!(mb.tx_out >= 20, "B published them for L: {mb:?}");
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}

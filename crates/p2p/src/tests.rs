@@ -585,18 +585,18 @@ fn serving_respects_limits() {
     assert_eq!(status.best_height, 10);
 }
 
-/// A peer that speaks only gossipsub (no identify, no sync, no Kademlia), as a light relay or
-/// another implementation might: it receives Cairn's gossip, its own gossip is accepted, and it
-/// is never penalised for the protocols it lacks.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gossip_only_peer_is_relayed_to_and_kept() {
-    use futures::StreamExt;
+/// A swarm that speaks only gossipsub (no identify, no sync, no Kademlia), subscribed to the
+/// transaction topic of `genesis`, as a light relay or another implementation might be.
+pub(crate) fn gossip_only_swarm(
+    genesis: cairn_primitives::BlockHash,
+) -> (
+    libp2p::Swarm<libp2p::gossipsub::Behaviour>,
+    libp2p::gossipsub::IdentTopic,
+) {
     use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
-    use libp2p::swarm::SwarmEvent;
     use libp2p::{identity, noise, tcp, yamux};
 
-    let mut node = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
-    let config = NetworkConfig::local(node.chain.genesis());
+    let config = NetworkConfig::local(genesis);
     let topic = IdentTopic::new(config.tx_topic());
     let gossip_config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(200))
@@ -608,19 +608,31 @@ async fn gossip_only_peer_is_relayed_to_and_kept() {
         gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
             .expect("gossipsub");
     gossip.subscribe(&topic).expect("subscribe");
-    let mut light =
-        libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("transport")
-            .with_behaviour(|_| gossip)
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+    let light = libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("transport")
+        .with_behaviour(|_| gossip)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    (light, topic)
+}
+
+/// A gossip-only peer (see [`gossip_only_swarm`]): it receives Cairn's gossip, its own gossip is
+/// accepted, and it is never penalised for the protocols it lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_only_peer_is_relayed_to_and_kept() {
+    use futures::StreamExt;
+    use libp2p::gossipsub;
+    use libp2p::swarm::SwarmEvent;
+
+    let mut node = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
+    let (mut light, topic) = gossip_only_swarm(node.chain.genesis());
     let light_id = *light.local_peer_id();
     light.dial(node.addr.clone()).expect("dial");
 

@@ -138,12 +138,40 @@ fn load_round(
 /// Records first-to-last mempool times of `txids` over `hosts`.
 fn tx_spreads(net: &Network, txids: &[String], hosts: &[usize], m: &mut Measures) {
     let o = net.events.lock();
+    let mut seen = Vec::with_capacity(txids.len());
     for id in txids {
         match o.txs.get(id).and_then(|at| Observations::spread(at, hosts)) {
-            Some((a, b)) => m.tx_ms.push((b - a).as_secs_f64() * 1e3),
+            Some((a, b)) => {
+                let ms = (b - a).as_secs_f64() * 1e3;
+                m.tx_ms.push(ms);
+                seen.push((a, ms));
+            }
             None => m.tx_incomplete += 1,
         }
     }
+    slowest_by_time(&seen);
+}
+
+/// Prints when the slowest 1 % of `seen` (first sight, spread in ms) were first seen, in
+/// seconds since the first: whether a tail comes from one moment (a block, a round's start)
+/// or from everywhere.
+fn slowest_by_time(seen: &[(Instant, f64)]) {
+    let Some(first) = seen.iter().map(|(a, _)| *a).min() else {
+        return;
+    };
+    let mut by_ms: Vec<&(Instant, f64)> = seen.iter().collect();
+    by_ms.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let n = seen.len().div_ceil(100);
+    let mut seconds: std::collections::BTreeMap<u64, usize> = Default::default();
+    for (a, _) in by_ms.iter().take(n) {
+        *seconds.entry((*a - first).as_secs()).or_default() += 1;
+    }
+    let list: Vec<String> = seconds.iter().map(|(s, c)| format!("{s}s:{c}")).collect();
+    eprintln!(
+        "  slowest 1 % ({n}, from {:.0} ms) first seen at (seconds since the first): {}",
+        by_ms.get(n.saturating_sub(1)).map_or(0.0, |x| x.1),
+        list.join(" ")
+    );
 }
 
 fn mine_logged(

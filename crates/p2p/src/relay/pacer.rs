@@ -13,13 +13,25 @@
 //! brought and 0.3 missing (the missing ones were lost: 82 % were then fetched); at 300 tx/s 52
 //! brought and 12 missing (three quarters of those gossip then brought before the busy delay);
 //! in a 10,000-transaction burst 5 brought and ~450 missing. So: busy while many are brought
-//! late or very many are missing, quiet otherwise. Pure: the clock is passed in.
+//! late or very many are missing, quiet otherwise.
+//!
+//! All of that applies only while gossip carries transactions at all. Between Cairn nodes it
+//! does not (they publish on gossip only for peers that lack the relay protocol), so while no
+//! gossiped transaction has arrived for [`GOSSIP_SILENT_AFTER`], an announced transaction is
+//! fetched at once: waiting would only add latency. Pure: the clock is passed in.
 
 use std::time::{Duration, Instant};
+
+/// Gossip counts as silent when no gossiped transaction arrived for this long: announced
+/// transactions are then fetched at once.
+pub const GOSSIP_SILENT_AFTER: Duration = Duration::from_millis(500);
 
 /// The delays, and the brought/missing counts of this second and the last.
 #[derive(Debug)]
 pub struct FetchPacer {
+    /// Gossiped transactions received so far (the service's counter), and when it last
+    /// moved (`None`: never).
+    gossip: (u64, Option<Instant>),
     busy_delay: Duration,
     quiet_delay: Duration,
     /// Quiet while fewer than this many were brought within their quiet delay (gossip behind
@@ -42,6 +54,7 @@ impl FetchPacer {
         now: Instant,
     ) -> Self {
         Self {
+            gossip: (0, None),
             busy_delay,
             quiet_delay: quiet_delay.min(busy_delay),
             quiet_max_brought,
@@ -50,13 +63,33 @@ impl FetchPacer {
         }
     }
 
+    /// Notes the count of gossiped transactions received so far.
+    pub fn observe_gossip(&mut self, now: Instant, received: u64) {
+        if received != self.gossip.0 {
+            self.gossip = (received, Some(now));
+        }
+    }
+
+    /// Whether gossip has brought no transaction lately (see [`GOSSIP_SILENT_AFTER`]).
+    pub fn gossip_silent(&self, now: Instant) -> bool {
+        self.gossip
+            .1
+            .is_none_or(|at| now.saturating_duration_since(at) >= GOSSIP_SILENT_AFTER)
+    }
+
     /// When a transaction that becomes wanted at `now` is first looked at.
     pub fn quiet_deadline(&self, now: Instant) -> Instant {
+        if self.gossip_silent(now) {
+            return now;
+        }
         now + self.quiet_delay
     }
 
     /// When it is fetched even while busy.
     pub fn busy_deadline(&self, now: Instant) -> Instant {
+        if self.gossip_silent(now) {
+            return now;
+        }
         now + self.busy_delay
     }
 
@@ -90,8 +123,64 @@ impl FetchPacer {
     /// Whether gossip has kept up lately: few wanted transactions brought late, and not very
     /// many missing.
     pub fn quiet(&self, now: Instant) -> bool {
+        if self.gossip_silent(now) {
+            return true;
+        }
         let (_, this, last) = self.rolled(now);
         this.0 + last.0 < self.quiet_max_brought && this.1 + last.1 < self.quiet_max_missing
+    }
+}
+
+/// Whether this node publishes the transactions it accepts on gossip, from how many it
+/// accepted over the current and the previous bucket (a quarter of a second each). While few
+/// arrive, gossip is the fastest path (a transaction reaches every mempool of the 20-host
+/// testnet in ~10 ms, p99 ~150 ms at 50 tx/s; announcements wait for the announce interval at
+/// every hop). Under load the same copies cost every node twice (each transaction reached
+/// every node by gossip after its fetch) and gossip falls behind the announcements anyway, so
+/// above the limit only announcements carry them. The buckets are short so that a node stops
+/// gossiping within a fraction of a second of a burst's start. Pure: the clock is passed in.
+#[derive(Debug)]
+pub struct GossipLoad {
+    /// Start of the current bucket, then the accepted count in it and in the one before.
+    window: (Instant, usize, usize),
+    max: usize,
+}
+
+/// One bucket of [`GossipLoad`].
+pub const GOSSIP_LOAD_BUCKET: Duration = Duration::from_millis(250);
+
+impl GossipLoad {
+    /// Gossip while fewer than `max` were accepted over this bucket and the last.
+    pub fn new(max: usize, now: Instant) -> Self {
+        Self {
+            window: (now, 0, 0),
+            max,
+        }
+    }
+
+    /// The window as of `now`: (start, this bucket, the one before).
+    fn rolled(&self, now: Instant) -> (Instant, usize, usize) {
+        let (start, this, _) = self.window;
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= 2 * GOSSIP_LOAD_BUCKET {
+            (now, 0, 0)
+        } else if elapsed >= GOSSIP_LOAD_BUCKET {
+            (now, 0, this)
+        } else {
+            self.window
+        }
+    }
+
+    /// `n` more transactions were accepted at `now`.
+    pub fn accepted(&mut self, now: Instant, n: usize) {
+        self.window = self.rolled(now);
+        self.window.1 += n;
+    }
+
+    /// Whether to publish on gossip at `now`.
+    pub fn gossip(&self, now: Instant) -> bool {
+        let (_, this, last) = self.rolled(now);
+        this + last < self.max
     }
 }
 
@@ -102,8 +191,53 @@ mod tests {
     const BUSY: Duration = Duration::from_millis(500);
     const QUIET: Duration = Duration::from_millis(100);
 
+    /// A pacer that has just seen a gossiped transaction.
     fn pacer(t0: Instant) -> FetchPacer {
-        FetchPacer::new(BUSY, QUIET, (20, 100), t0)
+        let mut p = FetchPacer::new(BUSY, QUIET, (20, 100), t0);
+        p.observe_gossip(t0, 1);
+        p
+    }
+
+    #[test]
+    fn gossip_while_few_are_accepted() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut g = GossipLoad::new(100, t0);
+        assert!(g.gossip(t0));
+        g.accepted(t0, 60);
+        g.accepted(t0 + ms(200), 39);
+        assert!(g.gossip(t0 + ms(200)), "99 over the window");
+        // The next bucket: the last one's 99 still count.
+        g.accepted(t0 + ms(300), 1);
+        assert!(!g.gossip(t0 + ms(300)), "100 over two buckets");
+        assert!(!g.gossip(t0 + ms(540)));
+        // A bucket on, only the 1 of the newer bucket is left, then nothing.
+        assert!(g.gossip(t0 + ms(560)));
+        assert!(g.gossip(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn without_gossip_announced_transactions_are_fetched_at_once() {
+        let t0 = Instant::now();
+        let mut p = FetchPacer::new(BUSY, QUIET, (20, 100), t0);
+        assert!(p.gossip_silent(t0), "no gossiped transaction yet");
+        assert_eq!(p.quiet_deadline(t0), t0);
+        assert_eq!(p.busy_deadline(t0), t0);
+        // Very many missing would mean "busy" if gossip were carrying them: it is not.
+        for _ in 0..1_000 {
+            assert!(p.looked_at(t0, false));
+        }
+        // A gossiped transaction arrives: the delays apply again ...
+        let t1 = t0 + Duration::from_millis(10);
+        p.observe_gossip(t1, 1);
+        assert!(!p.gossip_silent(t1));
+        assert_eq!(p.quiet_deadline(t1), t1 + QUIET);
+        assert_eq!(p.busy_deadline(t1), t1 + BUSY);
+        // ... until gossip has been silent for the whole period.
+        let t2 = t1 + GOSSIP_SILENT_AFTER - Duration::from_millis(1);
+        p.observe_gossip(t2, 1);
+        assert!(!p.gossip_silent(t2), "the same count is no new arrival");
+        assert!(p.gossip_silent(t1 + GOSSIP_SILENT_AFTER));
     }
 
     #[test]
@@ -118,6 +252,7 @@ mod tests {
         assert!(!p.looked_at(t0, false));
         let t1 = t0 + Duration::from_secs(5);
         assert!(p.quiet(t1));
+        p.observe_gossip(t1, 2);
         // Gossip running behind the announcements: brought, but late.
         for _ in 0..19 {
             assert!(p.looked_at(t1, true));
@@ -133,14 +268,23 @@ mod tests {
             p.looked_at(t0, true);
         }
         assert!(!p.quiet(t0));
-        assert!(
-            !p.quiet(t0 + Duration::from_millis(1_500)),
-            "last second still counts"
-        );
-        assert!(p.quiet(t0 + Duration::from_secs(10)), "long gone");
+        // Gossip keeps bringing transactions throughout.
+        let t1 = t0 + Duration::from_millis(1_500);
+        p.observe_gossip(t1, 2);
+        assert!(!p.quiet(t1), "last second still counts");
+        let t2 = t0 + Duration::from_secs(10);
+        p.observe_gossip(t2, 3);
+        assert!(p.quiet(t2), "long gone");
         // Rolled by a look 1.5 s on: the old second is now "last", then dropped a second later.
-        assert!(!p.looked_at(t0 + Duration::from_millis(1_500), false));
-        assert!(p.quiet(t0 + Duration::from_millis(2_600)));
+        let mut p = pacer(t0);
+        for _ in 0..20 {
+            p.looked_at(t0, true);
+        }
+        p.observe_gossip(t1, 2);
+        assert!(!p.looked_at(t1, false));
+        let t3 = t0 + Duration::from_millis(2_600);
+        p.observe_gossip(t3, 3);
+        assert!(p.quiet(t3));
     }
 
     #[test]
@@ -149,7 +293,9 @@ mod tests {
         let p = pacer(t0);
         assert_eq!(p.quiet_deadline(t0), t0 + QUIET);
         assert_eq!(p.busy_deadline(t0), t0 + BUSY);
-        let capped = FetchPacer::new(QUIET, BUSY, (20, 100), t0);
+        let mut capped = FetchPacer::new(QUIET, BUSY, (20, 100), t0);
+        capped.observe_gossip(t0, 1);
         assert_eq!(capped.quiet_deadline(t0), t0 + QUIET);
+        assert_eq!(capped.busy_deadline(t0), t0 + QUIET);
     }
 }

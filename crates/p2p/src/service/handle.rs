@@ -93,6 +93,24 @@ impl NetworkHandle {
         rx.await.map_err(|_| P2pError::ServiceStopped)
     }
 
+    /// Whether transactions the node accepts should be published on gossip: while few arrive
+    /// (gossip is then the fastest path), or when some peer on the transaction topic takes
+    /// them from gossip alone (or announcements are off). Otherwise the announcements carry
+    /// them (docs/protocol.md §8.6).
+    pub fn tx_gossip_wanted(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.tx_gossip_on.load(Relaxed) || self.metrics.tx_gossip_quiet.load(Relaxed)
+    }
+
+    /// Whether a peer on the transaction topic takes transactions from gossip alone (or
+    /// announcements are off): then what the node fetched is published on gossip too (the
+    /// fetch bypassed gossipsub, so it forwards nothing).
+    pub fn gossip_only_peers(&self) -> bool {
+        self.metrics
+            .tx_gossip_on
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Gossips a transaction (payload = its canonical encoding). Returns its message id.
     pub async fn publish_tx(&self, tx: &Transaction) -> Result<MessageId, P2pError> {
         self.publish_raw(GossipKind::Tx, encode(tx)).await

@@ -33,7 +33,7 @@ use crate::config::{
     BAN_THRESHOLD, BOOTNODE_BACKOFF_MAX, BOOTNODE_BACKOFF_MIN, NODE_KEY_FILE, NetworkConfig,
 };
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::relay::{RelayInput, RelayRequest, RelayResponse, TxRelay};
+use crate::relay::{RELAY_PROTOCOL, RelayInput, RelayRequest, RelayResponse, TxRelay};
 use crate::sync::{ChainAccess, ServeRequest, SyncDriver, SyncInput};
 
 mod addr_book;
@@ -242,6 +242,7 @@ impl NetworkService {
                 debug!(%addr, error = %e, "cannot dial a saved peer");
             }
         }
+        service.refresh_tx_gossip();
         service.wait_listening(config.listen_addrs.len()).await?;
         info!(peer_id = %local_peer_id, addrs = ?service.listen_addrs, "p2p listening");
 
@@ -332,6 +333,8 @@ impl RateLimit {
 
 struct PeerState {
     info: PeerInfo,
+    /// Identify listed `/cairn/relay/1`: it gets transactions by announcement, not gossip.
+    speaks_relay: bool,
     rate: RateLimit,
     misbehaviour: u32,
 }

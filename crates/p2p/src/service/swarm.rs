@@ -280,6 +280,31 @@ impl Service {
         }
     }
 
+    /// Whether the transactions the node accepts are also published on gossip: only while a
+    /// peer on the transaction topic does not speak `/cairn/relay/1` (a gossip-only peer, or
+    /// one whose identify has not arrived), or with announcements off. Between Cairn nodes
+    /// announcements alone carry transactions: a gossiped copy reached nearly every node
+    /// after the fetched one and doubled each node's work in a burst (docs/protocol.md §8.6).
+    pub(super) fn refresh_tx_gossip(&mut self) {
+        let peers = &self.peers;
+        let gossip_only = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(p, topics)| {
+                topics.contains(&&self.tx_topic) && !peers.get(p).is_some_and(|s| s.speaks_relay)
+            })
+            .count();
+        self.metrics
+            .tx_gossip_peers
+            .store(gossip_only as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.tx_gossip_on.store(
+            gossip_only > 0 || !self.config.tx_announcements,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Publishes on gossip; every refusal but "duplicate" is counted and logged (under a burst
     /// "every queue full" means the message reached nobody from here).
     pub(super) fn publish(&mut self, topic: TopicHash, payload: Vec<u8>) -> Result<(), P2pError> {
@@ -397,6 +422,7 @@ impl Service {
             .try_send(NetworkEvent::PeerDisconnected { peer });
         self.to_sync(SyncInput::PeerDisconnected(peer));
         self.to_relay(RelayInput::PeerDisconnected(peer));
+        self.refresh_tx_gossip();
     }
 
     fn on_connected(&mut self, peer: PeerId, endpoint: ConnectedPoint, connections: u32) {
@@ -444,8 +470,10 @@ impl Service {
                     last: Instant::now(),
                 },
                 misbehaviour: 0,
+                speaks_relay: false,
             },
         );
+        self.refresh_tx_gossip();
         self.metrics.peers.store(
             self.peers.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
@@ -466,6 +494,9 @@ impl Service {
                 message_id,
                 message,
             }) => self.on_gossip(propagation_source, message_id, message),
+            BehaviourEvent::Gossipsub(
+                gossipsub::Event::Subscribed { .. } | gossipsub::Event::Unsubscribed { .. },
+            ) => self.refresh_tx_gossip(),
             BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
                 peer_id,
                 failed_messages,
@@ -489,7 +520,9 @@ impl Service {
                     if !info.protocols.contains(&SYNC_PROTOCOL) {
                         state.info.supports_sync = Some(false);
                     }
+                    state.speaks_relay = info.protocols.contains(&RELAY_PROTOCOL);
                 }
+                self.refresh_tx_gossip();
             }
             BehaviourEvent::Slots(crate::slots::SlotEvent::Evicted(peer)) => {
                 Metrics::inc(&self.metrics.evicted_peers);

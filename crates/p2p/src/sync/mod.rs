@@ -139,6 +139,12 @@ pub trait ChainAccess: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Relay. Woken when fresh txids are waiting, so they are announced at once rather than
+    /// at the next tick (`None`: only at ticks).
+    fn fresh_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// Relay. Txids of the mempool, parents before children, at most `max`: announced to a
     /// peer when it connects.
     fn pool_txids(&self, _max: usize) -> Vec<Txid> {

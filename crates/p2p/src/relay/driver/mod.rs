@@ -22,13 +22,13 @@ mod tips;
 mod txs;
 
 use super::compact::{CompactBlock, CompactCache, RebuildFrom, Rebuilder};
-use super::pacer::FetchPacer;
+use super::pacer::{FetchPacer, GossipLoad};
 use super::{KnownIds, RelayRequest, RelayResponse};
 use crate::P2pError;
 use crate::codec::{Frame, Status};
 use crate::config::{
     MAX_KNOWN_PER_PEER, MAX_PENDING_TIPS, NetworkConfig, QUIET_MAX_BROUGHT, QUIET_MAX_MISSING,
-    RELAY_TICK, TIP_ANNOUNCE_GRACE,
+    RELAY_TICK, TIP_ANNOUNCE_GRACE, TX_GOSSIP_MAX_ACCEPTED,
 };
 use crate::metrics::Metrics;
 use crate::service::{NetworkEvent, NetworkHandle};
@@ -152,6 +152,8 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     wanted: HashMap<Txid, Wanted>,
     /// The fetch delay, from how many announcements arrive before gossip brings the transaction.
     pacer: FetchPacer,
+    /// Whether the transactions this node accepts go on gossip too.
+    gossip_load: GossipLoad,
     /// When `fetch` last ran.
     last_fetch: Instant,
     /// Wanted txids in the order they became wanted (so by `quiet_at`); those still missing
@@ -209,6 +211,7 @@ impl<C: ChainAccess> TxRelay<C> {
                 (QUIET_MAX_BROUGHT, QUIET_MAX_MISSING),
                 Instant::now(),
             ),
+            gossip_load: GossipLoad::new(TX_GOSSIP_MAX_ACCEPTED, Instant::now()),
             queue: VecDeque::new(),
             late: VecDeque::new(),
             retry: VecDeque::new(),
@@ -231,8 +234,16 @@ impl<C: ChainAccess> TxRelay<C> {
     }
 
     pub(crate) async fn run(mut self) {
+        self.metrics().tx_gossip_quiet.store(
+            self.gossip_load.gossip(Instant::now()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut tick = tokio::time::interval(RELAY_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let fresh = self.chain.fresh_signal();
+        // Fresh txids waiting for the announce interval to pass (announced then, not at the
+        // next tick).
+        let mut announce_at: Option<Instant> = None;
         loop {
             // While gossip keeps up, a wanted transaction is looked at exactly at its quiet
             // deadline rather than at the next tick (up to a tick later): that wait would be
@@ -246,6 +257,18 @@ impl<C: ChainAccess> TxRelay<C> {
                 Some(done) = self.running.next(), if !self.running.is_empty() => self.on_done(done),
                 _ = tick.tick() => self.on_tick(),
                 () = sleep_until_or_never(next_look) => self.fetch(Instant::now()),
+                () = notified_or_never(fresh.as_deref()), if announce_at.is_none() => {
+                    let now = Instant::now();
+                    if now >= self.next_announce {
+                        self.announce_now(now);
+                    } else {
+                        announce_at = Some(self.next_announce);
+                    }
+                }
+                () = sleep_until_or_never(announce_at) => {
+                    announce_at = None;
+                    self.announce_now(Instant::now());
+                }
             }
         }
     }
@@ -364,11 +387,19 @@ impl<C: ChainAccess> TxRelay<C> {
     fn on_tick(&mut self) {
         let now = Instant::now();
         self.tips(now);
-        if self.config.tx_announcements && now >= self.next_announce {
+        if now >= self.next_announce {
+            self.announce_now(now);
+        }
+        self.fetch(now);
+    }
+
+    /// Announces fresh txids (at most once per `announce_interval`: under load an inventory
+    /// carries many).
+    fn announce_now(&mut self, now: Instant) {
+        if self.config.tx_announcements {
             self.next_announce = now + self.config.announce_interval;
             self.announce();
         }
-        self.fetch(now);
     }
 
     fn on_done(&mut self, done: Done) {
@@ -412,6 +443,13 @@ impl<C: ChainAccess> TxRelay<C> {
                 self.gossip_announced.retain(|h| *h != hash);
             }
         }
+    }
+}
+
+async fn notified_or_never(signal: Option<&tokio::sync::Notify>) {
+    match signal {
+        Some(s) => s.notified().await,
+        None => std::future::pending().await,
     }
 }
 

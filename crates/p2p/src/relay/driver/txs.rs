@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use cairn_primitives::{Transaction, Txid};
@@ -59,6 +60,8 @@ impl<C: ChainAccess> TxRelay<C> {
 
     pub(super) fn on_inventory(&mut self, peer: PeerId, txids: Vec<Txid>) {
         let now = Instant::now();
+        let gossiped = self.net.metrics_ref().tx_in.load(Ordering::Relaxed);
+        self.pacer.observe_gossip(now, gossiped);
         let (quiet_at, ready_at) = (
             self.pacer.quiet_deadline(now),
             self.pacer.busy_deadline(now),
@@ -125,6 +128,11 @@ impl<C: ChainAccess> TxRelay<C> {
     /// peer one inventory (per free slot).
     pub(super) fn announce(&mut self) {
         let fresh = self.chain.fresh_txids(MAX_OUTBOX_PER_PEER);
+        let now = Instant::now();
+        self.gossip_load.accepted(now, fresh.len());
+        self.metrics()
+            .tx_gossip_quiet
+            .store(self.gossip_load.gossip(now), Ordering::Relaxed);
         let mut dropped = 0;
         for state in self.peers.values_mut().filter(|s| s.speaks_relay) {
             for txid in &fresh {
@@ -341,11 +349,26 @@ impl<C: ChainAccess> TxRelay<C> {
             let mut txs = submit.into_iter().peekable();
             while txs.peek().is_some() {
                 let chunk = txs.by_ref().take(FETCHED_SUBMIT_CHUNK);
-                let results =
-                    futures::future::join_all(chunk.map(|tx| chain.submit_tx(peer, tx))).await;
-                for r in results {
-                    if let Err(Refusal::Invalid(reason)) = r {
-                        net.penalise(peer, REJECTED_GOSSIP_PENALTY, &reason).await;
+                // A peer that takes transactions from gossip alone gets the fetched ones
+                // there (gossipsub never saw them here, so it forwards nothing).
+                let gossip = net.gossip_only_peers();
+                let results = futures::future::join_all(chunk.map(|tx| {
+                    let copy = gossip.then(|| tx.clone());
+                    let chain = &chain;
+                    async move { (chain.submit_tx(peer, tx).await, copy) }
+                }))
+                .await;
+                for (r, copy) in results {
+                    match r {
+                        Err(Refusal::Invalid(reason)) => {
+                            net.penalise(peer, REJECTED_GOSSIP_PENALTY, &reason).await;
+                        }
+                        Ok(()) => {
+                            if let Some(tx) = copy {
+                                let _ = net.publish_tx(&tx).await;
+                            }
+                        }
+                        Err(_) => {}
                     }
                 }
             }
