@@ -225,6 +225,15 @@ impl Host {
             .ok_or_else(|| anyhow!("getbestblockhash is not a string: {v}"))
     }
 
+    /// Whether every index says it is at the tip (`getindexinfo`); the answer, for errors.
+    pub fn indexes_synced(&self) -> Result<(bool, Value)> {
+        let info = self.rpc.call("getindexinfo", json!([]))?;
+        let synced = info
+            .as_object()
+            .is_some_and(|m| !m.is_empty() && m.values().all(|v| v["synced"] == json!(true)));
+        Ok((synced, info))
+    }
+
     pub fn height(&self) -> Result<u64> {
         let v = self.rpc.call("getblockcount", json!([]))?;
         v.as_u64()

@@ -24,6 +24,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Every host must reach this many peers (or all others, in a smaller net) before load starts.
 const MIN_PEERS: u64 = 2;
 const PEERS_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the hosts' indexes get to follow the funding blocks before the scenarios start.
+const INDEX_TIMEOUT: Duration = Duration::from_secs(120);
+/// Between two looks at the hosts' indexes.
+const INDEX_POLL: Duration = Duration::from_millis(200);
 /// How often convergence checks ask the nodes (checks at the end, never measurements).
 const CHECK_POLL: Duration = Duration::from_millis(250);
 /// Transactions per `sendrawtransaction` batch.
@@ -194,8 +198,34 @@ impl Network {
             wallet.coins_left(),
             t.elapsed().as_secs_f64()
         );
+        // The first round must not race the hosts' background indexers over the funding
+        // blocks (tens of thousands of outputs): its first second measured 1.1-1.8 s spreads.
+        let t = Instant::now();
+        net.wait_indexes(&live, INDEX_TIMEOUT)?;
+        eprintln!(
+            "every host's indexes at the tip after {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         net.wallet = Some(wallet);
         Ok(net)
+    }
+
+    /// Waits until every index of every host in `hosts` says it is synced (`getindexinfo`).
+    fn wait_indexes(&self, hosts: &[usize], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for &i in hosts {
+            loop {
+                let (synced, info) = self.hosts[i].indexes_synced()?;
+                if synced {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!("host {i}'s indexes did not reach the tip: {info}");
+                }
+                std::thread::sleep(INDEX_POLL);
+            }
+        }
+        Ok(())
     }
 
     /// Creates slot `i`'s namespace and links; `data_bridge` None leaves it unreachable.
