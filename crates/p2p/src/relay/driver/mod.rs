@@ -103,6 +103,9 @@ struct RelayPeer {
     speaks_relay: bool,
     /// Whether the pool was announced to it (once it has caught up with our chain).
     pool_announced: bool,
+    /// Not sent another `Inventory` before then: once per announce interval on average, each
+    /// peer at its own jittered time (see `txs::announce`).
+    next_announce: Instant,
     /// The latest block it told us it has (its `NewTip` or status, a block announcement it
     /// relayed, a compact block we pulled from it): not told of that tip again.
     known_tip: Option<cairn_primitives::BlockHash>,
@@ -118,6 +121,7 @@ impl RelayPeer {
             speaks_relay: true,
             pool_announced: false,
             known_tip: None,
+            next_announce: Instant::now(),
         }
     }
 }
@@ -167,7 +171,6 @@ pub(crate) struct TxRelay<C: ChainAccess> {
     /// wanted again when another peer announces them meanwhile (under load acceptance takes
     /// longer than the fetch delay, and the same transaction was fetched twice).
     fetched: KnownIds,
-    next_announce: Instant,
     rebuilder: Rebuilder,
     compact_cache: CompactCache,
     /// Our best block when peers were last told.
@@ -217,7 +220,6 @@ impl<C: ChainAccess> TxRelay<C> {
             retry: VecDeque::new(),
             running: FuturesUnordered::new(),
             fetched: KnownIds::new(MAX_KNOWN_PER_PEER),
-            next_announce: Instant::now(),
             rebuilder: Rebuilder::new(config.max_block_size),
             compact_cache: CompactCache::default(),
             announced_tip: None,
@@ -241,9 +243,6 @@ impl<C: ChainAccess> TxRelay<C> {
         let mut tick = tokio::time::interval(RELAY_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let fresh = self.chain.fresh_signal();
-        // Fresh txids waiting for the announce interval to pass (announced then, not at the
-        // next tick).
-        let mut announce_at: Option<Instant> = None;
         loop {
             // While gossip keeps up, a wanted transaction is looked at exactly at its quiet
             // deadline rather than at the next tick (up to a tick later): that wait would be
@@ -257,18 +256,7 @@ impl<C: ChainAccess> TxRelay<C> {
                 Some(done) = self.running.next(), if !self.running.is_empty() => self.on_done(done),
                 _ = tick.tick() => self.on_tick(),
                 () = sleep_until_or_never(next_look) => self.fetch(Instant::now()),
-                () = notified_or_never(fresh.as_deref()), if announce_at.is_none() => {
-                    let now = Instant::now();
-                    if now >= self.next_announce {
-                        self.announce_now(now);
-                    } else {
-                        announce_at = Some(self.next_announce);
-                    }
-                }
-                () = sleep_until_or_never(announce_at) => {
-                    announce_at = None;
-                    self.announce_now(Instant::now());
-                }
+                () = notified_or_never(fresh.as_deref()) => self.announce_now(Instant::now()),
             }
         }
     }
@@ -387,18 +375,14 @@ impl<C: ChainAccess> TxRelay<C> {
     fn on_tick(&mut self) {
         let now = Instant::now();
         self.tips(now);
-        if now >= self.next_announce {
-            self.announce_now(now);
-        }
+        self.announce_now(now);
         self.fetch(now);
     }
 
-    /// Announces fresh txids (at most once per `announce_interval`: under load an inventory
-    /// carries many).
+    /// Queues fresh txids and announces to the peers whose turn it is.
     fn announce_now(&mut self, now: Instant) {
         if self.config.tx_announcements {
-            self.next_announce = now + self.config.announce_interval;
-            self.announce();
+            self.announce(now);
         }
     }
 

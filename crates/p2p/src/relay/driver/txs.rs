@@ -23,6 +23,12 @@ use crate::relay::{RelayRequest, TXS_RESPONSE_PREFIX, txs_response};
 use crate::service::REJECTED_GOSSIP_PENALTY;
 use crate::sync::{ChainAccess, Refusal};
 
+/// Half to one and a half times `interval`, at random.
+fn jittered(interval: std::time::Duration) -> std::time::Duration {
+    let permille = (crate::relay::compact::random_nonce() % 1001) as u32;
+    interval / 2 + interval * permille / 1000
+}
+
 /// Fetched transactions submitted together (see `on_fetched`).
 const FETCHED_SUBMIT_CHUNK: usize = 32;
 
@@ -124,11 +130,15 @@ impl<C: ChainAccess> TxRelay<C> {
         }));
     }
 
-    /// Queues the node's fresh txids for every peer that does not know them, then sends each
-    /// peer one inventory (per free slot).
-    pub(super) fn announce(&mut self) {
+    /// Queues the node's fresh txids for every peer that does not know them, then sends an
+    /// inventory (per free slot) to each peer whose turn it is. A peer's turn comes once per
+    /// announce interval on average, at a jittered time of its own (half to one and a half
+    /// intervals after its last inventory), so a transaction reaches a few peers within a
+    /// fraction of the interval and spreads from them, for the same number of requests as
+    /// announcing to every peer at once (which waited a whole interval at every hop). A peer
+    /// not announced to lately gets a fresh transaction at once.
+    pub(super) fn announce(&mut self, now: Instant) {
         let fresh = self.chain.fresh_txids(MAX_OUTBOX_PER_PEER);
-        let now = Instant::now();
         self.gossip_load.accepted(now, fresh.len());
         self.metrics()
             .tx_gossip_quiet
@@ -151,7 +161,12 @@ impl<C: ChainAccess> TxRelay<C> {
             debug!(dropped, "announcements dropped: peer outboxes full");
         }
         let mut sends = Vec::new();
+        let interval = self.config.announce_interval;
         for (peer, state) in self.peers.iter_mut() {
+            if state.next_announce > now {
+                continue;
+            }
+            let before = sends.len();
             while state.speaks_relay
                 && state.inventories_in_flight < MAX_INVENTORIES_IN_FLIGHT
                 && !state.outbox.is_empty()
@@ -167,6 +182,9 @@ impl<C: ChainAccess> TxRelay<C> {
                 }
                 state.inventories_in_flight += 1;
                 sends.push((*peer, ids));
+            }
+            if sends.len() > before {
+                state.next_announce = now + jittered(interval);
             }
         }
         for (peer, ids) in sends {
@@ -373,5 +391,24 @@ impl<C: ChainAccess> TxRelay<C> {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_peers_turn_comes_half_to_one_and_a_half_intervals_later() {
+        let interval = Duration::from_millis(250);
+        let turns: Vec<Duration> = (0..1_000).map(|_| super::jittered(interval)).collect();
+        assert!(
+            turns
+                .iter()
+                .all(|t| *t >= interval / 2 && *t <= interval * 3 / 2)
+        );
+        // Spread, not one value: peers drift apart instead of being announced to together.
+        let (lo, hi) = (turns.iter().min(), turns.iter().max());
+        assert!(hi.zip(lo).is_some_and(|(h, l)| *h - *l > interval / 2));
     }
 }
