@@ -236,10 +236,10 @@ impl<C: ChainAccess> TxRelay<C> {
     }
 
     pub(crate) async fn run(mut self) {
-        self.metrics().tx_gossip_quiet.store(
-            self.gossip_load.gossip(Instant::now()),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let gossip = self.gossip_load.accepted(Instant::now(), 0);
+        self.metrics()
+            .tx_gossip_quiet
+            .store(gossip, std::sync::atomic::Ordering::Relaxed);
         let mut tick = tokio::time::interval(RELAY_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let fresh = self.chain.fresh_signal();
