@@ -119,9 +119,10 @@ pub const QUIET_MAX_BROUGHT: usize = 20;
 /// ... and fewer than this many were still missing then (~450 a second per host in a
 /// 10,000-transaction burst; a stretch of lost gossip on a quiet network is tens).
 pub const QUIET_MAX_MISSING: usize = 100;
-/// A node publishes the transactions it accepts on gossip while it accepted fewer than this
-/// many over the current and the previous quarter-second (between 80 and 160 a second), and
-/// leaves them to the announcements above it (see `relay::pacer::GossipLoad`).
+/// A node stops publishing the transactions it accepts on gossip once it accepted this many
+/// over the current and the previous quarter-second (between 80 and 160 a second), leaving
+/// them to the announcements, and starts again below half of it (see
+/// `relay::pacer::GossipLoad`).
 pub const TX_GOSSIP_MAX_ACCEPTED: usize = 40;
 /// Recent blocks remembered as announced to us by gossip (their announcement is forwarded to
 /// our mesh, so `NewTip` skips it).
