@@ -17,8 +17,9 @@ pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/9645";
 pub const DEV_P2P_LISTEN: &str = "/ip4/127.0.0.1/tcp/9645";
 /// Config file name inside the data dir.
 pub const CONFIG_FILE: &str = "cairn.toml";
-/// Largest `tx_fetch_delay_ms` taken from the config file (a minute).
-pub const MAX_TX_FETCH_DELAY_MS: u64 = 60_000;
+/// Largest relay timing (`tx_fetch_delay*_ms`, `announce_interval_ms`) taken from the config
+/// file (a minute).
+pub const MAX_RELAY_TIMING_MS: u64 = 60_000;
 /// Default mining threads.
 pub const DEFAULT_MINER_THREADS: usize = 1;
 /// Default maximum connected peers.
@@ -69,8 +70,9 @@ pub struct ConfigFile {
     /// The same while gossip keeps up (default 50; never above `tx_fetch_delay_ms`; see
     /// `cairn_p2p::relay` and docs/operations.md).
     pub tx_fetch_delay_quiet_ms: Option<u64>,
-    /// Least milliseconds between two announcements of fresh transactions to a peer (default
-    /// 250; at most `tx_fetch_delay_ms`'s cap). Lower is faster relay and more requests.
+    /// Mean milliseconds between two announcements of fresh transactions to a peer, each turn
+    /// 0.5–1.5 times it at random (default 250; at most a minute). Lower is faster relay and
+    /// more requests.
     pub announce_interval_ms: Option<u64>,
 }
 
@@ -249,13 +251,13 @@ impl NodeConfig {
             tx_announcements: file.tx_announcements.unwrap_or(true),
             tx_fetch_delay: file
                 .tx_fetch_delay_ms
-                .map(|ms| std::time::Duration::from_millis(ms.min(MAX_TX_FETCH_DELAY_MS))),
+                .map(|ms| std::time::Duration::from_millis(ms.min(MAX_RELAY_TIMING_MS))),
             tx_fetch_delay_quiet: file
                 .tx_fetch_delay_quiet_ms
-                .map(|ms| std::time::Duration::from_millis(ms.min(MAX_TX_FETCH_DELAY_MS))),
+                .map(|ms| std::time::Duration::from_millis(ms.min(MAX_RELAY_TIMING_MS))),
             announce_interval: file
                 .announce_interval_ms
-                .map(|ms| std::time::Duration::from_millis(ms.min(MAX_TX_FETCH_DELAY_MS))),
+                .map(|ms| std::time::Duration::from_millis(ms.min(MAX_RELAY_TIMING_MS))),
             datadir,
         })
     }

@@ -356,7 +356,7 @@ async fn inbound_sybils_are_evicted_not_outbound_peers() {
 
 async fn sybils_scenario(tweak: impl FnOnce(&mut NetworkConfig)) {
     use futures::StreamExt;
-    use libp2p::{identity, noise, swarm::dummy, tcp, yamux};
+    use libp2p::{identity, swarm::dummy};
 
     const SYBILS: usize = 40;
     let chain = Arc::new(MemoryChain::new(1));
@@ -376,19 +376,12 @@ async fn sybils_scenario(tweak: impl FnOnce(&mut NetworkConfig)) {
     // Sybils: bare swarms (no protocols of their own) that keep their connections open.
     let mut sybils = Vec::new();
     for _ in 0..SYBILS {
-        let mut swarm =
-            libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
-                .with_tokio()
-                .with_tcp(
-                    tcp::Config::default(),
-                    noise::Config::new,
-                    yamux::Config::default,
-                )
-                .expect("transport")
-                .with_behaviour(|_| dummy::Behaviour)
-                .expect("behaviour")
-                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-                .build();
+        let mut swarm = crate::service::build_swarm(
+            identity::Keypair::generate_ed25519(),
+            dummy::Behaviour,
+            Duration::from_secs(120),
+        )
+        .expect("swarm");
         swarm.dial(node.addr.clone()).expect("dial");
         sybils.push(tokio::spawn(async move {
             loop {

@@ -72,9 +72,9 @@ pub struct Metrics {
     pub(crate) gossip_peers_below_publish: AtomicU64,
     pub(crate) gossip_peers_graylisted: AtomicU64,
     pub(crate) tx_gossip_peers: AtomicU64,
-    /// Whether transactions the node accepts are published on gossip (see
-    /// `Service::refresh_tx_gossip`): read by every handle, written by the swarm task.
-    pub(crate) tx_gossip_on: std::sync::atomic::AtomicBool,
+    /// Whether a peer needs every accepted transaction on gossip (a gossip-only peer, or
+    /// announcements off; see `Service::refresh_tx_gossip`): written by the swarm task.
+    pub(crate) tx_gossip_for_peers: std::sync::atomic::AtomicBool,
     /// Whether few enough transactions arrive to gossip them all (written by the relay task,
     /// see `relay::pacer::GossipLoad`).
     pub(crate) tx_gossip_quiet: std::sync::atomic::AtomicBool,

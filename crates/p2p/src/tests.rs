@@ -594,7 +594,7 @@ pub(crate) fn gossip_only_swarm(
     libp2p::gossipsub::IdentTopic,
 ) {
     use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
-    use libp2p::{identity, noise, tcp, yamux};
+    use libp2p::identity;
 
     let config = NetworkConfig::local(genesis);
     let topic = IdentTopic::new(config.tx_topic());
@@ -608,18 +608,12 @@ pub(crate) fn gossip_only_swarm(
         gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
             .expect("gossipsub");
     gossip.subscribe(&topic).expect("subscribe");
-    let light = libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("transport")
-        .with_behaviour(|_| gossip)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+    let light = crate::service::build_swarm(
+        identity::Keypair::generate_ed25519(),
+        gossip,
+        Duration::from_secs(60),
+    )
+    .expect("swarm");
     (light, topic)
 }
 

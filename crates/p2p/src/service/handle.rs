@@ -96,10 +96,10 @@ impl NetworkHandle {
     /// Whether transactions the node accepts should be published on gossip: while few arrive
     /// (gossip is then the fastest path), or when some peer on the transaction topic takes
     /// them from gossip alone (or announcements are off). Otherwise the announcements carry
-    /// them (docs/protocol.md §8.6).
+    /// them (docs/protocol.md §8.2).
     pub fn tx_gossip_wanted(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        self.metrics.tx_gossip_on.load(Relaxed) || self.metrics.tx_gossip_quiet.load(Relaxed)
+        self.metrics.tx_gossip_for_peers.load(Relaxed) || self.metrics.tx_gossip_quiet.load(Relaxed)
     }
 
     /// Whether a peer on the transaction topic takes transactions from gossip alone (or
@@ -107,7 +107,7 @@ impl NetworkHandle {
     /// fetch bypassed gossipsub, so it forwards nothing).
     pub fn gossip_only_peers(&self) -> bool {
         self.metrics
-            .tx_gossip_on
+            .tx_gossip_for_peers
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 

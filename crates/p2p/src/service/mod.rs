@@ -340,12 +340,12 @@ struct PeerState {
 }
 
 /// The swarm every Cairn node runs: TCP (no Nagle), noise, yamux, and `behaviour`. Also the raw
-/// peers of the hostile tests, so they speak exactly what a node speaks.
-pub(crate) fn build_swarm(
+/// peers of the tests (hostile, bare or gossip-only), so they speak the node's transport.
+pub(crate) fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
     key: identity::Keypair,
-    behaviour: Behaviour,
+    behaviour: B,
     idle: Duration,
-) -> Result<Swarm<Behaviour>, P2pError> {
+) -> Result<Swarm<B>, P2pError> {
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(

@@ -280,11 +280,10 @@ impl Service {
         }
     }
 
-    /// Whether the transactions the node accepts are also published on gossip: only while a
-    /// peer on the transaction topic does not speak `/cairn/relay/1` (a gossip-only peer, or
-    /// one whose identify has not arrived), or with announcements off. Between Cairn nodes
-    /// announcements alone carry transactions: a gossiped copy reached nearly every node
-    /// after the fetched one and doubled each node's work in a burst (docs/protocol.md §8.6).
+    /// Whether every transaction the node accepts must also go on gossip: while a peer on the
+    /// transaction topic does not speak `/cairn/relay/1` (a gossip-only peer, or one whose
+    /// identify has not arrived), or with announcements off. Otherwise announcements carry
+    /// them between Cairn nodes, and gossip only while few arrive (docs/protocol.md §8.2).
     pub(super) fn refresh_tx_gossip(&mut self) {
         let peers = &self.peers;
         let gossip_only = self
@@ -299,7 +298,7 @@ impl Service {
         self.metrics
             .tx_gossip_peers
             .store(gossip_only as u64, std::sync::atomic::Ordering::Relaxed);
-        self.metrics.tx_gossip_on.store(
+        self.metrics.tx_gossip_for_peers.store(
             gossip_only > 0 || !self.config.tx_announcements,
             std::sync::atomic::Ordering::Relaxed,
         );

@@ -236,10 +236,7 @@ impl<C: ChainAccess> TxRelay<C> {
     }
 
     pub(crate) async fn run(mut self) {
-        let gossip = self.gossip_load.accepted(Instant::now(), 0);
-        self.metrics()
-            .tx_gossip_quiet
-            .store(gossip, std::sync::atomic::Ordering::Relaxed);
+        self.note_accepted(Instant::now(), 0);
         let mut tick = tokio::time::interval(RELAY_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let fresh = self.chain.fresh_signal();
@@ -377,6 +374,14 @@ impl<C: ChainAccess> TxRelay<C> {
         self.tips(now);
         self.announce_now(now);
         self.fetch(now);
+    }
+
+    /// Counts `n` accepted transactions and publishes whether the node gossips its own.
+    fn note_accepted(&mut self, now: Instant, n: usize) {
+        let gossip = self.gossip_load.accepted(now, n);
+        self.metrics()
+            .tx_gossip_quiet
+            .store(gossip, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Queues fresh txids and announces to the peers whose turn it is.

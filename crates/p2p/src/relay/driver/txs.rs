@@ -139,10 +139,7 @@ impl<C: ChainAccess> TxRelay<C> {
     /// not announced to lately gets a fresh transaction at once.
     pub(super) fn announce(&mut self, now: Instant) {
         let fresh = self.chain.fresh_txids(MAX_OUTBOX_PER_PEER);
-        let gossip = self.gossip_load.accepted(now, fresh.len());
-        self.metrics()
-            .tx_gossip_quiet
-            .store(gossip, Ordering::Relaxed);
+        self.note_accepted(now, fresh.len());
         let mut dropped = 0;
         for state in self.peers.values_mut().filter(|s| s.speaks_relay) {
             for txid in &fresh {
