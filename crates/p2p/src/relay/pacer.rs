@@ -16,22 +16,28 @@
 //! late or very many are missing, quiet otherwise.
 //!
 //! All of that applies only while gossip carries transactions at all. Between Cairn nodes it
-//! does not (they publish on gossip only for peers that lack the relay protocol), so while no
-//! gossiped transaction has arrived for [`GOSSIP_SILENT_AFTER`], an announced transaction is
-//! fetched at once: waiting would only add latency. Pure: the clock is passed in.
+//! does not under load (they then publish on gossip only for peers that lack the relay
+//! protocol), so once announcements have kept arriving for [`GOSSIP_SILENT_AFTER`] with no
+//! gossiped transaction, an announced transaction is fetched at once: waiting would only add
+//! latency. After a pause in the announcements that count starts again: the first
+//! transactions after a quiet spell usually come by gossip, and fetching them at once would
+//! bring them twice. Pure: the clock is passed in.
 
 use std::time::{Duration, Instant};
 
-/// Gossip counts as silent when no gossiped transaction arrived for this long: announced
-/// transactions are then fetched at once.
+/// Gossip counts as silent when announcements arrived for this long (with no longer gap)
+/// and no gossiped transaction did: announced transactions are then fetched at once.
 pub const GOSSIP_SILENT_AFTER: Duration = Duration::from_millis(500);
 
 /// The delays, and the brought/missing counts of this second and the last.
 #[derive(Debug)]
 pub struct FetchPacer {
-    /// Gossiped transactions received so far (the service's counter), and when it last
-    /// moved (`None`: never).
-    gossip: (u64, Option<Instant>),
+    /// Gossiped transactions received so far (the service's counter).
+    gossip_received: u64,
+    /// The last announcement, and the first one since gossip last brought a transaction (or
+    /// since the last pause in announcements).
+    last_announcement: Option<Instant>,
+    unanswered_since: Option<Instant>,
     busy_delay: Duration,
     quiet_delay: Duration,
     /// Quiet while fewer than this many were brought within their quiet delay (gossip behind
@@ -54,7 +60,9 @@ impl FetchPacer {
         now: Instant,
     ) -> Self {
         Self {
-            gossip: (0, None),
+            gossip_received: 0,
+            last_announcement: None,
+            unanswered_since: None,
             busy_delay,
             quiet_delay: quiet_delay.min(busy_delay),
             quiet_max_brought,
@@ -63,18 +71,25 @@ impl FetchPacer {
         }
     }
 
-    /// Notes the count of gossiped transactions received so far.
-    pub fn observe_gossip(&mut self, now: Instant, received: u64) {
-        if received != self.gossip.0 {
-            self.gossip = (received, Some(now));
+    /// An announcement arrived at `now`; `gossip_received` is the count of gossiped
+    /// transactions received so far.
+    pub fn announced(&mut self, now: Instant, gossip_received: u64) {
+        let pause = self
+            .last_announcement
+            .is_none_or(|t| now.saturating_duration_since(t) > GOSSIP_SILENT_AFTER);
+        self.last_announcement = Some(now);
+        if gossip_received != self.gossip_received {
+            self.gossip_received = gossip_received;
+            self.unanswered_since = None;
+        } else if pause || self.unanswered_since.is_none() {
+            self.unanswered_since = Some(now);
         }
     }
 
-    /// Whether gossip has brought no transaction lately (see [`GOSSIP_SILENT_AFTER`]).
+    /// Whether announcements have kept arriving without gossip (see [`GOSSIP_SILENT_AFTER`]).
     pub fn gossip_silent(&self, now: Instant) -> bool {
-        self.gossip
-            .1
-            .is_none_or(|at| now.saturating_duration_since(at) >= GOSSIP_SILENT_AFTER)
+        self.unanswered_since
+            .is_some_and(|at| now.saturating_duration_since(at) >= GOSSIP_SILENT_AFTER)
     }
 
     /// When a transaction that becomes wanted at `now` is first looked at.
@@ -200,7 +215,7 @@ mod tests {
     /// A pacer that has just seen a gossiped transaction.
     fn pacer(t0: Instant) -> FetchPacer {
         let mut p = FetchPacer::new(BUSY, QUIET, (20, 100), t0);
-        p.observe_gossip(t0, 1);
+        p.announced(t0, 1);
         p
     }
 
@@ -232,26 +247,43 @@ mod tests {
 
     #[test]
     fn without_gossip_announced_transactions_are_fetched_at_once() {
+        let ms = Duration::from_millis;
         let t0 = Instant::now();
         let mut p = FetchPacer::new(BUSY, QUIET, (20, 100), t0);
-        assert!(p.gossip_silent(t0), "no gossiped transaction yet");
-        assert_eq!(p.quiet_deadline(t0), t0);
-        assert_eq!(p.busy_deadline(t0), t0);
+        // Announcements start after a quiet spell: gossip gets its delay at first.
+        p.announced(t0, 0);
+        assert!(!p.gossip_silent(t0));
+        assert_eq!(p.quiet_deadline(t0), t0 + QUIET);
+        // They keep coming and gossip brings nothing: silent, fetched at once.
+        let t1 = t0 + ms(300);
+        p.announced(t1, 0);
+        let t2 = t0 + GOSSIP_SILENT_AFTER;
+        p.announced(t2, 0);
+        assert!(p.gossip_silent(t2));
+        assert_eq!(p.quiet_deadline(t2), t2);
+        assert_eq!(p.busy_deadline(t2), t2);
         // Very many missing would mean "busy" if gossip were carrying them: it is not.
         for _ in 0..1_000 {
-            assert!(p.looked_at(t0, false));
+            assert!(p.looked_at(t2, false));
         }
         // A gossiped transaction arrives: the delays apply again ...
-        let t1 = t0 + Duration::from_millis(10);
-        p.observe_gossip(t1, 1);
-        assert!(!p.gossip_silent(t1));
-        assert_eq!(p.quiet_deadline(t1), t1 + QUIET);
-        assert_eq!(p.busy_deadline(t1), t1 + BUSY);
-        // ... until gossip has been silent for the whole period.
-        let t2 = t1 + GOSSIP_SILENT_AFTER - Duration::from_millis(1);
-        p.observe_gossip(t2, 1);
-        assert!(!p.gossip_silent(t2), "the same count is no new arrival");
-        assert!(p.gossip_silent(t1 + GOSSIP_SILENT_AFTER));
+        let t3 = t2 + ms(10);
+        p.announced(t3, 1);
+        assert!(!p.gossip_silent(t3));
+        assert_eq!(p.quiet_deadline(t3), t3 + QUIET);
+        assert_eq!(p.busy_deadline(t3), t3 + BUSY);
+        // ... until announcements have again come for the whole period without gossip.
+        p.announced(t3 + ms(100), 1);
+        assert!(!p.gossip_silent(t3 + ms(100) + GOSSIP_SILENT_AFTER - ms(1)));
+        assert!(p.gossip_silent(t3 + ms(100) + GOSSIP_SILENT_AFTER));
+        // A pause in the announcements starts the count again.
+        let t4 = t3 + ms(100) + GOSSIP_SILENT_AFTER * 4;
+        p.announced(t4, 1);
+        assert!(
+            !p.gossip_silent(t4),
+            "the first after a pause may come by gossip"
+        );
+        assert!(p.gossip_silent(t4 + GOSSIP_SILENT_AFTER));
     }
 
     #[test]
@@ -266,7 +298,7 @@ mod tests {
         assert!(!p.looked_at(t0, false));
         let t1 = t0 + Duration::from_secs(5);
         assert!(p.quiet(t1));
-        p.observe_gossip(t1, 2);
+        p.announced(t1, 2);
         // Gossip running behind the announcements: brought, but late.
         for _ in 0..19 {
             assert!(p.looked_at(t1, true));
@@ -284,20 +316,20 @@ mod tests {
         assert!(!p.quiet(t0));
         // Gossip keeps bringing transactions throughout.
         let t1 = t0 + Duration::from_millis(1_500);
-        p.observe_gossip(t1, 2);
+        p.announced(t1, 2);
         assert!(!p.quiet(t1), "last second still counts");
         let t2 = t0 + Duration::from_secs(10);
-        p.observe_gossip(t2, 3);
+        p.announced(t2, 3);
         assert!(p.quiet(t2), "long gone");
         // Rolled by a look 1.5 s on: the old second is now "last", then dropped a second later.
         let mut p = pacer(t0);
         for _ in 0..20 {
             p.looked_at(t0, true);
         }
-        p.observe_gossip(t1, 2);
+        p.announced(t1, 2);
         assert!(!p.looked_at(t1, false));
         let t3 = t0 + Duration::from_millis(2_600);
-        p.observe_gossip(t3, 3);
+        p.announced(t3, 3);
         assert!(p.quiet(t3));
     }
 
@@ -308,7 +340,7 @@ mod tests {
         assert_eq!(p.quiet_deadline(t0), t0 + QUIET);
         assert_eq!(p.busy_deadline(t0), t0 + BUSY);
         let mut capped = FetchPacer::new(QUIET, BUSY, (20, 100), t0);
-        capped.observe_gossip(t0, 1);
+        capped.announced(t0, 1);
         assert_eq!(capped.quiet_deadline(t0), t0 + QUIET);
         assert_eq!(capped.busy_deadline(t0), t0 + QUIET);
     }

@@ -67,7 +67,7 @@ impl<C: ChainAccess> TxRelay<C> {
     pub(super) fn on_inventory(&mut self, peer: PeerId, txids: Vec<Txid>) {
         let now = Instant::now();
         let gossiped = self.net.metrics_ref().tx_in.load(Ordering::Relaxed);
-        self.pacer.observe_gossip(now, gossiped);
+        self.pacer.announced(now, gossiped);
         let (quiet_at, ready_at) = (
             self.pacer.quiet_deadline(now),
             self.pacer.busy_deadline(now),
