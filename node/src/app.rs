@@ -259,8 +259,6 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the chain database in {}", chain_dir.display()))?;
     let sig_cache = Arc::new(cairn_consensus::SigCache::new());
     state.set_sig_cache(Arc::clone(&sig_cache));
-    let precheck = crate::precheck::Prechecker::spawn(state.reader(), Arc::clone(&sig_cache))
-        .context("cannot start the signature pre-checker")?;
     let tip = state.tip();
     info!(height = tip.height, hash = %tip.hash, "chain loaded");
 
@@ -302,7 +300,6 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }
     let node_chain = Arc::new(network::NodeChain {
         chain: chain.clone(),
-        precheck,
     });
     let (net, net_events) = NetworkService::start(net_config, node_chain)
         .await

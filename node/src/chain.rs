@@ -7,6 +7,7 @@
 //! a transaction reaches this task ([`ChainHandle::accept_tx`]); the task only does the final
 //! stateful step.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,7 +16,9 @@ use cairn_consensus::{ChainParams, SigCache};
 use cairn_mempool::{Mempool, MempoolConfig, MempoolError, PeerTag, Prechecked};
 use cairn_primitives::{Block, BlockHash, BlockHeader, Transaction, Txid, XOnlyPublicKey};
 use cairn_rpc::Notification;
-use cairn_storage::{AcceptStatus, BlockSource, ChainEvent, ChainReader, ChainState, StorageError};
+use cairn_storage::{
+    AcceptStatus, BlockSource, ChainEvent, ChainReader, ChainState, StorageError, StorageResult,
+};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
@@ -177,6 +180,11 @@ pub enum ChainCommand {
         origin: Origin,
         reply: oneshot::Sender<BlockFate>,
     },
+    /// Blocks from a sync, in chain order: connected through one pipeline.
+    SubmitSyncBlocks {
+        blocks: Vec<Block>,
+        reply: oneshot::Sender<Vec<BlockFate>>,
+    },
     SubmitHeaders {
         headers: Vec<BlockHeader>,
         reply: oneshot::Sender<Result<(), HeadersRefused>>,
@@ -247,6 +255,16 @@ impl ChainHandle {
         })
         .await
         .unwrap_or_else(BlockFate::Invalid)
+    }
+
+    /// Blocks from a sync, in chain order: one fate per block. The chain stores them all, then
+    /// connects them through its pipeline (one block's signatures checked while the next one's
+    /// coins are read); see `ChainState::accept_blocks_from`.
+    pub async fn submit_sync_blocks(&self, blocks: Vec<Block>) -> Vec<BlockFate> {
+        let n = blocks.len();
+        self.ask(|reply| ChainCommand::SubmitSyncBlocks { blocks, reply })
+            .await
+            .unwrap_or_else(|stopped| vec![BlockFate::Invalid(stopped); n])
     }
 
     pub async fn submit_headers(&self, headers: Vec<BlockHeader>) -> Result<(), HeadersRefused> {
@@ -442,6 +460,9 @@ impl ChainTask {
             } => {
                 let _ = reply.send(self.submit_block_fate(*block, origin));
             }
+            ChainCommand::SubmitSyncBlocks { blocks, reply } => {
+                let _ = reply.send(self.submit_sync_blocks(blocks));
+            }
             ChainCommand::SubmitHeaders { headers, reply } => {
                 let r = self
                     .state
@@ -520,43 +541,84 @@ impl ChainTask {
         };
         let outcome = match self.state.accept_block_from(block, now(), source) {
             Ok(o) => o,
-            Err(StorageError::KnownInvalid { reason, .. }) => return BlockFate::Invalid(reason),
-            Err(StorageError::Consensus(e)) if e.depends_on_clock() => {
-                return BlockFate::TooNew(e.to_string());
-            }
-            Err(StorageError::NotKept { reason, .. }) => return BlockFate::NotStored(reason),
-            Err(
-                e @ (StorageError::Consensus(_)
-                | StorageError::MutatedBlock { .. }
-                | StorageError::UnknownParent { .. }),
-            ) => {
-                NodeMetrics::inc(&self.metrics.blocks_rejected);
-                return BlockFate::Invalid(e.to_string());
-            }
+            Err(e) => return self.refused(e),
+        };
+        self.apply_events(&outcome.events);
+        if matches!(outcome.status, AcceptStatus::New)
+            && let Some(block) = to_relay
+        {
+            self.relay_local(Relay::Block(block));
+        }
+        let connected = outcome.connected().iter().any(|(_, h)| *h == hash);
+        self.fate(Ok(outcome.status), connected)
+    }
+
+    fn submit_sync_blocks(&mut self, blocks: Vec<Block>) -> Vec<BlockFate> {
+        let hashes: Vec<BlockHash> = blocks.iter().map(Block::hash).collect();
+        let outcome = match self
+            .state
+            .accept_blocks_from(blocks, now(), BlockSource::Requested)
+        {
+            Ok(o) => o,
             Err(e) => {
-                warn!(error = %e, "storing a block failed");
-                return BlockFate::Invalid(format!("storage error: {e}"));
+                let fate = self.refused(e);
+                return vec![fate; hashes.len()];
             }
         };
         self.apply_events(&outcome.events);
-        match outcome.status {
-            AcceptStatus::New => {
+        let connected: HashSet<BlockHash> = outcome
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ChainEvent::BlockConnected { hash, .. } => Some(*hash),
+                _ => None,
+            })
+            .collect();
+        outcome
+            .statuses
+            .into_iter()
+            .zip(&hashes)
+            .map(|(status, hash)| self.fate(status, connected.contains(hash)))
+            .collect()
+    }
+
+    /// A block's fate from its status (`connected`: it is among the blocks connected).
+    fn fate(&self, status: StorageResult<AcceptStatus>, connected: bool) -> BlockFate {
+        match status {
+            Err(e) => self.refused(e),
+            Ok(AcceptStatus::New) => {
                 NodeMetrics::inc(&self.metrics.blocks_validated);
-                if let Some(block) = to_relay {
-                    self.relay_local(Relay::Block(block));
-                }
-                if outcome.connected().iter().any(|(_, h)| *h == hash) {
+                if connected {
                     BlockFate::Connected
                 } else {
                     BlockFate::Stored
                 }
             }
-            AcceptStatus::Duplicate => BlockFate::Duplicate,
-            AcceptStatus::Orphan => BlockFate::Orphan,
-            AcceptStatus::NotStored { reason } => BlockFate::NotStored(reason),
-            AcceptStatus::Invalid { reason } => {
+            Ok(AcceptStatus::Duplicate) => BlockFate::Duplicate,
+            Ok(AcceptStatus::Orphan) => BlockFate::Orphan,
+            Ok(AcceptStatus::NotStored { reason }) => BlockFate::NotStored(reason),
+            Ok(AcceptStatus::Invalid { reason }) => {
                 NodeMetrics::inc(&self.metrics.blocks_rejected);
                 BlockFate::Invalid(reason)
+            }
+        }
+    }
+
+    /// A block refused before it was stored, sorted into fault or no fault.
+    fn refused(&self, e: StorageError) -> BlockFate {
+        match e {
+            StorageError::KnownInvalid { reason, .. } => BlockFate::Invalid(reason),
+            StorageError::Consensus(e) if e.depends_on_clock() => BlockFate::TooNew(e.to_string()),
+            StorageError::NotKept { reason, .. } => BlockFate::NotStored(reason),
+            e @ (StorageError::Consensus(_)
+            | StorageError::MutatedBlock { .. }
+            | StorageError::UnknownParent { .. }) => {
+                NodeMetrics::inc(&self.metrics.blocks_rejected);
+                BlockFate::Invalid(e.to_string())
+            }
+            e => {
+                warn!(error = %e, "storing a block failed");
+                BlockFate::Invalid(format!("storage error: {e}"))
             }
         }
     }

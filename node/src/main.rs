@@ -12,7 +12,6 @@ mod lock;
 mod metrics;
 mod miner;
 mod network;
-mod precheck;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

@@ -17,8 +17,6 @@ use cairn_primitives::{Block, BlockHash, BlockHeader, Transaction, Txid};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
-use crate::precheck::Prechecker;
-
 use crate::chain::{BlockFate, ChainHandle, HeadersRefused, Origin, Relay};
 
 /// Gossiped transactions checked at once (each takes a blocking-pool thread for its
@@ -30,8 +28,6 @@ const PEER_HEIGHT_INTERVAL: Duration = Duration::from_secs(5);
 /// Sync access to the chain for the p2p service.
 pub struct NodeChain {
     pub chain: ChainHandle,
-    /// Checks the signatures of received sync blocks ahead of their connect.
-    pub precheck: Prechecker,
 }
 
 fn logged<T: Default>(what: &str, r: Result<T, cairn_storage::StorageError>) -> T {
@@ -116,18 +112,18 @@ impl ChainAccess for NodeChain {
             })
     }
 
-    fn block_received(&self, block: &Block) {
-        self.precheck.submit(block);
+    async fn submit_block(&self, _peer: PeerId, block: Block) -> Result<(), Refusal> {
+        sync_refusal(self.chain.submit_block_fate(block, Origin::Sync).await)
     }
 
-    async fn submit_block(&self, _peer: PeerId, block: Block) -> Result<(), Refusal> {
-        match self.chain.submit_block_fate(block, Origin::Sync).await {
-            BlockFate::Invalid(reason) => Err(Refusal::Invalid(reason)),
-            BlockFate::TooNew(reason) | BlockFate::NotStored(reason) => Err(Refusal::Later(reason)),
-            BlockFate::Connected | BlockFate::Stored | BlockFate::Duplicate | BlockFate::Orphan => {
-                Ok(())
-            }
-        }
+    async fn submit_blocks(&self, blocks: Vec<(PeerId, Block)>) -> Vec<Result<(), Refusal>> {
+        let blocks = blocks.into_iter().map(|(_, b)| b).collect();
+        self.chain
+            .submit_sync_blocks(blocks)
+            .await
+            .into_iter()
+            .map(sync_refusal)
+            .collect()
     }
 
     fn has_tx(&self, txid: &Txid) -> bool {
@@ -338,5 +334,16 @@ pub async fn track_peer_heights(net: NetworkHandle, best: Arc<AtomicU64>) {
             .max()
             .unwrap_or(0);
         best.store(h, Ordering::Relaxed);
+    }
+}
+
+/// What a synced block's fate means to the peer that sent it.
+fn sync_refusal(fate: BlockFate) -> Result<(), Refusal> {
+    match fate {
+        BlockFate::Invalid(reason) => Err(Refusal::Invalid(reason)),
+        BlockFate::TooNew(reason) | BlockFate::NotStored(reason) => Err(Refusal::Later(reason)),
+        BlockFate::Connected | BlockFate::Stored | BlockFate::Duplicate | BlockFate::Orphan => {
+            Ok(())
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cairn_primitives::keys::{sighash, verify};
+use cairn_primitives::keys::{XOnlyPublicKey, sighash, verify};
 use cairn_primitives::{Amount, Block, OutPoint, Txid};
 use rayon::prelude::*;
 
@@ -84,6 +84,39 @@ pub fn connect_checked_block_cached(
     params: &ChainParams,
     sigs: Option<&SigCache>,
 ) -> Result<BlockConnect, ConsensusError> {
+    let checked = connect_inputs(block, txids, height, view, params)?;
+    check_signatures(block, txids, &checked.checks, params, sigs)?;
+    Ok(checked.delta)
+}
+
+/// One signature a block's connect leaves for last: input `input` of transaction `tx`, by the
+/// key of the coin it spends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigCheck {
+    pub tx: usize,
+    pub input: usize,
+    pub pubkey: XOnlyPublicKey,
+}
+
+/// A block that passed every rule that reads the UTXO set: its changes, and the signatures
+/// still to check before it is valid ([`check_signatures`]).
+#[derive(Clone, Debug)]
+pub struct InputsChecked {
+    pub delta: BlockConnect,
+    pub checks: Vec<SigCheck>,
+}
+
+/// The UTXO half of [`connect_checked_block`]: every rule except the signatures, which it
+/// returns as [`SigCheck`]s. Split so a caller can check one block's signatures on every core
+/// while it runs this half of the next block against a view that includes the first block's
+/// changes (storage's sync pipeline); the block is valid only once [`check_signatures`] passed.
+pub fn connect_inputs(
+    block: &Block,
+    txids: &[Txid],
+    height: u64,
+    view: &impl UtxoView,
+    params: &ChainParams,
+) -> Result<InputsChecked, ConsensusError> {
     let hash = block.hash();
     if txids.len() != block.transactions.len() || block.transactions.is_empty() {
         // A broken caller, not a bad block: refuse rather than index out of bounds.
@@ -97,8 +130,7 @@ pub fn connect_checked_block_cached(
     };
     let mut spent = Vec::new();
     let mut fees = Amount::ZERO;
-    // (tx index, input index, coin) for the parallel signature pass.
-    let mut checks: Vec<(usize, usize, Coin)> = Vec::new();
+    let mut checks: Vec<SigCheck> = Vec::new();
 
     for (i, (tx, txid)) in block.transactions.iter().zip(txids).enumerate().skip(1) {
         tx_rules::lock_time_is_final(tx, *txid, height)?;
@@ -126,7 +158,11 @@ pub fn connect_checked_block_cached(
             if overlay.created.remove(&input.prevout).is_none() {
                 spent.push((input.prevout, coin));
             }
-            checks.push((i, j, coin));
+            checks.push(SigCheck {
+                tx: i,
+                input: j,
+                pubkey: coin.output.pubkey,
+            });
         }
         for (vout, out) in tx.outputs.iter().enumerate() {
             overlay.created.insert(
@@ -162,50 +198,59 @@ pub fn connect_checked_block_cached(
         );
     }
 
-    signatures_in_parallel(block, txids, &checks, params, sigs)?;
-
     // Deterministic order for storage and tests: by transaction, then output index.
     let mut created: Vec<(OutPoint, Coin)> = overlay.created.into_iter().collect();
     let order: HashMap<_, _> = txids.iter().enumerate().map(|(i, t)| (*t, i)).collect();
     created.sort_by_key(|(op, _)| (order.get(&op.txid).copied().unwrap_or(usize::MAX), op.vout));
-    Ok(BlockConnect {
-        spent,
-        created,
-        fees,
+    Ok(InputsChecked {
+        delta: BlockConnect {
+            spent,
+            created,
+            fees,
+        },
+        checks,
     })
 }
 
+/// Checks `checks` (from [`connect_inputs`] on the same block and txids) on every core,
+/// skipping the signatures `sigs` holds.
+///
 /// # Consensus
 /// > Every input's signature must be valid (see the transaction rule); the block is invalid at
 /// > the first failing input in block order.
-fn signatures_in_parallel(
+pub fn check_signatures(
     block: &Block,
-    txids: &[cairn_primitives::Txid],
-    checks: &[(usize, usize, Coin)],
+    txids: &[Txid],
+    checks: &[SigCheck],
     params: &ChainParams,
     sigs: Option<&SigCache>,
 ) -> Result<(), ConsensusError> {
     let genesis = params.genesis_hash();
     let messages: Vec<[u8; 32]> = txids.iter().map(|t| sighash(&genesis, t)).collect();
+    let valid = |c: &SigCheck| -> Option<bool> {
+        let msg = messages.get(c.tx)?;
+        let sig = &block.transactions.get(c.tx)?.inputs.get(c.input)?.signature;
+        let known_valid = sigs.is_some_and(|cache| cache.take(&c.pubkey, msg, sig));
+        Some(known_valid || verify(&c.pubkey, msg, sig))
+    };
     let first_bad = checks
         .par_iter()
         .enumerate()
-        .filter(|(_, (i, j, coin))| {
-            let (pubkey, msg) = (&coin.output.pubkey, &messages[*i]);
-            let sig = &block.transactions[*i].inputs[*j].signature;
-            let known_valid = sigs.is_some_and(|c| c.take(pubkey, msg, sig));
-            !known_valid && !verify(pubkey, msg, sig)
-        })
+        .filter(|(_, c)| valid(c) != Some(true))
         .map(|(k, _)| k)
         .min();
     match first_bad {
         None => Ok(()),
         Some(k) => {
-            let (i, j, _) = checks[k];
-            Err(ConsensusError::InvalidSignature {
-                txid: txids[i],
-                input: j,
-            })
+            let c = checks[k];
+            match txids.get(c.tx) {
+                Some(txid) => Err(ConsensusError::InvalidSignature {
+                    txid: *txid,
+                    input: c.input,
+                }),
+                // Checks that do not belong to this block: a broken caller, refused.
+                None => Err(ConsensusError::BadMerkleRoot { hash: block.hash() }),
+            }
         }
     }
 }

@@ -23,8 +23,8 @@ pub mod subsidy;
 pub mod view;
 
 pub use connect::{
-    BlockConnect, connect_block, connect_checked_block, connect_checked_block_cached,
-    disconnect_block,
+    BlockConnect, InputsChecked, SigCheck, check_signatures, connect_block, connect_checked_block,
+    connect_checked_block_cached, connect_inputs, disconnect_block,
 };
 pub use error::ConsensusError;
 pub use params::{ChainParams, DifficultyAlgorithm};

@@ -38,7 +38,8 @@ pub mod test_utils;
 pub mod timings;
 
 pub use chain::{
-    AcceptOutcome, AcceptStatus, BlockSource, ChainEvent, ChainState, ChainTip, HeaderOutcome,
+    AcceptOutcome, AcceptStatus, BatchOutcome, BlockSource, ChainEvent, ChainState, ChainTip,
+    HeaderOutcome,
 };
 pub use config::StorageConfig;
 pub use digest::{UtxoDigest, UtxoStats};

@@ -391,7 +391,6 @@ impl<C: ChainAccess> SyncDriver<C> {
                     if let Some(slot) = self.slots.get_mut(&hash)
                         && matches!(slot, Slot::InFlight { peer: p, .. } if *p == peer)
                     {
-                        self.chain.block_received(&block);
                         *slot = Slot::Received {
                             peer,
                             block: Box::new(block),
@@ -521,33 +520,47 @@ impl<C: ChainAccess> SyncDriver<C> {
         }
     }
 
-    /// Hands received blocks to the node, in order, while the front of the queue is here.
+    /// Hands received blocks to the node, in order, while the front of the queue is here: up
+    /// to [`MAX_SUBMIT_BATCH_BLOCKS`] in one call, so the chain can pipeline their connects.
     async fn deliver(&mut self) {
-        while let Some(hash) = self.queue.front().copied() {
-            match self.slots.get(&hash) {
-                Some(Slot::Received { .. }) => {}
-                Some(_) => break,
-                None => {
-                    self.queue.pop_front();
-                    continue;
+        loop {
+            let mut ready = Vec::new();
+            while ready.len() < MAX_SUBMIT_BATCH_BLOCKS
+                && let Some(hash) = self.queue.front().copied()
+            {
+                match self.slots.get(&hash) {
+                    Some(Slot::Received { .. }) => {}
+                    Some(_) => break,
+                    None => {
+                        self.queue.pop_front();
+                        continue;
+                    }
+                }
+                self.queue.pop_front();
+                if let Some(Slot::Received { peer, block }) = self.slots.remove(&hash) {
+                    ready.push((peer, *block));
                 }
             }
-            self.queue.pop_front();
-            let Some(Slot::Received { peer, block }) = self.slots.remove(&hash) else {
-                continue;
-            };
-            match self.chain.submit_block(peer, *block).await {
-                Ok(()) => Metrics::inc(&self.handle.metrics_ref().synced_blocks),
-                Err(Refusal::Later(reason)) => {
-                    debug!(%peer, %hash, %reason, "synced block not accepted now");
-                }
-                Err(Refusal::Invalid(reason)) => {
-                    warn!(%peer, %hash, %reason, "peer sent an invalid block");
-                    Metrics::inc(&self.handle.metrics_ref().invalid_messages);
-                    self.misbehaved(peer, &format!("invalid block: {reason}"));
-                    // Everything after an invalid block descends from it.
-                    self.reset_window();
-                    return;
+            if ready.is_empty() {
+                return;
+            }
+            let sent: Vec<(PeerId, BlockHash)> =
+                ready.iter().map(|(p, b)| (*p, b.hash())).collect();
+            let results = self.chain.submit_blocks(ready).await;
+            for ((peer, hash), result) in sent.into_iter().zip(results) {
+                match result {
+                    Ok(()) => Metrics::inc(&self.handle.metrics_ref().synced_blocks),
+                    Err(Refusal::Later(reason)) => {
+                        debug!(%peer, %hash, %reason, "synced block not accepted now");
+                    }
+                    Err(Refusal::Invalid(reason)) => {
+                        warn!(%peer, %hash, %reason, "peer sent an invalid block");
+                        Metrics::inc(&self.handle.metrics_ref().invalid_messages);
+                        self.misbehaved(peer, &format!("invalid block: {reason}"));
+                        // Everything after an invalid block descends from it.
+                        self.reset_window();
+                        return;
+                    }
                 }
             }
         }

@@ -1,6 +1,32 @@
 //! Blocks: storing bodies, orphans, availability, fork choice and invalid branches.
 
+use rayon::prelude::*;
+
 use super::*;
+
+/// A stored block body with its txids, on its way to being connected.
+pub(super) struct Body {
+    pub(super) block: Arc<Block>,
+    pub(super) txids: Arc<[Txid]>,
+}
+
+/// The rules a body is checked against before it is stored: those that need only the block
+/// (its header's height for the coinbase is checked after).
+pub(super) struct ContextFree {
+    merkle_root_matches: bool,
+    /// The block's txids, or the first content rule it breaks.
+    contents: Result<Arc<[Txid]>, cairn_consensus::ConsensusError>,
+}
+
+impl ContextFree {
+    fn check(block: &Block, params: &ChainParams) -> ContextFree {
+        let hash = block.hash();
+        ContextFree {
+            merkle_root_matches: block.compute_merkle_root() == block.header.merkle_root,
+            contents: check_block_contents(block, hash, params).map(Arc::from),
+        }
+    }
+}
 
 impl ChainState {
     /// Accepts a block that was asked for (sync, miner, RPC): see
@@ -27,25 +53,99 @@ impl ChainState {
         now: u64,
         source: BlockSource,
     ) -> StorageResult<AcceptOutcome> {
-        let hash = block.hash();
+        let BatchOutcome {
+            mut statuses,
+            events,
+        } = self.accept_blocks_from(vec![block], now, source)?;
+        let status = statuses
+            .pop()
+            .unwrap_or_else(|| unreachable!("one status per block"))?;
+        Ok(AcceptOutcome { status, events })
+    }
+
+    /// [`ChainState::accept_block_from`] for several blocks at once (a sync delivers them in
+    /// chain order): every block is checked and stored first, then the main chain moves once,
+    /// so the blocks connect through [`ChainState::connect_path`]'s pipeline instead of one at
+    /// a time. One status per block, in order; a block found invalid while connecting is
+    /// [`AcceptStatus::Invalid`], as are the blocks of the batch that descend from it.
+    pub fn accept_blocks_from(
+        &mut self,
+        blocks: Vec<Block>,
+        now: u64,
+        source: BlockSource,
+    ) -> StorageResult<BatchOutcome> {
         let mut events = Vec::new();
-        let status = self.accept_block_inner(hash, block, now, source, &mut events)?;
-        if !matches!(status, AcceptStatus::New | AcceptStatus::Invalid { .. }) {
-            return Ok(AcceptOutcome { status, events });
-        }
-        // Orphans waiting for this block (and for their own children, recursively), each
-        // judged as it arrived: a gossiped one is kept only if it can become the tip.
-        let mut queue = vec![hash];
-        while let Some(parent) = queue.pop() {
-            for (child, child_source) in self.orphans.take_children(&parent) {
-                let child_hash = child.hash();
-                match self.accept_block_inner(child_hash, child, now, child_source, &mut events) {
-                    Ok(AcceptStatus::New) => queue.push(child_hash),
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!(hash = %child_hash, error = %e, "orphan rejected"),
+        let mut bodies = HashMap::new();
+        let mut stored = Vec::with_capacity(blocks.len());
+        // The checks that need nothing but the block (hashing every transaction) run for the
+        // whole batch on every core; storing stays in order.
+        let started = std::time::Instant::now();
+        let mut checked: Vec<Option<ContextFree>> = if blocks.len() > 1 {
+            let params = &self.params;
+            blocks
+                .par_iter()
+                .map(|b| Some(ContextFree::check(b, params)))
+                .collect()
+        } else {
+            blocks.iter().map(|_| None).collect()
+        };
+        self.indexes
+            .timings
+            .add(crate::timings::Stage::Store, started.elapsed());
+        for (block, pre) in blocks.into_iter().zip(checked.iter_mut()) {
+            let hash = block.hash();
+            let status = self.store_block(
+                hash,
+                block,
+                pre.take(),
+                now,
+                source,
+                &mut events,
+                &mut bodies,
+            );
+            if matches!(status, Ok(AcceptStatus::New)) {
+                // Orphans waiting for this block (and for their own children, recursively),
+                // each judged as it arrived: a gossiped one is kept only if it can become the
+                // tip.
+                let mut queue = vec![hash];
+                while let Some(parent) = queue.pop() {
+                    for (child, child_source) in self.orphans.take_children(&parent) {
+                        let child_hash = child.hash();
+                        match self.store_block(
+                            child_hash,
+                            child,
+                            None,
+                            now,
+                            child_source,
+                            &mut events,
+                            &mut bodies,
+                        ) {
+                            Ok(AcceptStatus::New) => queue.push(child_hash),
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::debug!(hash = %child_hash, error = %e, "orphan rejected")
+                            }
+                        }
+                    }
                 }
             }
+            stored.push((hash, status));
         }
+        if !bodies.is_empty() {
+            self.activate_best_chain(&mut events, &bodies)?;
+        }
+        let statuses = stored
+            .into_iter()
+            .map(|(hash, status)| match status {
+                Ok(AcceptStatus::New) => Ok(match self.index.get(&hash) {
+                    Some(e) if e.status.is_invalid() => AcceptStatus::Invalid {
+                        reason: e.invalid_reason.clone(),
+                    },
+                    _ => AcceptStatus::New,
+                }),
+                other => other,
+            })
+            .collect();
         let tip = self.tip();
         if events.iter().any(|e| {
             matches!(
@@ -58,16 +158,23 @@ impl ChainState {
                 height: tip.height,
             });
         }
-        Ok(AcceptOutcome { status, events })
+        Ok(BatchOutcome { statuses, events })
     }
 
-    pub(super) fn accept_block_inner(
+    /// Checks everything about `block` that needs no UTXO context and stores it (or holds it
+    /// as an orphan), adding its body to `bodies` for the connect that follows. `New`: stored
+    /// now; whether it connects is decided after.
+    /// `pre`: its [`ContextFree`] checks when already run.
+    #[allow(clippy::too_many_arguments)]
+    fn store_block(
         &mut self,
         hash: BlockHash,
         block: Block,
+        pre: Option<ContextFree>,
         now: u64,
         source: BlockSource,
         events: &mut Vec<ChainEvent>,
+        bodies: &mut HashMap<BlockHash, Body>,
     ) -> StorageResult<AcceptStatus> {
         let started = std::time::Instant::now();
         let known = match self.index.get(&hash) {
@@ -101,9 +208,10 @@ impl ChainState {
             None => self.check_new_header(&block.header, now)?,
         };
 
+        let pre = pre.unwrap_or_else(|| ContextFree::check(&block, &self.params));
         // The body must be the one the header commits to; a mismatch says nothing about the
         // header (anyone can pair a valid header with junk), so nothing is cached.
-        if block.compute_merkle_root() != block.header.merkle_root {
+        if !pre.merkle_root_matches {
             return Err(StorageError::MutatedBlock {
                 hash,
                 reason: "merkle root does not match the transactions".into(),
@@ -111,14 +219,18 @@ impl ChainState {
         }
         // Every other rule that needs no UTXO context. The body is committed by the header, so
         // a failure condemns the block: a known header is marked invalid for good.
-        let contents = check_block_contents(&block, hash, &self.params)
-            .and_then(|_| coinbase_commits_to_height(&block, hash, entry.height));
-        if let Err(e) = contents {
-            if self.index.contains_key(&hash) {
-                self.mark_invalid(hash, e.to_string(), events)?;
+        let contents = pre.contents.and_then(|txids| {
+            coinbase_commits_to_height(&block, hash, entry.height).map(|()| txids)
+        });
+        let txids = match contents {
+            Ok(txids) => txids,
+            Err(e) => {
+                if self.index.contains_key(&hash) {
+                    self.mark_invalid(hash, e.to_string(), events)?;
+                }
+                return Err(StorageError::Consensus(e));
             }
-            return Err(StorageError::Consensus(e));
-        }
+        };
         if source == BlockSource::Unrequested
             && let Some(reason) = self.unrequested_refusal(&entry)
         {
@@ -151,15 +263,14 @@ impl ChainState {
             .timings
             .add(crate::timings::Stage::Store, started.elapsed());
 
-        let mut bodies = HashMap::new();
-        bodies.insert(hash, Arc::new(block));
-        self.activate_best_chain(events, &bodies)?;
-        Ok(match self.index.get(&hash) {
-            Some(e) if e.status.is_invalid() => AcceptStatus::Invalid {
-                reason: e.invalid_reason.clone(),
+        bodies.insert(
+            hash,
+            Body {
+                block: Arc::new(block),
+                txids,
             },
-            _ => AcceptStatus::New,
-        })
+        );
+        Ok(AcceptStatus::New)
     }
 
     /// Why an unrequested block (already checked) is not stored, if it is not: it could not
@@ -254,7 +365,7 @@ impl ChainState {
     pub(super) fn activate_best_chain(
         &mut self,
         events: &mut Vec<ChainEvent>,
-        bodies: &HashMap<BlockHash, Arc<Block>>,
+        bodies: &HashMap<BlockHash, Body>,
     ) -> StorageResult<()> {
         loop {
             let Some(best) = self.best_candidate() else {
@@ -287,17 +398,7 @@ impl ChainState {
             while self.tip().height > fork_height {
                 self.disconnect_tip(events)?;
             }
-            for hash in path {
-                match self.connect(hash, events, bodies) {
-                    Ok(()) => {}
-                    Err(ConnectFailure::Invalid(reason)) => {
-                        tracing::warn!(%hash, %reason, "block is invalid");
-                        self.mark_invalid(hash, reason, events)?;
-                        break;
-                    }
-                    Err(ConnectFailure::Storage(e)) => return Err(e),
-                }
-            }
+            self.connect_path(&path, events, bodies)?;
         }
     }
 

@@ -9,6 +9,21 @@ use crate::config::{INLINE_INDEX_MAX_BEHIND, UTXO_FLUSH_MAX_BLOCKS};
 use crate::index::IndexWriter;
 use crate::timings::Stage;
 
+use super::blocks::Body;
+
+/// A block between the two halves of its connect: every rule but the signatures checked, its
+/// changes computed and not yet written (see [`ChainState::connect_path`]).
+pub(super) struct PreparedConnect {
+    hash: BlockHash,
+    entry: IndexEntry,
+    block: Arc<Block>,
+    txids: Arc<[Txid]>,
+    checked: InputsChecked,
+    /// `checked.delta` as a view, for the next block's inputs before this one is committed.
+    created: HashMap<OutPoint, Coin>,
+    spent: HashSet<OutPoint>,
+}
+
 impl ChainState {
     pub(super) fn load_block(&self, hash: &BlockHash) -> StorageResult<Block> {
         let bytes = self
@@ -20,14 +35,28 @@ impl ChainState {
 
     /// Prefetches the coins `block` spends (cache, then one `multi_get`) into a memory view.
     /// Coins spent since the last flush are absent from the view even if the database still
-    /// holds them.
-    pub(super) fn prefetch_inputs(&mut self, block: &Block) -> StorageResult<MemoryUtxoSet> {
+    /// holds them. With `ahead`, the block before `block` is prepared but not committed: the
+    /// view follows its changes first.
+    fn prefetch_inputs(
+        &mut self,
+        block: &Block,
+        ahead: Option<&PreparedConnect>,
+    ) -> StorageResult<MemoryUtxoSet> {
         let mut view = MemoryUtxoSet::new();
         let mut missing: Vec<OutPoint> = Vec::new();
         {
             let cache = read_lock(&self.cache);
             for tx in block.transactions.iter().skip(1) {
                 for input in &tx.inputs {
+                    if let Some(p) = ahead {
+                        if let Some(coin) = p.created.get(&input.prevout) {
+                            view.insert(input.prevout, *coin);
+                            continue;
+                        }
+                        if p.spent.contains(&input.prevout) {
+                            continue;
+                        }
+                    }
                     match cache.lookup(&input.prevout) {
                         Lookup::Unspent(c) => view.insert(input.prevout, c),
                         Lookup::Spent => {}
@@ -147,47 +176,164 @@ impl ChainState {
         Ok(())
     }
 
-    /// Connects the block `hash` (whose parent is the tip) in one atomic batch. Its index
-    /// entries go in the same batch only with `tip_indexes_inline`, when the indexes are at its
-    /// parent and it is near the best header; otherwise the background indexer writes them
-    /// just after (at once near the best header, once a sync pauses otherwise).
-    pub(super) fn connect(
+    /// Connects `path` in order (the first block's parent is the tip; each next block's parent
+    /// is the block before it), each in one atomic batch, and stops at the first invalid block,
+    /// which it marks invalid.
+    ///
+    /// Pipelined, as a node syncing at the signature-verification limit needs: while one
+    /// block's signatures are checked on every core, the same pool commits the block before it
+    /// and runs the UTXO rules of the block after it against a view that includes the checked
+    /// block's changes ([`PreparedConnect`]). A block is committed only after its own
+    /// signatures passed, so nothing unverified reaches the database or readers; a block found
+    /// invalid discards the work done ahead of it, which lived in memory only.
+    pub(super) fn connect_path(
+        &mut self,
+        path: &[BlockHash],
+        events: &mut Vec<ChainEvent>,
+        bodies: &HashMap<BlockHash, Body>,
+    ) -> StorageResult<()> {
+        let Some((&first, rest)) = path.split_first() else {
+            return Ok(());
+        };
+        let mut current = match self.prepare_connect(first, bodies, None) {
+            Ok(p) => p,
+            Err(ConnectFailure::Invalid(reason)) => {
+                return self.found_invalid(first, reason, events);
+            }
+            Err(ConnectFailure::Storage(e)) => return Err(e),
+        };
+        let params = Arc::clone(&self.params);
+        let sig_cache = self.sig_cache.clone();
+        let shared = Arc::clone(&self.indexes);
+        let mut verified: Option<PreparedConnect> = None;
+        let mut rest = rest.iter().copied();
+        loop {
+            let next = rest.next();
+            let checking = &current;
+            let (signatures, (committed, prepared)) = rayon::join(
+                || {
+                    let started = Instant::now();
+                    let r = check_signatures(
+                        &checking.block,
+                        &checking.txids,
+                        &checking.checked.checks,
+                        &params,
+                        sig_cache.as_deref(),
+                    );
+                    shared.timings.add(Stage::Verify, started.elapsed());
+                    r
+                },
+                || {
+                    let committed = match verified.take() {
+                        Some(v) => self.commit_connect(v, events),
+                        None => Ok(()),
+                    };
+                    let prepared = match (&committed, next) {
+                        (Ok(()), Some(h)) => Some(self.prepare_connect(h, bodies, Some(checking))),
+                        _ => None,
+                    };
+                    (committed, prepared)
+                },
+            );
+            committed?;
+            if let Err(e) = signatures {
+                return self.found_invalid(current.hash, e.to_string(), events);
+            }
+            match (prepared, next) {
+                (Some(Ok(p)), _) => {
+                    verified = Some(std::mem::replace(&mut current, p));
+                }
+                (Some(Err(ConnectFailure::Invalid(reason))), Some(bad)) => {
+                    self.commit_connect(current, events)?;
+                    return self.found_invalid(bad, reason, events);
+                }
+                (Some(Err(ConnectFailure::Invalid(_))), None) => {
+                    unreachable!("nothing is prepared without a next block")
+                }
+                (Some(Err(ConnectFailure::Storage(e))), _) => return Err(e),
+                (None, _) => return self.commit_connect(current, events),
+            }
+        }
+    }
+
+    fn found_invalid(
         &mut self,
         hash: BlockHash,
+        reason: String,
         events: &mut Vec<ChainEvent>,
-        bodies: &HashMap<BlockHash, Arc<Block>>,
-    ) -> Result<(), ConnectFailure> {
+    ) -> StorageResult<()> {
+        tracing::warn!(%hash, %reason, "block is invalid");
+        self.mark_invalid(hash, reason, events)
+    }
+
+    /// The first half of connecting `hash`: its coins fetched (through `ahead`, the block
+    /// before it when that one is not committed yet) and every rule checked except the
+    /// signatures. Reads only; the block is not valid until [`check_signatures`] passed.
+    fn prepare_connect(
+        &mut self,
+        hash: BlockHash,
+        bodies: &HashMap<BlockHash, Body>,
+        ahead: Option<&PreparedConnect>,
+    ) -> Result<PreparedConnect, ConnectFailure> {
         let entry = self
             .index
             .get(&hash)
             .cloned()
             .ok_or_else(|| StorageError::corrupt("header", hash, "missing from the index"))?;
-        debug_assert_eq!(Some(&entry.header.prev_hash), self.main_chain.last());
-        let block = match bodies.get(&hash) {
-            Some(b) => b.clone(),
-            None => Arc::new(self.load_block(&hash)?),
+        // The body passed the contents and coinbase-height rules before it was stored; only
+        // what needs the UTXO set is left (the txids come from those checks when at hand).
+        let (block, txids) = match bodies.get(&hash) {
+            Some(b) => (Arc::clone(&b.block), Arc::clone(&b.txids)),
+            None => {
+                let block = self.load_block(&hash)?;
+                let txids = block.transactions.iter().map(Transaction::txid).collect();
+                (Arc::new(block), txids)
+            }
         };
+        let timings = &Arc::clone(&self.indexes).timings;
+        let started = Instant::now();
+        let view = self.prefetch_inputs(&block, ahead)?;
+        let fetched = Instant::now();
+        timings.add(Stage::FetchInputs, fetched - started);
+        let checked = connect_inputs(&block, &txids, entry.height, &view, &self.params)
+            .map_err(|e| ConnectFailure::Invalid(e.to_string()))?;
+        let created = checked.delta.created.iter().copied().collect();
+        let spent = checked.delta.spent.iter().map(|(op, _)| *op).collect();
+        timings.add(Stage::Verify, fetched.elapsed());
+        Ok(PreparedConnect {
+            hash,
+            entry,
+            block,
+            txids,
+            checked,
+            created,
+            spent,
+        })
+    }
+
+    /// The second half of connecting a block whose signatures passed: one atomic batch, then
+    /// the in-memory state. Its index entries go in the same batch only with
+    /// `tip_indexes_inline`, when the indexes are at its parent and it is near the best header;
+    /// otherwise the background indexer writes them just after (at once near the best header,
+    /// once a sync pauses otherwise).
+    fn commit_connect(
+        &mut self,
+        prepared: PreparedConnect,
+        events: &mut Vec<ChainEvent>,
+    ) -> StorageResult<()> {
+        let PreparedConnect {
+            hash,
+            entry,
+            block,
+            txids,
+            checked,
+            ..
+        } = prepared;
+        let delta = checked.delta;
+        debug_assert_eq!(Some(&entry.header.prev_hash), self.main_chain.last());
         let shared = self.indexes.clone();
         let timings = &shared.timings;
         let started = Instant::now();
-        let view = self.prefetch_inputs(&block)?;
-        let fetched = Instant::now();
-        timings.add(Stage::FetchInputs, fetched - started);
-        // The body passed the contents and coinbase-height rules before it was stored; only
-        // what needs the UTXO set is left (and the txids, computed once for it and the indexes).
-        let txids: Vec<Txid> = block.transactions.iter().map(Transaction::txid).collect();
-        let delta = connect_checked_block_cached(
-            &block,
-            &txids,
-            entry.height,
-            &view,
-            &self.params,
-            self.sig_cache.as_deref(),
-        )
-        .map_err(|e| ConnectFailure::Invalid(e.to_string()))?;
-        let verified = Instant::now();
-        timings.add(Stage::Verify, verified - fetched);
-
         let db = self.db.clone();
         let mut batch = WriteBatch::default();
         let mut stats = self.stats;
@@ -203,12 +349,12 @@ impl ChainState {
         let mut new_entry = entry.clone();
         new_entry.status = BlockStatus::ConnectedValid;
         batch.put_cf(
-            cf(&db, CF_HEADERS).map_err(ConnectFailure::Storage)?,
+            cf(&db, CF_HEADERS)?,
             hash.0,
             encode_value(&new_entry.record()),
         );
         let applied = Instant::now();
-        timings.add(Stage::Apply, applied - verified);
+        timings.add(Stage::Apply, applied - started);
 
         let new_tip = TipRecord {
             height: entry.height,

@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use cairn_consensus::rules::block::{check_block_contents, coinbase_commits_to_height};
 use cairn_consensus::rules::header::{HeaderContext, check_header, pow_is_valid};
 use cairn_consensus::{
-    BlockConnect, ChainParams, ChainWork, Coin, MEDIAN_TIME_SPAN, MemoryUtxoSet, SigCache, Target,
-    connect_checked_block_cached,
+    BlockConnect, ChainParams, ChainWork, Coin, InputsChecked, MEDIAN_TIME_SPAN, MemoryUtxoSet,
+    SigCache, Target, check_signatures, connect_inputs,
 };
 use cairn_primitives::{Block, BlockHash, BlockHeader, OutPoint, Transaction, Txid};
 use rocksdb::{DB, WriteBatch, WriteOptions};
@@ -91,6 +91,15 @@ pub enum AcceptStatus {
 pub struct AcceptOutcome {
     pub status: AcceptStatus,
     /// Everything that happened to the chain, in order (including orphans this block unlocked).
+    pub events: Vec<ChainEvent>,
+}
+
+/// The result of [`ChainState::accept_blocks_from`].
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// One per block given, in the same order.
+    pub statuses: Vec<StorageResult<AcceptStatus>>,
+    /// Everything that happened to the chain, in order.
     pub events: Vec<ChainEvent>,
 }
 
