@@ -8,7 +8,9 @@ use rocksdb::{
 
 use crate::config::StorageConfig;
 use crate::error::{StorageError, StorageResult};
-use crate::schema::{CF_META, COLUMN_FAMILIES, MetaKey, SCHEMA_VERSION, UPGRADABLE_SCHEMA_VERSION};
+use crate::schema::{
+    CF_BLOCKS, CF_META, COLUMN_FAMILIES, MetaKey, SCHEMA_VERSION, UPGRADABLE_SCHEMA_VERSION,
+};
 
 /// Bloom filter bits per key for point lookups (UTXOs, headers).
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
@@ -25,6 +27,18 @@ fn options(config: &StorageConfig) -> Options {
     table.set_block_cache(&Cache::new_lru_cache(config.block_cache_bytes));
     table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
     opts.set_block_based_table_factory(&table);
+    opts
+}
+
+/// Options of one column family: [`options`], except that block bodies are stored
+/// uncompressed. They are hashes, keys and signatures, which LZ4 cannot shrink; compressing
+/// them only cost RocksDB's background threads CPU while a sync verifies signatures on the same
+/// cores (as Bitcoin Core, which keeps its block files raw).
+fn cf_options(name: &str, config: &StorageConfig) -> Options {
+    let mut opts = options(config);
+    if name == CF_BLOCKS {
+        opts.set_compression_type(DBCompressionType::None);
+    }
     opts
 }
 
@@ -84,7 +98,7 @@ pub(crate) fn open_db(dir: &Path, config: &StorageConfig) -> StorageResult<(DB, 
     }
     let cfs = COLUMN_FAMILIES
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, options(config)));
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, config)));
     let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
     let meta = cf(&db, CF_META)?;
     match db.get_cf(meta, MetaKey::SchemaVersion.key())? {
