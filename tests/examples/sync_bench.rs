@@ -146,6 +146,22 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The machine's busy and idle CPU ticks so far (`/proc/stat`, all cores; iowait counts as
+/// idle).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = v.get(3)? + v.get(4)?;
+    let busy = v.iter().take(8).sum::<u64>() - idle;
+    Some((busy, idle))
+}
+
 /// Peak resident memory of a process (`VmHWM`), bytes.
 fn peak_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -195,7 +211,9 @@ fn full_chain(n_blocks: usize, txs_per_block: usize, dbcache: Option<u64>) {
         metric(&text, "process_cpu_seconds_total")
     };
     let a_cpu_before = a_cpu();
+    let machine_before = machine_ticks();
     let (b, secs) = sync_from(&a, n_blocks as u64, &extra);
+    let machine_after = machine_ticks();
     let a_cpu_sync = a_cpu() - a_cpu_before;
     // This machine's speed moves by tens of percent from minute to minute (a shared host):
     // measured again right after the sync, and the higher rate is the one compared with, so
@@ -280,6 +298,14 @@ fn full_chain(n_blocks: usize, txs_per_block: usize, dbcache: Option<u64>) {
         "  the source node, serving the blocks on the same cores: {a_cpu_sync:.2} s of CPU = {:.2} ms per block",
         a_cpu_sync * 1e3 / n_blocks as f64
     );
+    if let (Some((busy0, idle0)), Some((busy1, idle1))) = (machine_before, machine_after) {
+        let (busy, idle) = ((busy1 - busy0) as f64, (idle1 - idle0) as f64);
+        println!(
+            "  the machine during the sync: {:.0}% busy, {:.0}% idle (all processes, /proc/stat)",
+            100.0 * busy / (busy + idle),
+            100.0 * idle / (busy + idle)
+        );
+    }
     match rss {
         Some(r) => println!(
             "  peak RSS of the syncing node: {:.0} MiB (UTXO cache limit {dbcache_mib} MiB; docs/operations.md: cache + ~250 MiB)",

@@ -7,7 +7,9 @@
 //! while the indexes lag, during its batches and during the reorganisation. A quarter of the
 //! imports use a tiny UTXO cache, flushed every block or two, so kills land during flushes;
 //! with the default cache nothing is flushed before the end, and every recovery replays the
-//! UTXO changes from undo data.
+//! UTXO changes from undo data. Half the imports hand the blocks over in batches, as a sync
+//! does (`accept_blocks_from`), so kills also land inside the connect pipeline, between one
+//! block's commit and the next block's signature checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -20,20 +22,24 @@ use cairn_consensus::ChainParams;
 use cairn_primitives::Block;
 use cairn_primitives::encoding::{decode, encode};
 use cairn_storage::test_utils::{TEST_NOW, TestChain};
-use cairn_storage::{ChainState, StorageConfig};
+use cairn_storage::{BlockSource, ChainState, StorageConfig};
 use common::{check_consistency, temp};
 
 const ENV_DIR: &str = "CAIRN_CRASH_CHILD_DIR";
 const ENV_BLOCKS: &str = "CAIRN_CRASH_CHILD_BLOCKS";
 const ENV_HEADERS_FIRST: &str = "CAIRN_CRASH_CHILD_HEADERS_FIRST";
 const ENV_SMALL_CACHE: &str = "CAIRN_CRASH_CHILD_SMALL_CACHE";
+const ENV_BATCHES: &str = "CAIRN_CRASH_CHILD_BATCHES";
+/// Blocks per batch in the batch variants.
+const BATCH_BLOCKS: usize = 8;
 /// A UTXO cache of a few dozen coins: flushed every block or two, so kills also land during
 /// flushes (the default cache is flushed only at the end, so its kills replay from genesis).
 const SMALL_CACHE_BYTES: usize = 4 * 1024;
 /// Kills to perform.
 const KILLS: usize = 60;
-/// Import variants (see `run_child`): headers first or not, tiny UTXO cache or not.
-const VARIANTS: usize = 4;
+/// Import variants (see `run_child`): headers first or not, tiny UTXO cache or not, blocks one
+/// at a time or in batches.
+const VARIANTS: usize = 8;
 
 /// The child: imports every block of the file into the database, then exits.
 #[test]
@@ -59,8 +65,14 @@ fn crash_child() {
             let _ = state.accept_header(&b.header, TEST_NOW);
         }
     }
-    for b in blocks {
-        let _ = state.accept_block(b, TEST_NOW);
+    if std::env::var_os(ENV_BATCHES).is_some() {
+        for batch in blocks.chunks(BATCH_BLOCKS) {
+            let _ = state.accept_blocks_from(batch.to_vec(), TEST_NOW, BlockSource::Requested);
+        }
+    } else {
+        for b in blocks {
+            let _ = state.accept_block(b, TEST_NOW);
+        }
     }
 }
 
@@ -82,6 +94,9 @@ fn run_child(dir: &Path, file: &Path, kill_after: Option<Duration>, variant: usi
     }
     if variant % 4 >= 2 {
         cmd.env(ENV_SMALL_CACHE, "1");
+    }
+    if variant % 8 >= 4 {
+        cmd.env(ENV_BATCHES, "1");
     }
     let mut child = cmd
         .args([
@@ -198,6 +213,7 @@ fn crash_at_random_points_leaves_a_consistent_database() {
     );
     // After all that, one clean run finishes the chain.
     assert!(run_child(dir.path(), &file, None, 3));
+    assert!(run_child(dir.path(), &file, None, 7));
     let state = ChainState::open(dir.path(), params, StorageConfig::default()).unwrap();
     assert_eq!(state.tip().hash, b[24].hash());
     check_consistency(&state.reader(), &chain);
