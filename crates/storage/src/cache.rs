@@ -8,7 +8,8 @@
 //! `utxo_tip` to the tip are applied again from their undo data (see `ChainState::open`), so
 //! nothing is lost: the undo data of every connected block is written with the block.
 //!
-//! The cache is bounded by its byte budget: over it, it is flushed and emptied.
+//! The cache is bounded by its byte budget, counted as the hash table's real footprint (every
+//! bucket, full or not): it is flushed and emptied before the table would grow past it.
 //!
 //! Readers on other threads share it behind a lock (see [`crate::ChainReader`]): the chain task
 //! holds the write lock while it commits a block and updates the cache, so a reader sees the
@@ -20,9 +21,37 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cairn_consensus::Coin;
 use cairn_primitives::OutPoint;
 
-/// Approximate bytes one entry costs: key, value, flags and hash-map overhead.
+/// Approximate bytes one entry costs in a full table: key, value, flags and hash-map overhead.
+/// Bounds the entry count (what matters for tiny budgets); the table's footprint
+/// ([`UtxoCache::bytes`]) bounds the memory.
 pub const CACHE_ENTRY_BYTES: usize =
     std::mem::size_of::<OutPoint>() + std::mem::size_of::<Entry>() + 24;
+/// Bytes one bucket of the table costs, full or empty: key, entry and the control byte.
+const BUCKET_BYTES: usize = std::mem::size_of::<(OutPoint, Entry)>() + 1;
+/// Entries one block may add between two flush checks: a 1 MB block holds at most ~25,000
+/// outputs (40 bytes each) and fewer inputs. The table must take them without growing past
+/// the budget.
+pub const BLOCK_ENTRIES_HEADROOM: usize = 32_768;
+
+/// The most entries a table within `max_bytes` holds (see [`table_bytes`]).
+fn largest_capacity(max_bytes: usize) -> usize {
+    let buckets = max_bytes / BUCKET_BYTES;
+    if buckets < 8 {
+        return 0;
+    }
+    // The largest power of two at most `buckets`, 7/8 of it full.
+    let buckets = 1usize << (usize::BITS - 1 - buckets.leading_zeros());
+    buckets / 8 * 7
+}
+
+/// The footprint of a table holding `capacity` entries: hashbrown fills at most 7/8 of its
+/// buckets, a power of two of them.
+fn table_bytes(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    (capacity * 8 / 7).next_power_of_two() * BUCKET_BYTES
+}
 
 /// What the cache knows about an outpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +77,7 @@ struct Entry {
 #[derive(Debug)]
 pub struct UtxoCache {
     map: HashMap<OutPoint, Entry>,
+    max_bytes: usize,
     max_entries: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -58,6 +88,7 @@ impl UtxoCache {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             map: HashMap::new(),
+            max_bytes,
             max_entries: max_bytes / CACHE_ENTRY_BYTES,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -133,9 +164,14 @@ impl UtxoCache {
         self.map.remove(op);
     }
 
-    /// Whether the cache is over its budget (always, when it has changes and no budget).
+    /// Whether the cache must be flushed now (always, when it has changes and no budget): it
+    /// holds more entries than the budget allows, or the next block may make the table grow
+    /// past the budget. Growing doubles the table and keeps the old one until its entries are
+    /// moved, three times the table for a moment; a flush empties the table and keeps its
+    /// buckets, so it never grows.
     pub fn needs_flush(&self) -> bool {
-        self.map.len() > self.max_entries
+        let may_grow = self.map.len() + BLOCK_ENTRIES_HEADROOM > self.map.capacity();
+        self.map.len() > self.max_entries || (may_grow && self.bytes() * 3 > self.max_bytes)
     }
 
     /// Whether anything differs from the database.
@@ -152,9 +188,32 @@ impl UtxoCache {
     }
 
     /// After a flush committed: the database holds everything, so the cache is emptied (a
-    /// flush happens when it is full, or before a disconnect and at shutdown).
+    /// flush for room, and at shutdown).
+    ///
+    /// A table that was about to double into its largest size within the budget is replaced
+    /// by one of that size: freed first, so the old and the new never coexist (growing would
+    /// have held both, past the budget), and the cache can fill it without growing again.
     pub(crate) fn flushed(&mut self) {
         self.map.clear();
+        let largest = largest_capacity(self.max_bytes);
+        if largest > self.map.capacity() && self.map.capacity() * 2 >= largest {
+            self.map = HashMap::new();
+            self.map.reserve(largest);
+        }
+    }
+
+    /// After a flush committed that was not for room (every [`UTXO_FLUSH_MAX_BLOCKS`] blocks,
+    /// before a disconnect): the unspent coins stay, now equal to the database, so the next
+    /// blocks still find their inputs here (as Bitcoin Core's `Sync`, which writes without
+    /// erasing).
+    ///
+    /// [`UTXO_FLUSH_MAX_BLOCKS`]: crate::config::UTXO_FLUSH_MAX_BLOCKS
+    pub(crate) fn flushed_keeping_coins(&mut self) {
+        self.map.retain(|_, e| e.coin.is_some());
+        for e in self.map.values_mut() {
+            e.dirty = false;
+            e.fresh = false;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -165,9 +224,9 @@ impl UtxoCache {
         self.map.is_empty()
     }
 
-    /// Approximate bytes in use.
+    /// Bytes the table holds, every bucket counted, full or empty.
     pub fn bytes(&self) -> usize {
-        self.map.len() * CACHE_ENTRY_BYTES
+        table_bytes(self.map.capacity())
     }
 
     /// (hits, misses) since creation.
@@ -226,15 +285,58 @@ mod tests {
     }
 
     #[test]
+    fn the_table_never_grows_past_the_budget_between_flush_checks() {
+        for budget in [1 << 20, 8 << 20, 64 << 20] {
+            let mut c = UtxoCache::new(budget);
+            let mut n = 0u32;
+            let mut flushes = 0;
+            // Blocks of 1,000 new coins, a flush check after each, as the chain does.
+            for _ in 0..1_000 {
+                if c.needs_flush() {
+                    c.flushed();
+                    flushes += 1;
+                }
+                for _ in 0..1_000 {
+                    c.create(OutPoint::new(Txid([n as u8; 32]), n), coin());
+                    n += 1;
+                }
+                // The table within budget, and the moment it grew (old and new together) too:
+                // it grows only below half the budget.
+                assert!(c.bytes() <= budget, "{} of {budget}", c.bytes());
+                if c.bytes() * 2 > budget {
+                    assert!(
+                        flushes > 0,
+                        "grew into the largest size instead of replacing"
+                    );
+                }
+            }
+            assert!(flushes > 0, "budget {budget}: never flushed");
+            assert!(c.bytes() <= budget);
+            // After the first flush for room the table has its largest size within the budget.
+            assert!(c.bytes() * 2 > budget, "{} of {budget}", c.bytes());
+        }
+    }
+
+    #[test]
     fn budget_and_zero_budget() {
         let mut c = UtxoCache::new(CACHE_ENTRY_BYTES * 2);
         c.create(op(1), coin());
         c.create(op(2), coin());
-        assert!(!c.needs_flush());
         c.create(op(3), coin());
         assert!(c.needs_flush());
         c.flushed();
         assert!(c.is_empty());
+        // Written without erasing: the coins stay, clean, and the spent entries go.
+        c.create(op(1), coin());
+        c.add_clean(op(2), coin());
+        c.spend(op(2));
+        c.flushed_keeping_coins();
+        assert_eq!(c.lookup(&op(1)), Lookup::Unspent(coin()));
+        assert_eq!(c.lookup(&op(2)), Lookup::Unknown);
+        assert!(!c.is_dirty());
+        // A coin kept is on disk now: spending it leaves a deletion.
+        c.spend(op(1));
+        assert_eq!(c.dirty_entries().collect::<Vec<_>>(), vec![(&op(1), None)]);
         let mut z = UtxoCache::new(0);
         z.add_clean(op(1), coin());
         assert!(z.is_empty());

@@ -83,8 +83,9 @@ impl ChainState {
     }
 
     /// Writes every UTXO change held in the cache and `meta/utxo_tip` = the tip, in one batch
-    /// (see [`crate::cache`]), and empties the cache.
-    pub(super) fn flush_utxos(&mut self) -> StorageResult<()> {
+    /// (see [`crate::cache`]); then empties the cache, or with `keep_coins` keeps its unspent
+    /// coins (a flush that is not for room).
+    pub(super) fn flush_utxos(&mut self, keep_coins: bool) -> StorageResult<()> {
         let tip = self.tip();
         let tip = TipRecord {
             height: tip.height,
@@ -92,8 +93,15 @@ impl ChainState {
         };
         let db = self.db.clone();
         let mut cache = write_lock(&self.cache);
+        let done = |cache: &mut UtxoCache| {
+            if keep_coins {
+                cache.flushed_keeping_coins();
+            } else {
+                cache.flushed();
+            }
+        };
         if self.utxo_tip == tip && !cache.is_dirty() {
-            cache.flushed();
+            done(&mut cache);
             return Ok(());
         }
         let started = Instant::now();
@@ -113,7 +121,7 @@ impl ChainState {
             encode_value(&tip),
         );
         self.write(batch)?;
-        cache.flushed();
+        done(&mut cache);
         drop(cache);
         self.utxo_tip = tip;
         self.blocks_since_flush = 0;
@@ -171,7 +179,7 @@ impl ChainState {
     fn maybe_flush(&mut self) -> StorageResult<()> {
         let full = read_lock(&self.cache).needs_flush();
         if full || self.blocks_since_flush >= UTXO_FLUSH_MAX_BLOCKS {
-            self.flush_utxos()?;
+            self.flush_utxos(!full)?;
         }
         Ok(())
     }
@@ -488,7 +496,7 @@ impl ChainState {
             .ok_or_else(|| StorageError::corrupt("header", tip.hash, "missing"))?;
         // Disconnects write the UTXO set directly, after a flush: `utxo_tip` then always stays
         // on the main chain, so a restart only ever replays forward.
-        self.flush_utxos()?;
+        self.flush_utxos(true)?;
         let block = self.load_block(&tip.hash)?;
         let undo_bytes = db
             .get_cf(cf(&db, CF_UNDO)?, tip.hash.0)?

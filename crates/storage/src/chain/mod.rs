@@ -237,7 +237,7 @@ impl Drop for ChainState {
         // Nothing is lost without it (the next open replays from undo data); it only saves
         // that work.
         if self.loaded
-            && let Err(e) = self.flush_utxos()
+            && let Err(e) = self.flush_utxos(false)
         {
             tracing::warn!(error = %e, "could not flush the UTXO cache at shutdown");
         }
