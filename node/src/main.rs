@@ -23,7 +23,27 @@ const DEFAULT_LOG_FILTER: &str = "info,libp2p=warn,libp2p_gossipsub=error,libp2p
 /// proof-of-work search winding down): everything with state has already closed.
 const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// glibc malloc arenas, at most. By default glibc gives each thread that contends for the
+/// allocator an arena of its own, up to 8 per core, and memory freed in one is not reused by
+/// another: a syncing node (chain thread, signature workers, RocksDB, tokio) kept ~140 MiB
+/// more resident that way (peak 559 MiB against 422 MiB with 2 arenas, same sync speed).
+const MALLOC_ARENAS: libc::c_int = 2;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    // SAFETY: `mallopt` only sets an allocator parameter; it is called first thing in `main`,
+    // before any other thread exists, as glibc asks.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
