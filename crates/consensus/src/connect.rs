@@ -30,7 +30,8 @@ pub struct BlockConnect {
 /// A view of the chain's UTXO set plus the outputs created earlier in the block being connected.
 struct BlockOverlay<'a, V: UtxoView> {
     base: &'a V,
-    created: HashMap<OutPoint, Coin>,
+    /// With the index of the transaction that created it, for the order of the result.
+    created: HashMap<OutPoint, (usize, Coin)>,
     spent: HashSet<OutPoint>,
 }
 
@@ -39,7 +40,10 @@ impl<V: UtxoView> UtxoView for BlockOverlay<'_, V> {
         if self.spent.contains(op) {
             return None;
         }
-        self.created.get(op).copied().or_else(|| self.base.coin(op))
+        self.created
+            .get(op)
+            .map(|(_, c)| *c)
+            .or_else(|| self.base.coin(op))
     }
 }
 
@@ -167,11 +171,14 @@ pub fn connect_inputs(
         for (vout, out) in tx.outputs.iter().enumerate() {
             overlay.created.insert(
                 OutPoint::new(*txid, vout as u32),
-                Coin {
-                    output: *out,
-                    height,
-                    coinbase: false,
-                },
+                (
+                    i,
+                    Coin {
+                        output: *out,
+                        height,
+                        coinbase: false,
+                    },
+                ),
             );
         }
     }
@@ -190,18 +197,25 @@ pub fn connect_inputs(
     for (vout, out) in coinbase.outputs.iter().enumerate() {
         overlay.created.insert(
             OutPoint::new(txids[0], vout as u32),
-            Coin {
-                output: *out,
-                height,
-                coinbase: true,
-            },
+            (
+                0,
+                Coin {
+                    output: *out,
+                    height,
+                    coinbase: true,
+                },
+            ),
         );
     }
 
     // Deterministic order for storage and tests: by transaction, then output index.
-    let mut created: Vec<(OutPoint, Coin)> = overlay.created.into_iter().collect();
-    let order: HashMap<_, _> = txids.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-    created.sort_by_key(|(op, _)| (order.get(&op.txid).copied().unwrap_or(usize::MAX), op.vout));
+    let mut created: Vec<(usize, OutPoint, Coin)> = overlay
+        .created
+        .into_iter()
+        .map(|(op, (i, coin))| (i, op, coin))
+        .collect();
+    created.sort_unstable_by_key(|(i, op, _)| (*i, op.vout));
+    let created = created.into_iter().map(|(_, op, c)| (op, c)).collect();
     Ok(InputsChecked {
         delta: BlockConnect {
             spent,

@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use crate::PrimitivesError;
-use crate::hash::{BlockHash, Txid, tagged_hash};
+use crate::hash::{BlockHash, Tag, Txid};
 
 static SECP: LazyLock<secp256k1::Secp256k1<secp256k1::All>> =
     LazyLock::new(secp256k1::Secp256k1::new);
@@ -17,7 +17,8 @@ pub const SIGHASH_TAG: &str = "cairn/sighash";
 
 /// The message every input of `txid` signs on the chain that starts at `genesis`.
 pub fn sighash(genesis: &BlockHash, txid: &Txid) -> [u8; 32] {
-    tagged_hash(SIGHASH_TAG, &[&genesis.0, &txid.0])
+    static SIGHASH: Tag = Tag::new(SIGHASH_TAG);
+    SIGHASH.hash(&[&genesis.0, &txid.0])
 }
 
 /// A 32-byte x-only public key as it appears in an output. The bytes are kept raw: whether they

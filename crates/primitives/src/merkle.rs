@@ -7,24 +7,24 @@
 //! - an odd node is carried up unchanged, never paired with itself;
 //! - the root commits to the number of leaves.
 
-use crate::hash::{MerkleRoot, Wtxid, tagged_hash};
+use crate::hash::{MerkleRoot, Tag, Wtxid};
 
 const LEAF_TAG: &str = "cairn/merkle/leaf";
 const NODE_TAG: &str = "cairn/merkle/node";
 const ROOT_TAG: &str = "cairn/merkle/root";
+static LEAF: Tag = Tag::new(LEAF_TAG);
+static NODE: Tag = Tag::new(NODE_TAG);
+static ROOT: Tag = Tag::new(ROOT_TAG);
 
 /// Merkle root over wtxids (so signatures are committed to).
 pub fn merkle_root<I: IntoIterator<Item = Wtxid>>(leaves: I) -> MerkleRoot {
-    let mut level: Vec<[u8; 32]> = leaves
-        .into_iter()
-        .map(|w| tagged_hash(LEAF_TAG, &[&w.0]))
-        .collect();
+    let mut level: Vec<[u8; 32]> = leaves.into_iter().map(|w| LEAF.hash(&[&w.0])).collect();
     let count = level.len() as u64;
     while level.len() > 1 {
         let mut next = Vec::with_capacity(level.len().div_ceil(2));
         for pair in level.chunks(2) {
             match pair {
-                [l, r] => next.push(tagged_hash(NODE_TAG, &[l, r])),
+                [l, r] => next.push(NODE.hash(&[l, r])),
                 [odd] => next.push(*odd),
                 _ => unreachable!("chunks(2) yields one or two items"),
             }
@@ -32,12 +32,13 @@ pub fn merkle_root<I: IntoIterator<Item = Wtxid>>(leaves: I) -> MerkleRoot {
         level = next;
     }
     let top = level.first().copied().unwrap_or([0u8; 32]);
-    MerkleRoot(tagged_hash(ROOT_TAG, &[&count.to_le_bytes(), &top]))
+    MerkleRoot(ROOT.hash(&[&count.to_le_bytes(), &top]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::tagged_hash;
 
     fn w(b: u8) -> Wtxid {
         Wtxid([b; 32])
