@@ -566,14 +566,8 @@ impl ChainTask {
             }
         };
         self.apply_events(&outcome.events);
-        let connected: HashSet<BlockHash> = outcome
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                ChainEvent::BlockConnected { hash, .. } => Some(*hash),
-                _ => None,
-            })
-            .collect();
+        let connected: HashSet<BlockHash> =
+            outcome.connected().into_iter().map(|(_, h)| h).collect();
         outcome
             .statuses
             .into_iter()

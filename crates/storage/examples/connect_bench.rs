@@ -12,7 +12,7 @@ use cairn_consensus::ChainParams;
 use cairn_primitives::keys::{sighash, verify};
 use cairn_primitives::{Block, Signature, Txid, XOnlyPublicKey};
 use cairn_storage::test_utils::{TEST_NOW, TestChain, faucet_key};
-use cairn_storage::{BlockSource, ChainEvent, ChainState, StorageConfig};
+use cairn_storage::{BlockSource, ChainState, StorageConfig};
 use rayon::prelude::*;
 
 /// Default block count: about a minute or two in release on a small machine.
@@ -91,12 +91,7 @@ fn main() {
             let out = state
                 .accept_blocks_from(chunk.to_vec(), TEST_NOW, BlockSource::Requested)
                 .unwrap();
-            let connected = out
-                .events
-                .iter()
-                .filter(|e| matches!(e, ChainEvent::BlockConnected { .. }))
-                .count();
-            assert_eq!(connected, chunk.len());
+            assert_eq!(out.connected().len(), chunk.len());
         }
         let secs = t.elapsed().as_secs_f64();
         let (hits, misses, _) = state.cache_stats();

@@ -80,14 +80,7 @@ fn a_batch_connects_exactly_as_the_blocks_one_at_a_time() {
         for s in &out.statuses {
             assert_eq!(*s.as_ref().unwrap(), AcceptStatus::New);
         }
-        let hashes: Vec<_> = out
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                ChainEvent::BlockConnected { hash, .. } => Some(*hash),
-                _ => None,
-            })
-            .collect();
+        let hashes: Vec<_> = out.connected().into_iter().map(|(_, h)| h).collect();
         assert_eq!(
             hashes,
             batch.iter().map(Block::hash).collect::<Vec<_>>(),

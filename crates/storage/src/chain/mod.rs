@@ -103,6 +103,23 @@ pub struct BatchOutcome {
     pub events: Vec<ChainEvent>,
 }
 
+impl BatchOutcome {
+    /// Hashes and heights of the blocks connected, in order.
+    pub fn connected(&self) -> Vec<(u64, BlockHash)> {
+        connected_in(&self.events)
+    }
+}
+
+fn connected_in(events: &[ChainEvent]) -> Vec<(u64, BlockHash)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ChainEvent::BlockConnected { hash, height, .. } => Some((*height, *hash)),
+            _ => None,
+        })
+        .collect()
+}
+
 impl AcceptOutcome {
     /// The new tip, if it changed.
     pub fn new_tip(&self) -> Option<(u64, BlockHash)> {
@@ -113,13 +130,7 @@ impl AcceptOutcome {
     }
     /// Hashes and heights of the blocks connected.
     pub fn connected(&self) -> Vec<(u64, BlockHash)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                ChainEvent::BlockConnected { hash, height, .. } => Some((*height, *hash)),
-                _ => None,
-            })
-            .collect()
+        connected_in(&self.events)
     }
     /// Hashes and heights of the blocks disconnected.
     pub fn disconnected(&self) -> Vec<(u64, BlockHash)> {
