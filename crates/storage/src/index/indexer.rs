@@ -57,6 +57,55 @@ fn run(db: &DB, shared: &IndexShared) {
 /// moved meanwhile, nothing was written.
 fn step(db: &DB, shared: &IndexShared, from: TipRecord, target: TipRecord) -> StorageResult<bool> {
     let started = Instant::now();
+    let (batch, new_tip, blocks, txs) = match plan(db, from, target) {
+        Ok(Some(planned)) => planned,
+        Ok(None) => return Ok(false),
+        // The writer reads running totals and balances from the live database, after the
+        // snapshot: a reorganisation that un-indexed blocks meanwhile removes what it looks
+        // for. That is the index moving, as the commit check below finds, not corruption.
+        Err(_) if shared.lock().index_tip != from => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    {
+        let mut state = shared.lock();
+        if state.index_tip != from || !on_main_chain(db, &new_tip)? {
+            return Ok(false);
+        }
+        state.committing = true;
+    }
+    let written = db.write(batch);
+    {
+        let mut state = shared.lock();
+        state.committing = false;
+        if written.is_ok() {
+            state.index_tip = new_tip;
+        }
+    }
+    shared.notify();
+    written?;
+    shared
+        .timings
+        .add(Stage::BackgroundIndex, started.elapsed());
+    shared.timings.blocks_indexed(blocks);
+    tracing::debug!(
+        height = new_tip.height,
+        blocks,
+        txs,
+        "indexes caught up to {}",
+        new_tip.hash
+    );
+    Ok(true)
+}
+
+/// The batch that indexes the main-chain blocks after `from` towards `target` (at most
+/// [`MAX_INDEX_BATCH_BLOCKS`] blocks, [`MAX_INDEX_BATCH_TXS`] transactions), with its new
+/// index tip and how many blocks and transactions it covers. `None`: the chain no longer
+/// follows `from`.
+fn plan(
+    db: &DB,
+    from: TipRecord,
+    target: TipRecord,
+) -> StorageResult<Option<(WriteBatch, TipRecord, u64, usize)>> {
     let last_height = target
         .height
         .min(from.height.saturating_add(MAX_INDEX_BATCH_BLOCKS));
@@ -99,38 +148,10 @@ fn step(db: &DB, shared: &IndexShared, from: TipRecord, target: TipRecord) -> St
     }
     drop(snap);
     let Some(new_tip) = planned else {
-        return Ok(false);
+        return Ok(None);
     };
     writer.finish(&mut batch, new_tip)?;
-    {
-        let mut state = shared.lock();
-        if state.index_tip != from || !on_main_chain(db, &new_tip)? {
-            return Ok(false);
-        }
-        state.committing = true;
-    }
-    let written = db.write(batch);
-    {
-        let mut state = shared.lock();
-        state.committing = false;
-        if written.is_ok() {
-            state.index_tip = new_tip;
-        }
-    }
-    shared.notify();
-    written?;
-    shared
-        .timings
-        .add(Stage::BackgroundIndex, started.elapsed());
-    shared.timings.blocks_indexed(blocks);
-    tracing::debug!(
-        height = new_tip.height,
-        blocks,
-        txs,
-        "indexes caught up to {}",
-        new_tip.hash
-    );
-    Ok(true)
+    Ok(Some((batch, new_tip, blocks, txs)))
 }
 
 /// Whether `tip` is the main-chain block at its height (read under the index lock, so current).
