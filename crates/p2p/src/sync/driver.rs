@@ -525,6 +525,7 @@ impl<C: ChainAccess> SyncDriver<C> {
     async fn deliver(&mut self) {
         loop {
             let mut ready = Vec::new();
+            let mut sent: Vec<(PeerId, BlockHash)> = Vec::new();
             while ready.len() < MAX_SUBMIT_BATCH_BLOCKS
                 && let Some(hash) = self.queue.front().copied()
             {
@@ -539,13 +540,12 @@ impl<C: ChainAccess> SyncDriver<C> {
                 self.queue.pop_front();
                 if let Some(Slot::Received { peer, block }) = self.slots.remove(&hash) {
                     ready.push((peer, *block));
+                    sent.push((peer, hash));
                 }
             }
             if ready.is_empty() {
                 return;
             }
-            let sent: Vec<(PeerId, BlockHash)> =
-                ready.iter().map(|(p, b)| (*p, b.hash())).collect();
             let results = self.chain.submit_blocks(ready).await;
             for ((peer, hash), result) in sent.into_iter().zip(results) {
                 match result {

@@ -12,19 +12,19 @@ pub(super) struct Body {
 
 /// The rules a body is checked against before it is stored: those that need only the block
 /// (its header's height for the coinbase is checked after).
-pub(super) struct ContextFree {
-    merkle_root_matches: bool,
+pub(super) enum ContextFree {
+    /// The transactions are not the ones the header commits to; nothing else was checked.
+    MerkleMismatch,
     /// The block's txids, or the first content rule it breaks.
-    contents: Result<Arc<[Txid]>, cairn_consensus::ConsensusError>,
+    Contents(Result<Arc<[Txid]>, cairn_consensus::ConsensusError>),
 }
 
 impl ContextFree {
     fn check(block: &Block, params: &ChainParams) -> ContextFree {
-        let hash = block.hash();
-        ContextFree {
-            merkle_root_matches: block.compute_merkle_root() == block.header.merkle_root,
-            contents: check_block_contents(block, hash, params).map(Arc::from),
+        if block.compute_merkle_root() != block.header.merkle_root {
+            return ContextFree::MerkleMismatch;
         }
+        ContextFree::Contents(check_block_contents(block, block.hash(), params).map(Arc::from))
     }
 }
 
@@ -80,7 +80,7 @@ impl ChainState {
         // The checks that need nothing but the block (hashing every transaction) run for the
         // whole batch on every core; storing stays in order.
         let started = std::time::Instant::now();
-        let mut checked: Vec<Option<ContextFree>> = if blocks.len() > 1 {
+        let checked: Vec<Option<ContextFree>> = if blocks.len() > 1 {
             let params = &self.params;
             blocks
                 .par_iter()
@@ -92,17 +92,9 @@ impl ChainState {
         self.indexes
             .timings
             .add(crate::timings::Stage::Store, started.elapsed());
-        for (block, pre) in blocks.into_iter().zip(checked.iter_mut()) {
+        for (block, pre) in blocks.into_iter().zip(checked) {
             let hash = block.hash();
-            let status = self.store_block(
-                hash,
-                block,
-                pre.take(),
-                now,
-                source,
-                &mut events,
-                &mut bodies,
-            );
+            let status = self.store_block(hash, block, pre, now, source, &mut events, &mut bodies);
             if matches!(status, Ok(AcceptStatus::New)) {
                 // Orphans waiting for this block (and for their own children, recursively),
                 // each judged as it arrived: a gossiped one is kept only if it can become the
@@ -211,15 +203,15 @@ impl ChainState {
         let pre = pre.unwrap_or_else(|| ContextFree::check(&block, &self.params));
         // The body must be the one the header commits to; a mismatch says nothing about the
         // header (anyone can pair a valid header with junk), so nothing is cached.
-        if !pre.merkle_root_matches {
+        let ContextFree::Contents(contents) = pre else {
             return Err(StorageError::MutatedBlock {
                 hash,
                 reason: "merkle root does not match the transactions".into(),
             });
-        }
+        };
         // Every other rule that needs no UTXO context. The body is committed by the header, so
         // a failure condemns the block: a known header is marked invalid for good.
-        let contents = pre.contents.and_then(|txids| {
+        let contents = contents.and_then(|txids| {
             coinbase_commits_to_height(&block, hash, entry.height).map(|()| txids)
         });
         let txids = match contents {

@@ -19,7 +19,13 @@ pub(super) struct PreparedConnect {
     block: Arc<Block>,
     txids: Arc<[Txid]>,
     checked: InputsChecked,
-    /// `checked.delta` as a view, for the next block's inputs before this one is committed.
+    /// `checked.delta` as a view, for the next block's inputs before this one is committed
+    /// (built only when a next block follows).
+    ahead: Option<AheadView>,
+}
+
+/// A prepared block's changes as a view (see [`ChainState::prefetch_inputs`]).
+struct AheadView {
     created: HashMap<OutPoint, Coin>,
     spent: HashSet<OutPoint>,
 }
@@ -40,7 +46,7 @@ impl ChainState {
     fn prefetch_inputs(
         &mut self,
         block: &Block,
-        ahead: Option<&PreparedConnect>,
+        ahead: Option<&AheadView>,
     ) -> StorageResult<MemoryUtxoSet> {
         let mut view = MemoryUtxoSet::new();
         let mut missing: Vec<OutPoint> = Vec::new();
@@ -203,7 +209,7 @@ impl ChainState {
         let Some((&first, rest)) = path.split_first() else {
             return Ok(());
         };
-        let mut current = match self.prepare_connect(first, bodies, None) {
+        let mut current = match self.prepare_connect(first, bodies, None, !rest.is_empty()) {
             Ok(p) => p,
             Err(ConnectFailure::Invalid(reason)) => {
                 return self.found_invalid(first, reason, events);
@@ -214,10 +220,16 @@ impl ChainState {
         let sig_cache = self.sig_cache.clone();
         let shared = Arc::clone(&self.indexes);
         let mut verified: Option<PreparedConnect> = None;
-        let mut rest = rest.iter().copied();
+        let mut rest = rest.iter().copied().peekable();
         loop {
             let next = rest.next();
+            let followed = rest.peek().is_some();
             let checking = &current;
+            debug_assert_eq!(
+                checking.ahead.is_some(),
+                next.is_some(),
+                "a view for the next"
+            );
             let (signatures, (committed, prepared)) = rayon::join(
                 || {
                     let started = Instant::now();
@@ -237,7 +249,10 @@ impl ChainState {
                         None => Ok(()),
                     };
                     let prepared = match (&committed, next) {
-                        (Ok(()), Some(h)) => Some(self.prepare_connect(h, bodies, Some(checking))),
+                        (Ok(()), Some(h)) => Some((
+                            h,
+                            self.prepare_connect(h, bodies, checking.ahead.as_ref(), followed),
+                        )),
                         _ => None,
                     };
                     (committed, prepared)
@@ -247,19 +262,16 @@ impl ChainState {
             if let Err(e) = signatures {
                 return self.found_invalid(current.hash, e.to_string(), events);
             }
-            match (prepared, next) {
-                (Some(Ok(p)), _) => {
+            match prepared {
+                Some((_, Ok(p))) => {
                     verified = Some(std::mem::replace(&mut current, p));
                 }
-                (Some(Err(ConnectFailure::Invalid(reason))), Some(bad)) => {
+                Some((bad, Err(ConnectFailure::Invalid(reason)))) => {
                     self.commit_connect(current, events)?;
                     return self.found_invalid(bad, reason, events);
                 }
-                (Some(Err(ConnectFailure::Invalid(_))), None) => {
-                    unreachable!("nothing is prepared without a next block")
-                }
-                (Some(Err(ConnectFailure::Storage(e))), _) => return Err(e),
-                (None, _) => return self.commit_connect(current, events),
+                Some((_, Err(ConnectFailure::Storage(e)))) => return Err(e),
+                None => return self.commit_connect(current, events),
             }
         }
     }
@@ -277,11 +289,13 @@ impl ChainState {
     /// The first half of connecting `hash`: its coins fetched (through `ahead`, the block
     /// before it when that one is not committed yet) and every rule checked except the
     /// signatures. Reads only; the block is not valid until [`check_signatures`] passed.
+    /// `followed`: a next block will be prepared against this one before it is committed.
     fn prepare_connect(
         &mut self,
         hash: BlockHash,
         bodies: &HashMap<BlockHash, Body>,
-        ahead: Option<&PreparedConnect>,
+        ahead: Option<&AheadView>,
+        followed: bool,
     ) -> Result<PreparedConnect, ConnectFailure> {
         let entry = self
             .index
@@ -305,8 +319,10 @@ impl ChainState {
         timings.add(Stage::FetchInputs, fetched - started);
         let checked = connect_inputs(&block, &txids, entry.height, &view, &self.params)
             .map_err(|e| ConnectFailure::Invalid(e.to_string()))?;
-        let created = checked.delta.created.iter().copied().collect();
-        let spent = checked.delta.spent.iter().map(|(op, _)| *op).collect();
+        let ahead = followed.then(|| AheadView {
+            created: checked.delta.created.iter().copied().collect(),
+            spent: checked.delta.spent.iter().map(|(op, _)| *op).collect(),
+        });
         timings.add(Stage::Verify, fetched.elapsed());
         Ok(PreparedConnect {
             hash,
@@ -314,8 +330,7 @@ impl ChainState {
             block,
             txids,
             checked,
-            created,
-            spent,
+            ahead,
         })
     }
 
