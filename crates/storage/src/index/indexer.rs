@@ -5,7 +5,8 @@
 //! It reads blocks and their undo data (never the UTXO set), builds one batch for up to
 //! [`MAX_INDEX_BATCH_BLOCKS`] blocks outside the lock, then commits under the index lock only
 //! if the index tip has not moved and the last block is still on the main chain; otherwise the
-//! work is dropped and planned again from the new state.
+//! work is dropped and planned again from the new state (also when planning failed on a read
+//! that a reorganisation's un-indexing made miss).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
