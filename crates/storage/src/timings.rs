@@ -11,7 +11,9 @@ pub enum Stage {
     Store,
     /// Reading the coins the block spends (UTXO cache, then one RocksDB `multi_get`).
     FetchInputs,
-    /// `connect_block`: every consensus rule, signatures included.
+    /// Every consensus rule, signatures included: `connect_inputs`, plus the signature pass,
+    /// which the connect pipeline runs beside the previous block's apply and write (so the
+    /// stages together can exceed the wall time).
     Verify,
     /// Building the batch: UTXO changes, undo data, height index, tip, digest.
     Apply,
