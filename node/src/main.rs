@@ -14,6 +14,12 @@ mod miner;
 mod network;
 
 use clap::Parser;
+
+/// Rust allocations go through mimalloc: under a batched RPC load glibc's allocator took ~9 % of
+/// the node's CPU, much of it in lock waits (docs/decisions.md). RocksDB's own C++ allocations
+/// stay on glibc, limited to [`MALLOC_ARENAS`].
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
 /// Default log filter when `RUST_LOG` is unset. Kademlia warns about what is normal for a lone
