@@ -120,6 +120,9 @@ pub enum BlockFate {
     Orphan,
     /// Breaks a rule that does not depend on our clock.
     Invalid(String),
+    /// Our side failed (a database error, the chain task stopped): says nothing about the
+    /// block, so it is never held against the peer that sent it; a sync asks again later.
+    Failed(String),
 }
 
 impl From<BlockFate> for BlockVerdict {
@@ -128,8 +131,30 @@ impl From<BlockFate> for BlockVerdict {
             BlockFate::Connected | BlockFate::Stored => BlockVerdict::Accepted,
             BlockFate::NotStored(_) | BlockFate::Orphan => BlockVerdict::Orphan,
             BlockFate::Duplicate => BlockVerdict::Duplicate,
-            BlockFate::TooNew(r) | BlockFate::Invalid(r) => BlockVerdict::Invalid(r),
+            BlockFate::TooNew(r) | BlockFate::Invalid(r) | BlockFate::Failed(r) => {
+                BlockVerdict::Invalid(r)
+            }
         }
+    }
+}
+
+/// What a storage error says about the block it came from: the peer's fault only for a rule the
+/// block breaks; a failure of our own database is nobody's verdict on the block.
+pub(crate) fn error_fate(e: StorageError) -> BlockFate {
+    match e {
+        StorageError::KnownInvalid { reason, .. } => BlockFate::Invalid(reason),
+        StorageError::Consensus(e) if e.depends_on_clock() => BlockFate::TooNew(e.to_string()),
+        StorageError::NotKept { reason, .. } => BlockFate::NotStored(reason),
+        e @ (StorageError::Consensus(_)
+        | StorageError::MutatedBlock { .. }
+        | StorageError::UnknownParent { .. }) => BlockFate::Invalid(e.to_string()),
+        e @ (StorageError::Db(_)
+        | StorageError::Corrupt { .. }
+        | StorageError::SchemaMismatch { .. }
+        | StorageError::IndexBehind { .. }
+        | StorageError::IndexFailed { .. }
+        | StorageError::WrongChain { .. }
+        | StorageError::NotFound(_)) => BlockFate::Failed(format!("storage error: {e}")),
     }
 }
 
@@ -254,7 +279,7 @@ impl ChainHandle {
             reply,
         })
         .await
-        .unwrap_or_else(BlockFate::Invalid)
+        .unwrap_or_else(BlockFate::Failed)
     }
 
     /// Blocks from a sync, in chain order: one fate per block. The chain stores them all, then
@@ -264,7 +289,7 @@ impl ChainHandle {
         let n = blocks.len();
         self.ask(|reply| ChainCommand::SubmitSyncBlocks { blocks, reply })
             .await
-            .unwrap_or_else(|stopped| vec![BlockFate::Invalid(stopped); n])
+            .unwrap_or_else(|stopped| vec![BlockFate::Failed(stopped); n])
     }
 
     pub async fn submit_headers(&self, headers: Vec<BlockHeader>) -> Result<(), HeadersRefused> {
@@ -600,21 +625,15 @@ impl ChainTask {
 
     /// A block refused before it was stored, sorted into fault or no fault.
     fn refused(&self, e: StorageError) -> BlockFate {
-        match e {
-            StorageError::KnownInvalid { reason, .. } => BlockFate::Invalid(reason),
-            StorageError::Consensus(e) if e.depends_on_clock() => BlockFate::TooNew(e.to_string()),
-            StorageError::NotKept { reason, .. } => BlockFate::NotStored(reason),
-            e @ (StorageError::Consensus(_)
-            | StorageError::MutatedBlock { .. }
-            | StorageError::UnknownParent { .. }) => {
-                NodeMetrics::inc(&self.metrics.blocks_rejected);
-                BlockFate::Invalid(e.to_string())
-            }
-            e => {
-                warn!(error = %e, "storing a block failed");
-                BlockFate::Invalid(format!("storage error: {e}"))
-            }
+        // A block already known invalid was counted when it was found so.
+        let known = matches!(e, StorageError::KnownInvalid { .. });
+        let fate = error_fate(e);
+        match &fate {
+            BlockFate::Invalid(_) if !known => NodeMetrics::inc(&self.metrics.blocks_rejected),
+            BlockFate::Failed(reason) => warn!(%reason, "storing or connecting a block failed"),
+            _ => {}
         }
+        fate
     }
 
     /// Brings the mempool, the subscribers and the tip watchers up to date with what the

@@ -242,6 +242,8 @@ async fn block_acceptance(
             warn!(%hash, %source, %reason, "invalid block from gossip");
             Acceptance::Reject
         }
+        // Not relayed (we could not check it), not held against the peer.
+        BlockFate::Failed(_) => Acceptance::Ignore,
     }
 }
 
@@ -341,9 +343,60 @@ pub async fn track_peer_heights(net: NetworkHandle, best: Arc<AtomicU64>) {
 fn sync_refusal(fate: BlockFate) -> Result<(), Refusal> {
     match fate {
         BlockFate::Invalid(reason) => Err(Refusal::Invalid(reason)),
-        BlockFate::TooNew(reason) | BlockFate::NotStored(reason) => Err(Refusal::Later(reason)),
+        BlockFate::TooNew(reason) | BlockFate::NotStored(reason) | BlockFate::Failed(reason) => {
+            Err(Refusal::Later(reason))
+        }
         BlockFate::Connected | BlockFate::Stored | BlockFate::Duplicate | BlockFate::Orphan => {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_primitives::BlockHash;
+    use cairn_storage::StorageError;
+
+    use super::*;
+    use crate::chain::error_fate;
+
+    /// A synced block's refusal as the sync driver sees it, from the storage error behind it.
+    fn refusal_of(e: StorageError) -> Result<(), Refusal> {
+        sync_refusal(error_fate(e))
+    }
+
+    #[test]
+    fn our_database_failing_is_not_the_peers_fault() {
+        for e in [
+            StorageError::Corrupt {
+                what: "utxo",
+                location: "height 7".into(),
+                detail: "short value".into(),
+            },
+            StorageError::NotFound("block body".into()),
+            StorageError::IndexFailed {
+                indexed: 3,
+                reason: "disk".into(),
+            },
+        ] {
+            assert!(
+                matches!(refusal_of(e), Err(Refusal::Later(r)) if r.starts_with("storage error")),
+                "a local failure must be retried, never punished"
+            );
+        }
+    }
+
+    #[test]
+    fn a_block_breaking_a_rule_is() {
+        let e = StorageError::MutatedBlock {
+            hash: BlockHash([1; 32]),
+            reason: "merkle root".into(),
+        };
+        assert!(matches!(refusal_of(e), Err(Refusal::Invalid(_))));
+        let e = StorageError::KnownInvalid {
+            hash: BlockHash([2; 32]),
+            reason: "bad signature".into(),
+        };
+        assert!(matches!(refusal_of(e), Err(Refusal::Invalid(r)) if r == "bad signature"));
     }
 }
