@@ -3,10 +3,13 @@
 //!
 //! Connecting a block changes only the cache (and writes its undo data, height index and tip in
 //! the block's own batch). Coins created and spent between two flushes never touch the disk
-//! (`fresh`). A flush writes every changed (`dirty`) entry and `meta/utxo_tip`, the block the
-//! UTXO column family then reflects, in one atomic batch. After a crash, the blocks from
-//! `utxo_tip` to the tip are applied again from their undo data (see `ChainState::open`), so
-//! nothing is lost: the undo data of every connected block is written with the block.
+//! (`fresh`). A flush writes every changed (`dirty`) entry in batches of a bounded size (as
+//! Core's `-dbbatchsize`), then `meta/utxo_tip`, the block the UTXO column family then
+//! reflects. After a crash, the blocks from `utxo_tip` to the tip are applied again from their
+//! undo data (see `ChainState::open`), so nothing is lost: the undo data of every connected
+//! block is written with the block. Applying them again is idempotent (as Core's
+//! `ReplayBlocks`): a flush the crash cut short may have written some of their changes, so a
+//! replayed coin is never taken for one the disk lacks, and its later spend writes a deletion.
 //!
 //! The cache is bounded by its byte budget, counted as the hash table's real footprint (every
 //! bucket, full or not): it is flushed and emptied before the table would grow past it.
@@ -134,6 +137,27 @@ impl UtxoCache {
                 fresh,
             },
         );
+    }
+
+    /// A block applied again after a restart created `coin`: never fresh, as a flush cut short
+    /// by the crash may have written it already (so a later spend writes its deletion).
+    pub(crate) fn recreate(&mut self, op: OutPoint, coin: Coin) {
+        self.map.insert(
+            op,
+            Entry {
+                coin: Some(coin),
+                dirty: true,
+                fresh: false,
+            },
+        );
+    }
+
+    /// After a flush failed part way: the database may now hold any coin created since the
+    /// last complete flush, so none is fresh any more.
+    pub(crate) fn disk_may_hold_all(&mut self) {
+        for e in self.map.values_mut() {
+            e.fresh = false;
+        }
     }
 
     /// A connected block spent the coin at `op`.
@@ -264,6 +288,22 @@ mod tests {
         c.spend(op(1));
         assert_eq!(c.lookup(&op(1)), Lookup::Unknown);
         assert_eq!(c.dirty_entries().count(), 0);
+    }
+
+    #[test]
+    fn a_replayed_or_partly_flushed_coin_is_deleted_when_spent() {
+        // After a crash the disk may hold a coin a replayed block created.
+        let mut c = UtxoCache::new(CACHE_ENTRY_BYTES * 100);
+        c.recreate(op(1), coin());
+        c.spend(op(1));
+        assert_eq!(c.lookup(&op(1)), Lookup::Spent);
+        assert_eq!(c.dirty_entries().collect::<Vec<_>>(), vec![(&op(1), None)]);
+        // After a flush failed part way, the disk may hold any coin created since the last.
+        c.create(op(2), coin());
+        c.disk_may_hold_all();
+        c.spend(op(2));
+        assert_eq!(c.lookup(&op(2)), Lookup::Spent);
+        assert_eq!(c.dirty_entries().count(), 2);
     }
 
     #[test]

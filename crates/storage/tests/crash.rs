@@ -35,6 +35,8 @@ const BATCH_BLOCKS: usize = 8;
 /// A UTXO cache of a few dozen coins: flushed every block or two, so kills also land during
 /// flushes (the default cache is flushed only at the end, so its kills replay from genesis).
 const SMALL_CACHE_BYTES: usize = 4 * 1024;
+/// Flush batch size with the tiny cache: a few coins per chunk.
+const SMALL_FLUSH_BATCH_BYTES: usize = 256;
 /// Kills to perform.
 const KILLS: usize = 60;
 /// Import variants (see `run_child`): headers first or not, tiny UTXO cache or not, blocks one
@@ -54,6 +56,12 @@ fn crash_child() {
             SMALL_CACHE_BYTES
         } else {
             StorageConfig::default().utxo_cache_bytes
+        },
+        // With the tiny cache, flushes in chunks of a few coins: kills land between chunks.
+        utxo_flush_batch_bytes: if std::env::var_os(ENV_SMALL_CACHE).is_some() {
+            SMALL_FLUSH_BATCH_BYTES
+        } else {
+            StorageConfig::default().utxo_flush_batch_bytes
         },
         ..StorageConfig::default()
     };

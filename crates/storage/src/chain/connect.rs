@@ -88,9 +88,9 @@ impl ChainState {
         Ok(view)
     }
 
-    /// Writes every UTXO change held in the cache and `meta/utxo_tip` = the tip, in one batch
-    /// (see [`crate::cache`]); then empties the cache, or with `keep_coins` keeps its unspent
-    /// coins (a flush that is not for room).
+    /// Writes every UTXO change held in the cache, in batches of about `flush_batch_bytes`, and
+    /// `meta/utxo_tip` = the tip in the last (see [`crate::cache`]); then empties the cache, or
+    /// with `keep_coins` keeps its unspent coins (a flush that is not for room).
     pub(super) fn flush_utxos(&mut self, keep_coins: bool) -> StorageResult<()> {
         let tip = self.tip();
         let tip = TipRecord {
@@ -111,28 +111,45 @@ impl ChainState {
             return Ok(());
         }
         let started = Instant::now();
-        let utxo = cf(&db, CF_UTXO)?;
-        let mut batch = WriteBatch::default();
-        let mut entries = 0usize;
-        for (op, coin) in cache.dirty_entries() {
-            match coin {
-                Some(c) => batch.put_cf(utxo, outpoint_key(op), encode_value(c)),
-                None => batch.delete_cf(utxo, outpoint_key(op)),
+        let (mut entries, mut chunks) = (0usize, 0usize);
+        // In chunks of `flush_batch_bytes`, `utxo_tip` in the last: a crash between chunks
+        // leaves some of the changes after `utxo_tip` on disk, which the replay at the next
+        // open writes again (it never takes a replayed coin for one the disk lacks).
+        let written = (|| -> StorageResult<()> {
+            let utxo = cf(&db, CF_UTXO)?;
+            let mut batch = WriteBatch::default();
+            for (op, coin) in cache.dirty_entries() {
+                match coin {
+                    Some(c) => batch.put_cf(utxo, outpoint_key(op), encode_value(c)),
+                    None => batch.delete_cf(utxo, outpoint_key(op)),
+                }
+                entries += 1;
+                if batch.size_in_bytes() >= self.flush_batch_bytes {
+                    self.write(std::mem::take(&mut batch))?;
+                    chunks += 1;
+                }
             }
-            entries += 1;
+            batch.put_cf(
+                cf(&db, CF_META)?,
+                MetaKey::UtxoTip.key(),
+                encode_value(&tip),
+            );
+            self.write(batch)?;
+            chunks += 1;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            // Some chunks may be on disk: a coin created since the last flush is no longer
+            // one the disk lacks, so spending it must write its deletion.
+            cache.disk_may_hold_all();
+            return Err(e);
         }
-        batch.put_cf(
-            cf(&db, CF_META)?,
-            MetaKey::UtxoTip.key(),
-            encode_value(&tip),
-        );
-        self.write(batch)?;
         done(&mut cache);
         drop(cache);
         self.utxo_tip = tip;
         self.blocks_since_flush = 0;
         self.indexes.timings.add(Stage::Flush, started.elapsed());
-        tracing::debug!(height = tip.height, entries, "UTXO cache flushed");
+        tracing::debug!(height = tip.height, entries, chunks, "UTXO cache flushed");
         Ok(())
     }
 
@@ -165,7 +182,7 @@ impl ChainState {
                 cache.spend(*op);
             }
             for (op, coin) in &undo.created {
-                cache.create(*op, *coin);
+                cache.recreate(*op, *coin);
             }
         }
         drop(cache);

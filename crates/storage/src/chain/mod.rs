@@ -225,6 +225,8 @@ pub struct ChainState {
     utxo_tip: TipRecord,
     /// Blocks connected since the last UTXO flush.
     blocks_since_flush: u64,
+    /// See [`StorageConfig::utxo_flush_batch_bytes`].
+    flush_batch_bytes: usize,
     /// `open` finished: the in-memory state (tips, cache) matches the database. A state that
     /// failed to load is never flushed (it could record a wrong `utxo_tip`).
     loaded: bool,
@@ -291,6 +293,7 @@ impl ChainState {
         let mut state = ChainState {
             fail_writes_after: std::cell::Cell::new(None),
             tip_indexes_inline: config.tip_indexes_inline,
+            flush_batch_bytes: config.utxo_flush_batch_bytes.max(1),
             db: Arc::new(db),
             params: Arc::new(params),
             dir,
