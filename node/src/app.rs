@@ -514,6 +514,7 @@ fn gauges_text(
                     let (inserted, hits) = sig_cache.stats();
                     (inserted, hits, sig_cache.reused())
                 },
+                memory: chain.reader.memory_usage().ok(),
             },
         },
     )

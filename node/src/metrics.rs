@@ -52,6 +52,8 @@ pub struct StorageGauges {
     /// (signatures verified into the cache, signatures connects found there, checks the
     /// cache answered without verifying again).
     pub sig_cache: (u64, u64, u64),
+    /// What the chain state holds in memory (`None`: RocksDB did not answer).
+    pub memory: Option<cairn_storage::MemoryUsage>,
 }
 
 /// Resident memory and CPU time of this process, from `/proc/self` (Linux); `None` elsewhere.
@@ -548,7 +550,7 @@ fn render_storage(out: &mut String, s: &StorageGauges) {
     metric(
         "cairn_sigcache_inserted_total",
         "counter",
-        "Signatures verified ahead of their block's connect (sync pre-checker, mempool acceptance).",
+        "Signatures verified ahead of their block's connect (mempool acceptance).",
         s.sig_cache.0,
     );
     metric(
@@ -575,4 +577,30 @@ fn render_storage(out: &mut String, s: &StorageGauges) {
         "1 if the indexes cover the tip.",
         u64::from(s.index.synced()),
     );
+    if let Some(mem) = s.memory {
+        for (name, help, bytes) in [
+            (
+                "cairn_utxo_cache_bytes",
+                "The UTXO cache's hash table, every bucket counted (bounded by --dbcache).",
+                mem.utxo_cache,
+            ),
+            (
+                "cairn_db_memtable_bytes",
+                "RocksDB memtables of every column family.",
+                mem.memtables,
+            ),
+            (
+                "cairn_db_block_cache_bytes",
+                "RocksDB's block cache, shared by every column family.",
+                mem.block_cache,
+            ),
+            (
+                "cairn_db_table_readers_bytes",
+                "RocksDB's SST index and filter blocks held outside the block cache.",
+                mem.table_readers,
+            ),
+        ] {
+            metric(name, "gauge", help, bytes);
+        }
+    }
 }

@@ -438,4 +438,22 @@ fn bad_input_gets_the_right_error_and_the_node_keeps_serving() {
         .unwrap();
     assert!(text.contains("cairn_chain_height 0"), "{text}");
     assert!(text.contains("cairn_rpc_calls_total"));
+    // What the chain state holds in memory, from RocksDB itself.
+    let gauge = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {text}"))
+    };
+    assert!(
+        gauge("cairn_db_memtable_bytes") > 0,
+        "genesis sits in a memtable"
+    );
+    assert!(
+        gauge("cairn_db_block_cache_bytes")
+            <= cairn_storage::config::DEFAULT_BLOCK_CACHE_BYTES as u64
+    );
+    assert!(
+        gauge("cairn_utxo_cache_bytes") <= cairn_storage::config::DEFAULT_UTXO_CACHE_BYTES as u64
+    );
+    gauge("cairn_db_table_readers_bytes");
 }

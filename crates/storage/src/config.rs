@@ -22,6 +22,9 @@ pub const MAX_SIDE_BRANCH_HEADERS: usize = 10_000;
 pub const DEFAULT_MAX_OPEN_FILES: i32 = 512;
 /// Default RocksDB memtable size per column family.
 pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// Default bytes of all column families' memtables together (RocksDB's
+/// `db_write_buffer_size`).
+pub const DEFAULT_TOTAL_WRITE_BUFFER_BYTES: usize = 96 * 1024 * 1024;
 /// Default size of RocksDB's block cache (shared by all column families).
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Most headers [`crate::ChainReader::headers_after`] returns in one call.
@@ -65,7 +68,10 @@ pub struct StorageConfig {
     pub max_open_files: i32,
     /// RocksDB memtable size per column family.
     pub write_buffer_bytes: usize,
-    /// RocksDB block cache size.
+    /// Bytes of all column families' memtables together (each is also bounded by
+    /// `write_buffer_bytes`).
+    pub total_write_buffer_bytes: usize,
+    /// RocksDB block cache size, shared by all column families.
     pub block_cache_bytes: usize,
     /// fsync the write-ahead log on every block connect/disconnect. Off by default: RocksDB
     /// batches are atomic in the WAL either way, so a killed process (kill -9) always reopens
@@ -89,6 +95,7 @@ impl Default for StorageConfig {
             orphan_max_bytes: DEFAULT_ORPHAN_MAX_BYTES,
             max_open_files: DEFAULT_MAX_OPEN_FILES,
             write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
+            total_write_buffer_bytes: DEFAULT_TOTAL_WRITE_BUFFER_BYTES,
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             sync_writes: false,
             tip_indexes_inline: false,

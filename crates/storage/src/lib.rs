@@ -48,6 +48,6 @@ pub use explorer_index::{
     AddressTx, ChainTipInfo, HistoryPosition, MAX_PAGE_ENTRIES, Page, Spender, TipStatus,
 };
 pub use index::IndexProgress;
-pub use reader::{BlockTemplateContext, ChainReader, HeaderInfo, TxInfo};
+pub use reader::{BlockTemplateContext, ChainReader, HeaderInfo, MemoryUsage, TxInfo};
 pub use schema::BlockStatus;
 pub use timings::{ConnectTimingsSnapshot, Stage};

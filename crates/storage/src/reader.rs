@@ -26,12 +26,25 @@ use crate::schema::*;
 use crate::store::cf;
 use crate::timings::ConnectTimingsSnapshot;
 
-/// What is known about one header.
+/// Bytes of memory the chain state holds ([`ChainReader::memory_usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// The UTXO cache's hash table, every bucket counted (what `--dbcache` bounds).
+    pub utxo_cache: u64,
+    /// RocksDB memtables of every column family, active and waiting to be written.
+    pub memtables: u64,
+    /// RocksDB's block cache (shared by every column family).
+    pub block_cache: u64,
+    /// RocksDB's SST index and filter blocks held outside the block cache.
+    pub table_readers: u64,
+}
+
 /// The tip `(height, hash)` a batch of coins was read at, and the coins (input order).
 pub type CoinsAtTip = ((u64, BlockHash), Vec<Option<Coin>>);
 /// An address's unspent outputs and the tip `(height, hash)` they were read at.
 pub type AddressCoinsAtTip = ((u64, BlockHash), Vec<(OutPoint, Coin)>);
 
+/// What is known about one header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderInfo {
     pub hash: BlockHash,
@@ -266,6 +279,26 @@ impl ChainReader {
     /// How far the transaction and address indexes are (`getindexinfo`).
     pub fn index_progress(&self) -> IndexProgress {
         self.indexes.progress()
+    }
+
+    /// Memory the chain state holds now: the UTXO cache's table and RocksDB's own (metrics,
+    /// benchmarks; `--dbcache` bounds the first, `StorageConfig` the others).
+    pub fn memory_usage(&self) -> StorageResult<MemoryUsage> {
+        let mut usage = MemoryUsage {
+            utxo_cache: read_lock(&self.cache).bytes() as u64,
+            ..MemoryUsage::default()
+        };
+        for name in COLUMN_FAMILIES {
+            let handle = cf(&self.db, name)?;
+            let property = |p: &str| -> StorageResult<u64> {
+                Ok(self.db.property_int_value_cf(handle, p)?.unwrap_or(0))
+            };
+            usage.memtables += property("rocksdb.size-all-mem-tables")?;
+            usage.table_readers += property("rocksdb.estimate-table-readers-mem")?;
+            // One cache shared by every column family: counted once.
+            usage.block_cache = property("rocksdb.block-cache-usage")?;
+        }
+        Ok(usage)
     }
 
     /// Where block-connect time went since the chain was opened (metrics, benchmarks).

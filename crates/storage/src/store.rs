@@ -15,7 +15,9 @@ use crate::schema::{
 /// Bloom filter bits per key for point lookups (UTXOs, headers).
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
-fn options(config: &StorageConfig) -> Options {
+/// Options shared by the database and every column family. `cache` is the one block cache all
+/// column families share, so `block_cache_bytes` bounds them together.
+fn options(config: &StorageConfig, cache: &Cache) -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
@@ -24,7 +26,7 @@ fn options(config: &StorageConfig) -> Options {
     opts.set_compression_type(DBCompressionType::Lz4);
     opts.set_keep_log_file_num(4);
     let mut table = BlockBasedOptions::default();
-    table.set_block_cache(&Cache::new_lru_cache(config.block_cache_bytes));
+    table.set_block_cache(cache);
     table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
     opts.set_block_based_table_factory(&table);
     opts
@@ -34,8 +36,8 @@ fn options(config: &StorageConfig) -> Options {
 /// uncompressed. They are hashes, keys and signatures, which LZ4 cannot shrink; compressing
 /// them only cost RocksDB's background threads CPU while a sync verifies signatures on the same
 /// cores (as Bitcoin Core, which keeps its block files raw).
-fn cf_options(name: &str, config: &StorageConfig) -> Options {
-    let mut opts = options(config);
+fn cf_options(name: &str, config: &StorageConfig, cache: &Cache) -> Options {
+    let mut opts = options(config, cache);
     if name == CF_BLOCKS {
         opts.set_compression_type(DBCompressionType::None);
     }
@@ -51,7 +53,11 @@ fn db_exists(dir: &Path) -> bool {
 /// or another schema version is refused with [`StorageError::SchemaMismatch`] before anything in
 /// it is modified. Returns the database and whether it is fresh (no schema version written yet).
 pub(crate) fn open_db(dir: &Path, config: &StorageConfig) -> StorageResult<(DB, bool)> {
-    let opts = options(config);
+    let cache = Cache::new_lru_cache(config.block_cache_bytes);
+    let mut opts = options(config, &cache);
+    // Every column family's memtables together; past it RocksDB flushes the largest. Without
+    // it each of the 13 could hold `write_buffer_bytes` twice over.
+    opts.set_db_write_buffer_size(config.total_write_buffer_bytes);
     let dir_name = dir.display().to_string();
     // A crash while the database is first created can leave only some of our column families
     // (RocksDB creates them one by one); that is a fresh database, finished below. Any column
@@ -98,7 +104,7 @@ pub(crate) fn open_db(dir: &Path, config: &StorageConfig) -> StorageResult<(DB, 
     }
     let cfs = COLUMN_FAMILIES
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, config)));
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, config, &cache)));
     let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
     let meta = cf(&db, CF_META)?;
     match db.get_cf(meta, MetaKey::SchemaVersion.key())? {
