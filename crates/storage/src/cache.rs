@@ -129,25 +129,22 @@ impl UtxoCache {
     pub(crate) fn create(&mut self, op: OutPoint, coin: Coin) {
         // A spent entry still to be deleted on disk is not fresh: the disk holds the coin.
         let fresh = !matches!(self.map.get(&op), Some(e) if e.dirty && e.coin.is_none());
+        self.put(op, coin, fresh);
+    }
+
+    /// A block applied again after a restart created `coin`: never fresh, as a flush cut short
+    /// by the crash may have written it already (so a later spend writes its deletion).
+    pub(crate) fn recreate(&mut self, op: OutPoint, coin: Coin) {
+        self.put(op, coin, false);
+    }
+
+    fn put(&mut self, op: OutPoint, coin: Coin, fresh: bool) {
         self.map.insert(
             op,
             Entry {
                 coin: Some(coin),
                 dirty: true,
                 fresh,
-            },
-        );
-    }
-
-    /// A block applied again after a restart created `coin`: never fresh, as a flush cut short
-    /// by the crash may have written it already (so a later spend writes its deletion).
-    pub(crate) fn recreate(&mut self, op: OutPoint, coin: Coin) {
-        self.map.insert(
-            op,
-            Entry {
-                coin: Some(coin),
-                dirty: true,
-                fresh: false,
             },
         );
     }

@@ -283,20 +283,24 @@ impl ChainReader {
 
     /// Memory the chain state holds now: the UTXO cache's table and RocksDB's own (metrics,
     /// benchmarks; `--dbcache` bounds the first, `StorageConfig` the others).
+    /// Waits for none of the chain's locks: `/metrics` reads it on the RPC's runtime.
     pub fn memory_usage(&self) -> StorageResult<MemoryUsage> {
+        let property = |name: &'static str, p: &str| -> StorageResult<u64> {
+            let handle = cf(&self.db, name)?;
+            Ok(self.db.property_int_value_cf(handle, p)?.unwrap_or(0))
+        };
         let mut usage = MemoryUsage {
-            utxo_cache: read_lock(&self.cache).bytes() as u64,
+            utxo_cache: self
+                .indexes
+                .utxo_cache_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+            // One cache shared by every column family: read once.
+            block_cache: property(CF_META, "rocksdb.block-cache-usage")?,
             ..MemoryUsage::default()
         };
         for name in COLUMN_FAMILIES {
-            let handle = cf(&self.db, name)?;
-            let property = |p: &str| -> StorageResult<u64> {
-                Ok(self.db.property_int_value_cf(handle, p)?.unwrap_or(0))
-            };
-            usage.memtables += property("rocksdb.size-all-mem-tables")?;
-            usage.table_readers += property("rocksdb.estimate-table-readers-mem")?;
-            // One cache shared by every column family: counted once.
-            usage.block_cache = property("rocksdb.block-cache-usage")?;
+            usage.memtables += property(name, "rocksdb.size-all-mem-tables")?;
+            usage.table_readers += property(name, "rocksdb.estimate-table-readers-mem")?;
         }
         Ok(usage)
     }

@@ -145,12 +145,21 @@ impl ChainState {
             return Err(e);
         }
         done(&mut cache);
+        self.publish_cache_bytes(&cache);
         drop(cache);
         self.utxo_tip = tip;
         self.blocks_since_flush = 0;
         self.indexes.timings.add(Stage::Flush, started.elapsed());
         tracing::debug!(height = tip.height, entries, chunks, "UTXO cache flushed");
         Ok(())
+    }
+
+    /// Makes the cache's footprint readable without its lock (see
+    /// `IndexShared::utxo_cache_bytes`).
+    fn publish_cache_bytes(&self, cache: &UtxoCache) {
+        self.indexes
+            .utxo_cache_bytes
+            .store(cache.bytes() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Applies the blocks after `meta/utxo_tip` to the cache again from their undo data (after
@@ -185,6 +194,7 @@ impl ChainState {
                 cache.recreate(*op, *coin);
             }
         }
+        self.publish_cache_bytes(&cache);
         drop(cache);
         if tip.height > from {
             self.blocks_since_flush = tip.height - from;
@@ -425,6 +435,7 @@ impl ChainState {
             for (op, coin) in &delta.created {
                 cache.create(*op, *coin);
             }
+            self.publish_cache_bytes(&cache);
         }
         timings.add(Stage::Write, indexed.elapsed());
         timings.block_connected(block.transactions.len());

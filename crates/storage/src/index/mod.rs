@@ -29,6 +29,7 @@
 pub(crate) mod indexer;
 mod writer;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,10 @@ pub(crate) struct IndexShared {
     changed: Condvar,
     /// Where block-connect time goes (read by metrics and benchmarks).
     pub(crate) timings: ConnectTimings,
+    /// The UTXO cache's table footprint in bytes, stored by the chain task each time it has
+    /// changed the cache: metrics read it without the cache's lock, which a flush holds through
+    /// its writes.
+    pub(crate) utxo_cache_bytes: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +100,7 @@ impl IndexShared {
             }),
             changed: Condvar::new(),
             timings: ConnectTimings::default(),
+            utxo_cache_bytes: AtomicU64::new(0),
         }
     }
 
