@@ -1,21 +1,18 @@
 //! A cache of signatures already found valid (as Bitcoin Core's signature cache), so that a
-//! block connect skips the ones checked earlier: by the sync pre-checker while the previous
-//! block was being connected (using the core the connect left idle), or by mempool acceptance.
+//! block connect skips the ones mempool acceptance checked earlier.
 //!
 //! An entry is the SHA-256 of (public key, message, signature): it can only be added by a
 //! successful verification of exactly that triple, so a hit proves validity as well as the
 //! check itself would. Entries are removed when used (a signature is connected once) and the
 //! whole set is dropped when it reaches its bound.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_primitives::hash::sha256;
-use cairn_primitives::keys::{sighash, verify};
-use cairn_primitives::{Block, BlockHash, OutPoint, Signature, Txid, XOnlyPublicKey};
-
-use crate::view::Coin;
+use cairn_primitives::keys::verify;
+use cairn_primitives::{Signature, XOnlyPublicKey};
 
 /// Most entries kept (about 3 MiB of keys plus the set's overhead).
 pub const MAX_SIG_CACHE_ENTRIES: usize = 100_000;
@@ -102,41 +99,5 @@ impl SigCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Checks ahead of time the signatures of `block` whose coins `coin` can already find (or
-    /// that spend an earlier output of the block itself), remembering the valid ones. Invalid
-    /// or unknown ones are simply not cached: the connect checks them and decides. Returns how
-    /// many were cached.
-    pub fn precheck_block(
-        &self,
-        block: &Block,
-        genesis: &BlockHash,
-        coin: impl Fn(&OutPoint) -> Option<Coin>,
-    ) -> usize {
-        let txids: Vec<Txid> = block.transactions.iter().map(|t| t.txid()).collect();
-        let position: HashMap<Txid, usize> =
-            txids.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-        let mut cached = 0;
-        for (tx, txid) in block.transactions.iter().zip(&txids).skip(1) {
-            let msg = sighash(genesis, txid);
-            for input in &tx.inputs {
-                let pubkey = match coin(&input.prevout) {
-                    Some(c) => c.output.pubkey,
-                    None => match position.get(&input.prevout.txid).and_then(|i| {
-                        block.transactions[*i]
-                            .outputs
-                            .get(input.prevout.vout as usize)
-                    }) {
-                        Some(out) => out.pubkey,
-                        None => continue,
-                    },
-                };
-                if self.verify_and_insert(&pubkey, &msg, &input.signature) {
-                    cached += 1;
-                }
-            }
-        }
-        cached
     }
 }
