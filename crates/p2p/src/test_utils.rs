@@ -4,6 +4,7 @@
 //! transactions"; every block adds one unit of work; the best chain is the longest.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use cairn_primitives::{Block, BlockHash, BlockHeader, MerkleRoot, Transaction, Txid};
@@ -23,6 +24,19 @@ pub struct MemoryChain {
     /// Test knob: short-id lookups answer a wrong transaction for every position (as if every
     /// short id collided with another pool transaction).
     collide: std::sync::atomic::AtomicBool,
+    /// Test knob and gauges of the batch path ([`ChainAccess::submit_blocks`]).
+    batches: BatchProbe,
+}
+
+/// How [`MemoryChain::submit_blocks`] is slowed, and what it saw.
+#[derive(Debug, Default)]
+struct BatchProbe {
+    /// Milliseconds each batch takes before its blocks are added (a chain busy connecting).
+    delay_ms: AtomicU64,
+    active: AtomicUsize,
+    max_active: AtomicUsize,
+    /// Blocks this chain handed out through `block_bytes` (serving), counted per copy.
+    served: AtomicU64,
 }
 
 /// Transactions in arrival order, and those not yet announced.
@@ -108,7 +122,24 @@ impl MemoryChain {
             inner: Mutex::new(inner),
             pool: Mutex::new(MemoryPool::default()),
             collide: std::sync::atomic::AtomicBool::new(false),
+            batches: BatchProbe::default(),
         }
+    }
+
+    /// Makes every [`ChainAccess::submit_blocks`] call take `delay` before it adds its blocks.
+    pub fn slow_batches(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.batches.delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The most `submit_blocks` calls that were running at once.
+    pub fn max_concurrent_batches(&self) -> usize {
+        self.batches.max_active.load(Ordering::Relaxed)
+    }
+
+    /// Blocks served to peers so far, each copy counted.
+    pub fn blocks_served(&self) -> u64 {
+        self.batches.served.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -335,6 +366,9 @@ impl ChainAccess for MemoryChain {
             }
             out.push(bytes);
         }
+        self.batches
+            .served
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
         out
     }
 
@@ -376,6 +410,22 @@ impl ChainAccess for MemoryChain {
             )));
         }
         inner.add_block(block).map_err(Refusal::Invalid)
+    }
+
+    async fn submit_blocks(&self, blocks: Vec<(PeerId, Block)>) -> Vec<Result<(), Refusal>> {
+        let probe = &self.batches;
+        let active = probe.active.fetch_add(1, Ordering::SeqCst) + 1;
+        probe.max_active.fetch_max(active, Ordering::SeqCst);
+        let delay = probe.delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        let mut results = Vec::with_capacity(blocks.len());
+        for (peer, block) in blocks {
+            results.push(self.submit_block(peer, block).await);
+        }
+        probe.active.fetch_sub(1, Ordering::SeqCst);
+        results
     }
 
     fn has_tx(&self, txid: &Txid) -> bool {

@@ -290,6 +290,36 @@ async fn sync_throughput_from_one_peer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_is_handed_over_while_the_chain_connects() {
+    // A chain that takes a while per batch: the driver hands it the next batch before the
+    // answer comes (so the chain never waits for the driver) and downloads nothing twice
+    // meanwhile (the blocks of a batch in the chain's hands are not stored yet, so
+    // `missing_blocks` still names them).
+    const N: usize = 300;
+    let source = Arc::new(MemoryChain::new(1));
+    source.mine(N);
+    let a = start_node(source.clone(), vec![], |_| {}).await;
+    let syncing = Arc::new(MemoryChain::new(1));
+    syncing.slow_batches(Duration::from_millis(40));
+    let c = start_node(syncing.clone(), vec![a.addr.clone()], |_| {}).await;
+    wait_for("full sync", Duration::from_secs(60), async || {
+        c.chain.height() == N as u64
+    })
+    .await;
+    assert_eq!(
+        syncing.max_concurrent_batches(),
+        crate::sync::MAX_SUBMITS_IN_FLIGHT
+    );
+    assert_eq!(
+        source.blocks_served(),
+        N as u64,
+        "a block was downloaded twice"
+    );
+    a.handle.shutdown().await;
+    c.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_block_with_unknown_parent_triggers_sync() {
     let a = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
     let b = start_node(Arc::new(MemoryChain::new(1)), vec![a.addr.clone()], |c| {

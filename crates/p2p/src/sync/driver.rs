@@ -10,6 +10,14 @@
 use super::*;
 
 type Pending = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+/// A batch handed to the chain: each block's peer, hash and result, in order, and the
+/// download window's generation when it was handed over.
+type Submit = Pin<Box<dyn Future<Output = Submitted> + Send>>;
+
+struct Submitted {
+    generation: u64,
+    results: Vec<(PeerId, BlockHash, Result<(), Refusal>)>,
+}
 
 enum Outcome {
     Status(PeerId, Result<SyncResponse, P2pError>),
@@ -86,6 +94,16 @@ pub(crate) struct SyncDriver<C> {
     /// Blocks whose compact form is being rebuilt by the relay task: not downloaded in full
     /// meanwhile (they come back from `missing_blocks` if the rebuild fails).
     blocks_in_flight: Arc<crate::relay::BlocksInFlight>,
+    /// Batches handed to the chain and not answered yet, oldest first (the chain takes them in
+    /// order). At most [`MAX_SUBMITS_IN_FLIGHT`], so the chain has the next batch at hand
+    /// when it finishes one, and the driver goes on downloading meanwhile.
+    submits: futures::stream::FuturesOrdered<Submit>,
+    /// Blocks in those batches: not stored yet, so still named by `missing_blocks`, but not
+    /// to be downloaded again.
+    submitting: HashSet<BlockHash>,
+    /// Bumped when the window is reset after an invalid block: answers to batches handed over
+    /// before that punish nobody (their blocks descend from the invalid one, whoever sent them).
+    generation: u64,
 }
 
 impl<C: ChainAccess> SyncDriver<C> {
@@ -116,6 +134,9 @@ impl<C: ChainAccess> SyncDriver<C> {
             max_stalls: config.max_stalls,
             status_interval: config.status_interval,
             progress: (Instant::now(), 0),
+            submits: futures::stream::FuturesOrdered::new(),
+            submitting: HashSet::new(),
+            generation: 0,
         }
     }
 
@@ -131,9 +152,12 @@ impl<C: ChainAccess> SyncDriver<C> {
                 Some(outcome) = self.requests.next(), if !self.requests.is_empty() => {
                     self.on_outcome(outcome).await;
                 }
+                Some(submitted) = self.submits.next(), if !self.submits.is_empty() => {
+                    self.on_submitted(submitted);
+                }
                 _ = tick.tick() => self.on_tick(),
             }
-            self.deliver().await;
+            self.deliver();
             self.schedule();
         }
         debug!("sync driver stopped");
@@ -521,9 +545,11 @@ impl<C: ChainAccess> SyncDriver<C> {
     }
 
     /// Hands received blocks to the node, in order, while the front of the queue is here: up
-    /// to [`MAX_SUBMIT_BATCH_BLOCKS`] in one call, so the chain can pipeline their connects.
-    async fn deliver(&mut self) {
-        loop {
+    /// to [`MAX_SUBMIT_BATCH_BLOCKS`] in one call, so the chain can pipeline their connects,
+    /// and up to [`MAX_SUBMITS_IN_FLIGHT`] calls at once. It does not wait for the answers
+    /// ([`SyncDriver::on_submitted`]): downloads go on while the chain connects.
+    fn deliver(&mut self) {
+        while self.submits.len() < MAX_SUBMITS_IN_FLIGHT {
             let mut ready = Vec::new();
             let mut sent: Vec<(PeerId, BlockHash)> = Vec::new();
             while ready.len() < MAX_SUBMIT_BATCH_BLOCKS
@@ -546,30 +572,55 @@ impl<C: ChainAccess> SyncDriver<C> {
             if ready.is_empty() {
                 return;
             }
-            let results = self.chain.submit_blocks(ready).await;
-            for ((peer, hash), result) in sent.into_iter().zip(results) {
-                match result {
-                    Ok(()) => Metrics::inc(&self.handle.metrics_ref().synced_blocks),
-                    Err(Refusal::Later(reason)) => {
-                        debug!(%peer, %hash, %reason, "synced block not accepted now");
-                    }
-                    Err(Refusal::Invalid(reason)) => {
-                        warn!(%peer, %hash, %reason, "peer sent an invalid block");
-                        Metrics::inc(&self.handle.metrics_ref().invalid_messages);
-                        self.misbehaved(peer, &format!("invalid block: {reason}"));
-                        // Everything after an invalid block descends from it.
-                        self.reset_window();
-                        return;
-                    }
+            self.submitting.extend(sent.iter().map(|(_, hash)| *hash));
+            let chain = Arc::clone(&self.chain);
+            let generation = self.generation;
+            self.submits.push_back(Box::pin(async move {
+                let results = chain.submit_blocks(ready).await;
+                Submitted {
+                    generation,
+                    results: sent
+                        .into_iter()
+                        .zip(results)
+                        .map(|((peer, hash), result)| (peer, hash, result))
+                        .collect(),
+                }
+            }));
+        }
+    }
+
+    /// The chain's answer to a batch: a block it refused as invalid gets its peer banned and
+    /// the window reset (everything after it descends from it); one refused for now comes back
+    /// from `missing_blocks`.
+    fn on_submitted(&mut self, submitted: Submitted) {
+        for (peer, hash, result) in submitted.results {
+            self.submitting.remove(&hash);
+            // Reset by an earlier answer, or by an earlier block of this one.
+            let current = submitted.generation == self.generation;
+            match result {
+                Ok(()) => Metrics::inc(&self.handle.metrics_ref().synced_blocks),
+                Err(Refusal::Later(reason)) => {
+                    debug!(%peer, %hash, %reason, "synced block not accepted now");
+                }
+                Err(Refusal::Invalid(reason)) if current => {
+                    warn!(%peer, %hash, %reason, "peer sent an invalid block");
+                    Metrics::inc(&self.handle.metrics_ref().invalid_messages);
+                    self.misbehaved(peer, &format!("invalid block: {reason}"));
+                    self.reset_window();
+                }
+                Err(Refusal::Invalid(reason)) => {
+                    debug!(%peer, %hash, %reason, "block after an invalid one refused");
                 }
             }
         }
     }
 
-    /// Forgets the download window; it is rebuilt from `missing_blocks`.
+    /// Forgets the download window; it is rebuilt from `missing_blocks`. Batches already
+    /// handed to the chain are answered later, under the old generation.
     fn reset_window(&mut self) {
         self.queue.clear();
         self.slots.clear();
+        self.generation += 1;
     }
 
     /// Blocks to ask one peer for at once: as many as fit in `request_bytes` at the average
@@ -623,7 +674,10 @@ impl<C: ChainAccess> SyncDriver<C> {
                 if self.queue.len() >= self.window {
                     break;
                 }
-                if self.slots.contains_key(hash) || self.blocks_in_flight.contains(hash) {
+                if self.slots.contains_key(hash)
+                    || self.submitting.contains(hash)
+                    || self.blocks_in_flight.contains(hash)
+                {
                     continue;
                 }
                 let Some((height, _)) = self.chain.header_position(hash) else {

@@ -21,7 +21,9 @@
 //!    An answer that brings nothing (timeout, `Error`, empty or short) is a stall: its blocks
 //!    go back to the pool for another peer first, without touching other peers' requests, and
 //!    a peer that stalls `max_stalls` times in a row is disconnected. Blocks are handed to the
-//!    node strictly in the order `missing_blocks` gave them (parents first).
+//!    node strictly in the order `missing_blocks` gave them (parents first), in batches, the
+//!    next batch handed over before the chain answered the last one, so it never waits for
+//!    the driver; the driver goes on downloading while the chain connects.
 //!
 //! Serving ([`serve`]) answers peers concurrently with a fair share each, sending blocks as
 //! stored bytes within the response's byte budget.
@@ -58,9 +60,13 @@ pub use serve::answer;
 pub(crate) use serve::serve;
 
 /// Received blocks handed to the chain in one [`ChainAccess::submit_blocks`] call, at most: enough
-/// for its pipeline to overlap the blocks' work, few enough that the driver is not held up
-/// for long (a batch of 200-transaction blocks takes ~0.1 s to connect on two cores).
+/// for its pipeline to overlap the blocks' work, few enough that the chain task, which does
+/// nothing else meanwhile, answers gossip and RPC soon (a batch of 200-transaction blocks takes
+/// ~0.1 s to connect on two cores).
 pub const MAX_SUBMIT_BATCH_BLOCKS: usize = 16;
+/// Batches handed to the chain and not answered yet, at most: two, so the chain starts the
+/// next one as soon as it finishes one, instead of waiting for the driver to hear back.
+pub const MAX_SUBMITS_IN_FLIGHT: usize = 2;
 /// Times one block may fail to arrive before it leaves the download window (other blocks stay;
 /// it comes back from [`ChainAccess::missing_blocks`] if still missing).
 pub const MAX_BLOCK_ATTEMPTS: u32 = 8;
