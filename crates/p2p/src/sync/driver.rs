@@ -94,9 +94,13 @@ pub(crate) struct SyncDriver<C> {
     /// Blocks whose compact form is being rebuilt by the relay task: not downloaded in full
     /// meanwhile (they come back from `missing_blocks` if the rebuild fails).
     blocks_in_flight: Arc<crate::relay::BlocksInFlight>,
-    /// Batches handed to the chain and not answered yet, oldest first (the chain takes them in
-    /// order). At most [`MAX_SUBMITS_IN_FLIGHT`], so the chain has the next batch at hand
-    /// when it finishes one, and the driver goes on downloading meanwhile.
+    /// Batches handed to the chain and not answered yet, oldest first. At most
+    /// [`MAX_SUBMITS_IN_FLIGHT`], so the chain has the next batch at hand when it finishes
+    /// one, and the driver goes on downloading meanwhile. A batch reaches the chain when its
+    /// future first runs, which `FuturesOrdered` does in the order they were pushed; were a
+    /// later batch to arrive first, the chain would store its bodies (their headers are
+    /// known) and connect them once their parents came, so order costs speed, never
+    /// correctness.
     submits: futures::stream::FuturesOrdered<Submit>,
     /// Blocks in those batches: not stored yet, so still named by `missing_blocks`, but not
     /// to be downloaded again.
