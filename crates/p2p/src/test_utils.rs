@@ -24,11 +24,13 @@ pub struct MemoryChain {
     /// Test knob: short-id lookups answer a wrong transaction for every position (as if every
     /// short id collided with another pool transaction).
     collide: std::sync::atomic::AtomicBool,
-    /// Test knob and gauges of the batch path ([`ChainAccess::submit_blocks`]).
+    /// Test knob and gauges of the sync path: batches handed to this chain
+    /// ([`ChainAccess::submit_blocks`]) and blocks it served.
     batches: BatchProbe,
 }
 
-/// How [`MemoryChain::submit_blocks`] is slowed, and what it saw.
+/// How [`MemoryChain::submit_blocks`] is slowed, what it saw, and how many blocks this chain
+/// served.
 #[derive(Debug, Default)]
 struct BatchProbe {
     /// Milliseconds each batch takes before its blocks are added (a chain busy connecting).
@@ -37,6 +39,8 @@ struct BatchProbe {
     max_active: AtomicUsize,
     /// Blocks this chain handed out through `block_bytes` (serving), counted per copy.
     served: AtomicU64,
+    /// Milliseconds each `block_bytes` call takes (a slow peer; it runs on the blocking pool).
+    serve_delay_ms: AtomicU64,
 }
 
 /// Transactions in arrival order, and those not yet announced.
@@ -130,6 +134,12 @@ impl MemoryChain {
     pub fn slow_batches(&self, delay: std::time::Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.batches.delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Makes every answer this chain serves to a block request take `delay`.
+    pub fn slow_serving(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.batches.serve_delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// The most `submit_blocks` calls that were running at once.
@@ -348,6 +358,10 @@ impl ChainAccess for MemoryChain {
     }
 
     fn block_bytes(&self, hashes: &[BlockHash], budget: usize) -> Vec<Vec<u8>> {
+        let delay = self.batches.serve_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+        }
         // Encoded outside the lock, so serving peers at once is not serialised here (the
         // node's storage reads snapshots without any lock).
         let blocks: Vec<Block> = {

@@ -320,6 +320,46 @@ async fn the_next_batch_is_handed_over_while_the_chain_connects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_block_does_not_cost_honest_peers_their_answers() {
+    // The liar serves the honest chain's headers with every body mutated, so the first block
+    // it delivers is refused and the download window is reset. The honest peer answers slowly:
+    // its requests are still in flight at the reset, and their answers match no slot any more.
+    // They are not stalls; counted as such, they disconnected the honest peer.
+    const N: usize = 200;
+    let honest_chain = Arc::new(MemoryChain::new(1));
+    let blocks = honest_chain.mine(N);
+    honest_chain.slow_serving(Duration::from_millis(300));
+    let liar_chain = Arc::new(MemoryChain::new(1));
+    for block in &blocks {
+        let mut bad = block.clone();
+        bad.transactions.push(test_tx(7)); // same header, body no longer matches it
+        liar_chain.force_block(bad);
+    }
+    let honest = start_node(honest_chain, vec![], |_| {}).await;
+    let liar = start_node(liar_chain, vec![], |_| {}).await;
+    let c = start_node(
+        Arc::new(MemoryChain::new(1)),
+        vec![honest.addr.clone(), liar.addr.clone()],
+        |config| config.blocks_per_request = 8,
+    )
+    .await;
+    wait_for("full sync", Duration::from_secs(60), async || {
+        c.chain.height() == N as u64
+    })
+    .await;
+    let metrics = c.handle.metrics();
+    assert!(metrics.bans >= 1, "the liar was not banned");
+    assert_eq!(
+        metrics.stalled_peers, 0,
+        "an honest peer was dropped as stalled"
+    );
+    assert!(connected_to(&c, honest.handle.local_peer_id()).await);
+    for node in [honest, liar, c] {
+        node.handle.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_block_with_unknown_parent_triggers_sync() {
     let a = start_node(Arc::new(MemoryChain::new(1)), vec![], |_| {}).await;
     let b = start_node(Arc::new(MemoryChain::new(1)), vec![a.addr.clone()], |c| {

@@ -22,7 +22,8 @@ struct Submitted {
 enum Outcome {
     Status(PeerId, Result<SyncResponse, P2pError>),
     Headers(PeerId, Result<SyncResponse, P2pError>),
-    Blocks(PeerId, Vec<BlockHash>, Result<SyncResponse, P2pError>),
+    /// With the window's generation when asked (see [`SyncDriver::reset_window`]).
+    Blocks(PeerId, Vec<BlockHash>, u64, Result<SyncResponse, P2pError>),
 }
 
 struct SyncPeer {
@@ -96,7 +97,8 @@ pub(crate) struct SyncDriver<C> {
     blocks_in_flight: Arc<crate::relay::BlocksInFlight>,
     /// Batches handed to the chain and not answered yet, oldest first. At most
     /// [`MAX_SUBMITS_IN_FLIGHT`], so the chain has the next batch at hand when it finishes
-    /// one, and the driver goes on downloading meanwhile. A batch reaches the chain when its
+    /// one, and the driver goes on downloading meanwhile (except while it hands the chain
+    /// headers: that call waits its turn behind the batches). A batch reaches the chain when its
     /// future first runs, which `FuturesOrdered` does in the order they were pushed; were a
     /// later batch to arrive first, the chain would store its bodies (their headers are
     /// known) and connect them once their parents came, so order costs speed, never
@@ -105,8 +107,11 @@ pub(crate) struct SyncDriver<C> {
     /// Blocks in those batches: not stored yet, so still named by `missing_blocks`, but not
     /// to be downloaded again.
     submitting: HashSet<BlockHash>,
-    /// Bumped when the window is reset after an invalid block: answers to batches handed over
-    /// before that punish nobody (their blocks descend from the invalid one, whoever sent them).
+    /// Bumped when the window is reset after an invalid block. Answers to batches handed over
+    /// before that punish nobody: their blocks mostly descend from the invalid one, whoever
+    /// sent them (not when the invalid one was a body that did not match its valid header;
+    /// a bad block of another peer in such a batch is refused but goes unpunished). Answers to
+    /// block requests sent before it are not stalls.
     generation: u64,
 }
 
@@ -383,7 +388,9 @@ impl<C: ChainAccess> SyncDriver<C> {
                     Err(e) => self.failed(peer, &e),
                 }
             }
-            Outcome::Blocks(peer, hashes, result) => self.on_blocks(peer, hashes, result),
+            Outcome::Blocks(peer, hashes, generation, result) => {
+                self.on_blocks(peer, hashes, generation, result)
+            }
         }
     }
 
@@ -391,10 +398,26 @@ impl<C: ChainAccess> SyncDriver<C> {
         &mut self,
         peer: PeerId,
         hashes: Vec<BlockHash>,
+        generation: u64,
         result: Result<SyncResponse, P2pError>,
     ) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.in_flight = p.in_flight.saturating_sub(1);
+        }
+        if generation != self.generation {
+            // Asked before the window was reset: its slots are gone, so what came back matches
+            // none of them. Not a stall: the peer answered what it was asked, and counting it
+            // would drop honest peers after every invalid block. A failed request or a wrong
+            // answer still counts.
+            match result {
+                Ok(SyncResponse::Blocks(blocks)) if blocks.len() > hashes.len() => {
+                    self.misbehaved(peer, "more blocks than asked");
+                }
+                Ok(SyncResponse::Blocks(_) | SyncResponse::Error(_)) => {}
+                Ok(_) => self.misbehaved(peer, "wrong response to GetBlocks"),
+                Err(e) => self.failed(peer, &e),
+            }
+            return;
         }
         let mut delivered = HashSet::new();
         let mut failed = false;
@@ -581,12 +604,20 @@ impl<C: ChainAccess> SyncDriver<C> {
             let generation = self.generation;
             self.submits.push_back(Box::pin(async move {
                 let results = chain.submit_blocks(ready).await;
+                // One result per block is the contract; a block without one is treated as
+                // refused for now, so it leaves `submitting` and is asked for again.
+                let results = results.into_iter().map(Some).chain(std::iter::repeat(None));
                 Submitted {
                     generation,
                     results: sent
                         .into_iter()
                         .zip(results)
-                        .map(|((peer, hash), result)| (peer, hash, result))
+                        .map(|((peer, hash), result)| {
+                            let result = result.unwrap_or_else(|| {
+                                Err(Refusal::Later("the chain gave no answer for it".into()))
+                            });
+                            (peer, hash, result)
+                        })
                         .collect(),
                 }
             }));
@@ -777,8 +808,10 @@ impl<C: ChainAccess> SyncDriver<C> {
                 let request = SyncRequest::GetBlocks {
                     hashes: hashes.clone(),
                 };
+                let generation = self.generation;
                 self.requests.push(Box::pin(async move {
-                    Outcome::Blocks(peer, hashes, handle.request(peer, &request).await)
+                    let result = handle.request(peer, &request).await;
+                    Outcome::Blocks(peer, hashes, generation, result)
                 }));
             }
             if !progress {

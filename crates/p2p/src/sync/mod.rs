@@ -22,8 +22,9 @@
 //!    go back to the pool for another peer first, without touching other peers' requests, and
 //!    a peer that stalls `max_stalls` times in a row is disconnected. Blocks are handed to the
 //!    node strictly in the order `missing_blocks` gave them (parents first), in batches, the
-//!    next batch handed over before the chain answered the last one, so it never waits for
-//!    the driver; the driver goes on downloading while the chain connects.
+//!    next batch handed over before the chain answered the last one, so the chain does not
+//!    wait for the driver between batches; the driver goes on downloading while the chain
+//!    connects (headers it hands the chain wait their turn behind those batches).
 //!
 //! Serving ([`serve`]) answers peers concurrently with a fair share each, sending blocks as
 //! stored bytes within the response's byte budget.

@@ -336,7 +336,7 @@ impl ChainState {
         )
     }
 
-    /// Connects skip the signatures `cache` holds (filled by a pre-checker ahead of them).
+    /// Connects skip the signatures `cache` holds (filled by mempool acceptance).
     pub fn set_sig_cache(&mut self, cache: Arc<SigCache>) {
         self.sig_cache = Some(cache);
     }
