@@ -101,8 +101,8 @@ pub(crate) struct SyncDriver<C> {
     /// headers: that call waits its turn behind the batches). A batch reaches the chain when its
     /// future first runs, which `FuturesOrdered` does in the order they were pushed; were a
     /// later batch to arrive first, the chain would store its bodies (their headers are
-    /// known) and connect them once their parents came, so order costs speed, never
-    /// correctness.
+    /// known) and connect them once their parents came: order costs speed, not validity (at
+    /// worst, a block found invalid only when connected would go without its sender's ban).
     submits: futures::stream::FuturesOrdered<Submit>,
     /// Blocks in those batches: not stored yet, so still named by `missing_blocks`, but not
     /// to be downloaded again.
