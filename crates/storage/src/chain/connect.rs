@@ -98,7 +98,6 @@ impl ChainState {
             hash: tip.hash,
         };
         let db = self.db.clone();
-        let mut cache = write_lock(&self.cache);
         let done = |cache: &mut UtxoCache| {
             if keep_coins {
                 cache.flushed_keeping_coins();
@@ -106,8 +105,14 @@ impl ChainState {
                 cache.flushed();
             }
         };
+        // Written under the read lock: readers (`ChainReader::coins_at_tip`, on the RPC and
+        // mempool threads) go on meanwhile. Every entry being written is still in the cache,
+        // which they consult first, so whatever part of the writes they see changes nothing.
+        // Only this task changes the cache, so nothing moves before the write lock below.
+        let cache = read_lock(&self.cache);
         if self.utxo_tip == tip && !cache.is_dirty() {
-            done(&mut cache);
+            drop(cache);
+            done(&mut write_lock(&self.cache));
             return Ok(());
         }
         let started = Instant::now();
@@ -138,6 +143,8 @@ impl ChainState {
             chunks += 1;
             Ok(())
         })();
+        drop(cache);
+        let mut cache = write_lock(&self.cache);
         if let Err(e) = written {
             // Some chunks may be on disk: a coin created since the last flush is no longer
             // one the disk lacks, so spending it must write its deletion.

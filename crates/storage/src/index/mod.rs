@@ -49,8 +49,7 @@ pub(crate) struct IndexShared {
     /// Where block-connect time goes (read by metrics and benchmarks).
     pub(crate) timings: ConnectTimings,
     /// The UTXO cache's table footprint in bytes, stored by the chain task each time it has
-    /// changed the cache: metrics read it without the cache's lock, which a flush holds through
-    /// its writes.
+    /// changed the cache: metrics read it without taking the cache's lock at all.
     pub(crate) utxo_cache_bytes: AtomicU64,
 }
 
