@@ -14,13 +14,13 @@ mod miner;
 mod network;
 
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
 /// Rust allocations go through mimalloc: under a batched RPC load glibc's allocator took ~9 % of
 /// the node's CPU, much of it in lock waits (docs/decisions.md). RocksDB's own C++ allocations
 /// stay on glibc, limited to [`MALLOC_ARENAS`].
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tracing_subscriber::EnvFilter;
 
 /// Default log filter when `RUST_LOG` is unset. Kademlia warns about what is normal for a lone
 /// node (a periodic bootstrap with no known peers); our own p2p logs report what matters.

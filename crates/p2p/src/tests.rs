@@ -112,6 +112,11 @@ pub(crate) async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, timeout: Durat
     }
 }
 
+/// Waits until `node`'s chain reaches `height`.
+pub(crate) async fn wait_synced(node: &TestNode, height: u64, timeout: Duration) {
+    wait_for("full sync", timeout, async || node.chain.height() == height).await;
+}
+
 /// Whether `node` has a connection to `peer` now.
 pub(crate) async fn connected_to(node: &TestNode, peer: libp2p::PeerId) -> bool {
     node.handle.peers().await.iter().any(|p| p.peer_id == peer)
@@ -253,10 +258,7 @@ async fn new_node_syncs_from_two_peers_while_one_dies() {
     wait_for("partial sync", WAIT, async || c.chain.height() >= 200).await;
     let killed_at = c.chain.height();
     b.handle.shutdown().await;
-    wait_for("full sync", Duration::from_secs(120), async || {
-        c.chain.height() == N as u64
-    })
-    .await;
+    wait_synced(&c, N as u64, Duration::from_secs(120)).await;
     let secs = start.elapsed().as_secs_f64();
     println!(
         "synced {N} blocks in {secs:.2}s ({:.0} blocks/s, 8 per request); peer killed at height {killed_at}",
@@ -276,10 +278,7 @@ async fn sync_throughput_from_one_peer() {
     let a = start_node(source.clone(), vec![], |_| {}).await;
     let start = Instant::now();
     let c = start_node(Arc::new(MemoryChain::new(1)), vec![a.addr.clone()], |_| {}).await;
-    wait_for("full sync", Duration::from_secs(120), async || {
-        c.chain.height() == N as u64
-    })
-    .await;
+    wait_synced(&c, N as u64, Duration::from_secs(120)).await;
     let secs = start.elapsed().as_secs_f64();
     println!(
         "synced {N} blocks from one peer in {secs:.2}s ({:.0} blocks/s, start-up included)",
@@ -302,10 +301,7 @@ async fn the_next_batch_is_handed_over_while_the_chain_connects() {
     let syncing = Arc::new(MemoryChain::new(1));
     syncing.slow_batches(Duration::from_millis(40));
     let c = start_node(syncing.clone(), vec![a.addr.clone()], |_| {}).await;
-    wait_for("full sync", Duration::from_secs(60), async || {
-        c.chain.height() == N as u64
-    })
-    .await;
+    wait_synced(&c, N as u64, Duration::from_secs(60)).await;
     assert_eq!(
         syncing.max_concurrent_batches(),
         crate::sync::MAX_SUBMITS_IN_FLIGHT
@@ -343,10 +339,7 @@ async fn an_invalid_block_does_not_cost_honest_peers_their_answers() {
         |config| config.blocks_per_request = 8,
     )
     .await;
-    wait_for("full sync", Duration::from_secs(60), async || {
-        c.chain.height() == N as u64
-    })
-    .await;
+    wait_synced(&c, N as u64, Duration::from_secs(60)).await;
     let metrics = c.handle.metrics();
     assert!(metrics.bans >= 1, "the liar was not banned");
     assert_eq!(
