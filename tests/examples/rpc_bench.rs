@@ -206,11 +206,7 @@ fn main() {
     // ingestion figure is compared with, so the highest observed is the honest divisor.
     let verify_all = cairn_tests::verify_rate(threads, VERIFY_SAMPLES, VERIFY_ROUNDS);
 
-    let (single_rate, single_lat) = if batched_only {
-        (f64::NAN, Vec::new())
-    } else {
-        run(&node, singles, clients, 1, &best)
-    };
+    let single = (!batched_only).then(|| run(&node, singles, clients, 1, &best));
     let (batch_rate, batch_lat) = run(&node, batched, clients, batch, &best);
     let pool = node.rpc("getmempoolinfo", json!([])).unwrap();
     let expected = if batched_only { n } else { 2 * n };
@@ -221,18 +217,21 @@ fn main() {
         cfg!(debug_assertions)
     );
     println!("  raw BIP340 verify, all cores: {verify_all:>8.0} /s (best of {VERIFY_ROUNDS})");
-    println!(
-        "  sendrawtransaction, single calls:    {single_rate:>8.0} tx/s = {:.2} x verify",
-        single_rate / verify_all
-    );
+    if let Some((single_rate, _)) = &single {
+        println!(
+            "  sendrawtransaction, single calls:    {single_rate:>8.0} tx/s = {:.2} x verify",
+            single_rate / verify_all
+        );
+    }
     println!(
         "  sendrawtransaction, batches of {batch:<4}: {batch_rate:>8.0} tx/s = {:.2} x verify (target >= {INGEST_TARGET_RATIO:.2}; Bitcoin Core here ~0.10)",
         batch_rate / verify_all
     );
-    for (label, l) in [
-        ("single-call load", &single_lat),
-        ("batched load", &batch_lat),
-    ] {
+    let single_load = single.as_ref().map(|(_, l)| ("single-call load", l));
+    for (label, l) in single_load
+        .into_iter()
+        .chain([("batched load", &batch_lat)])
+    {
         println!(
             "  getblock verbosity 2 ({} txs) under {label}: p50 {:.2} ms, p99 {:.2} ms ({} samples)",
             SAMPLE_BLOCK_TXS + 1,
