@@ -37,11 +37,13 @@ use crate::relay::{RELAY_PROTOCOL, RelayInput, RelayRequest, RelayResponse, TxRe
 use crate::sync::{ChainAccess, ServeRequest, SyncDriver, SyncInput};
 
 mod addr_book;
+mod admission;
 mod handle;
 mod node_key;
 mod relay_events;
 mod swarm;
 
+use admission::Admission;
 pub(crate) use handle::Command;
 pub use handle::NetworkHandle;
 pub use node_key::load_or_create_node_key;

@@ -275,24 +275,13 @@ impl Service {
     /// An inbound relay request: rate-limited with the peer's sync requests (one budget per
     /// peer), decoded with its limit, then answered here (`Inventory`) or by the relay task.
     fn on_inbound_relay(&mut self, peer: PeerId, frame: Frame, channel: ResponseChannel<Frame>) {
-        Metrics::add(&self.metrics.sync_bytes_in, frame.bytes.len());
-        if frame.oversized {
-            Metrics::inc(&self.metrics.invalid_messages);
-            self.penalise(peer, BAN_THRESHOLD, "oversized relay request");
-            return;
-        }
-        let (rate, burst) = (self.config.requests_per_second, self.config.request_burst);
-        if let Some(state) = self.peers.get_mut(&peer)
-            && !state.rate.allow(rate, burst)
-        {
-            Metrics::inc(&self.metrics.invalid_messages);
-            self.penalise(
-                peer,
-                REQUEST_FLOOD_PENALTY,
-                "relay request over the rate limit",
-            );
-            self.respond_relay_now(channel, &RelayResponse::Error("rate limited".into()));
-            return;
+        match self.admit_inbound(peer, &frame, "relay") {
+            Admission::Admitted => {}
+            Admission::Dropped => return,
+            Admission::RateLimited => {
+                self.respond_relay_now(channel, &RelayResponse::Error("rate limited".into()));
+                return;
+            }
         }
         let request = match decode_with_limit::<RelayRequest>(
             &frame.bytes,

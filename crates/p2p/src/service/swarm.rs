@@ -749,29 +749,18 @@ impl Service {
 
     fn on_inbound_request(&mut self, peer: PeerId, frame: Frame, channel: ResponseChannel<Frame>) {
         Metrics::inc(&self.metrics.sync_requests_in);
-        Metrics::add(&self.metrics.sync_bytes_in, frame.bytes.len());
-        if frame.oversized {
-            Metrics::inc(&self.metrics.invalid_messages);
-            self.penalise(peer, BAN_THRESHOLD, "oversized sync request");
-            return;
-        }
-        let (rate, burst) = (self.config.requests_per_second, self.config.request_burst);
-        if let Some(state) = self.peers.get_mut(&peer)
-            && !state.rate.allow(rate, burst)
-        {
-            Metrics::inc(&self.metrics.invalid_messages);
-            self.penalise(
-                peer,
-                REQUEST_FLOOD_PENALTY,
-                "sync request over the rate limit",
-            );
-            let limited = encode(&SyncResponse::Error("rate limited".into()));
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .sync
-                .send_response(channel, Frame::new(limited));
-            return;
+        match self.admit_inbound(peer, &frame, "sync") {
+            Admission::Admitted => {}
+            Admission::Dropped => return,
+            Admission::RateLimited => {
+                let limited = encode(&SyncResponse::Error("rate limited".into()));
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, Frame::new(limited));
+                return;
+            }
         }
         let request =
             match decode_with_limit::<SyncRequest>(&frame.bytes, self.config.max_sync_request_size)
