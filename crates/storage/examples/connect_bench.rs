@@ -1,9 +1,15 @@
 //! Block-connect benchmark: imports N blocks of 200 one-in-two-out signed transactions into a
-//! fresh RocksDB chain (with the UTXO cache, then without), beside the raw BIP340 verify rate
-//! measured in the same run (one core and all cores).
+//! fresh RocksDB chain, beside the raw BIP340 verify rate measured in the same run (one core
+//! and all cores). Three ways:
+//! - as a sync: every header first, then the bodies in the sync driver's batches, so the
+//!   indexes wait for the end as in a node that syncs (`sync_bench` without the network);
+//! - one by one at the tip, the background indexer following each block, as a node does at the
+//!   tip;
+//! - the same without the UTXO cache (every input read from RocksDB).
 //!
-//! `cargo run --release -p cairn-storage --features test-utils --example connect_bench -- [--blocks N] [--full]`
-//! (`--full`: 10,000 blocks).
+//! `cargo run --release -p cairn-storage --features test-utils --example connect_bench -- [--blocks N] [--full] [--sync-only] [--batch N]`
+//! (`--full`: 10,000 blocks; `--sync-only`: the first way alone, for profiling the connect path
+//! without a network; `--batch`: blocks per call in it, 16 by default).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
@@ -11,13 +17,14 @@ use std::time::Instant;
 use cairn_consensus::ChainParams;
 use cairn_primitives::keys::{sighash, verify};
 use cairn_primitives::{Block, Signature, Txid, XOnlyPublicKey};
+use cairn_storage::config::MAX_HEADERS_PER_REQUEST;
 use cairn_storage::test_utils::{TEST_NOW, TestChain, faucet_key};
 use cairn_storage::{BlockSource, ChainState, StorageConfig};
 use rayon::prelude::*;
 
 /// Default block count: about a minute or two in release on a small machine.
 const DEFAULT_BLOCKS: usize = 150;
-/// Blocks per `accept_blocks_from` call in the first run, as the sync driver hands them over
+/// Blocks per `accept_blocks_from` call in the sync run, as the sync driver hands them over
 /// (`cairn_p2p::sync::MAX_SUBMIT_BATCH_BLOCKS`): their connects go through the pipeline.
 const SYNC_BATCH_BLOCKS: usize = 16;
 const FULL_BLOCKS: usize = 10_000;
@@ -30,10 +37,17 @@ const CONNECT_TARGET_RATIO: f64 = 0.85;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut blocks_n = DEFAULT_BLOCKS;
+    let mut sync_batch = SYNC_BATCH_BLOCKS;
+    let mut sync_only = false;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
             "--full" => blocks_n = FULL_BLOCKS,
+            "--sync-only" => sync_only = true,
+            "--batch" => {
+                i += 1;
+                sync_batch = args.get(i).and_then(|s| s.parse().ok()).expect("--batch N");
+            }
             "--blocks" => {
                 i += 1;
                 blocks_n = args
@@ -75,11 +89,14 @@ fn main() {
 
     let mut results = Vec::new();
     let cache_bytes = cairn_storage::config::DEFAULT_UTXO_CACHE_BYTES;
-    for (label, cache, batch) in [
-        ("batches of 16", cache_bytes, SYNC_BATCH_BLOCKS),
-        ("one by one", cache_bytes, 1),
-        ("no UTXO cache", 0, 1),
-    ] {
+    for (label, cache, batch, headers_first) in [
+        ("as a sync", cache_bytes, sync_batch, true),
+        ("one by one", cache_bytes, 1, false),
+        ("no UTXO cache", 0, 1, false),
+    ]
+    .into_iter()
+    .take(if sync_only { 1 } else { 3 })
+    {
         let dir = tempfile::tempdir().unwrap();
         let config = StorageConfig {
             utxo_cache_bytes: cache,
@@ -87,6 +104,12 @@ fn main() {
         };
         let mut state = ChainState::open(dir.path(), params.clone(), config).unwrap();
         let t = Instant::now();
+        if headers_first {
+            for chunk in blocks.chunks(MAX_HEADERS_PER_REQUEST) {
+                let headers: Vec<_> = chunk.iter().map(|b| b.header).collect();
+                state.accept_headers(&headers, TEST_NOW).unwrap();
+            }
+        }
         for chunk in blocks.chunks(batch) {
             let out = state
                 .accept_blocks_from(chunk.to_vec(), TEST_NOW, BlockSource::Requested)
