@@ -6,11 +6,12 @@ pub const DEFAULT_UTXO_CACHE_BYTES: usize = 256 * 1024 * 1024;
 /// Most blocks connected between two UTXO cache flushes, whatever the cache's fill: bounds the
 /// blocks replayed from undo data after a crash.
 pub const UTXO_FLUSH_MAX_BLOCKS: u64 = 2_000;
-/// Default bytes of UTXO changes written in one RocksDB batch at a flush (Bitcoin Core's
-/// `-dbbatchsize`): a flush of a full cache is written in chunks, so it never holds a copy of
-/// the whole cache's changes in memory (about 90 bytes per changed coin; ~90 MB for a full
-/// 256 MiB cache).
-pub const DEFAULT_UTXO_FLUSH_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Default bytes of UTXO changes written in one RocksDB batch at a flush (as Bitcoin Core's
+/// `-dbbatchsize`, half its 16 MiB): a flush of a full cache is written in chunks, so it never
+/// holds a copy of the whole cache's changes in memory (about 90 bytes per changed coin; ~90 MB
+/// for a full 256 MiB cache). A flush also holds up to this many bytes of changes copied out
+/// to be sorted (see `ChainState::flush_utxos`), so it holds about twice this at once.
+pub const DEFAULT_UTXO_FLUSH_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Default number of blocks the orphan pool holds (blocks whose parent is unknown).
 pub const DEFAULT_ORPHAN_MAX_BLOCKS: usize = 100;
 /// Default total bytes of the blocks the orphan pool holds.

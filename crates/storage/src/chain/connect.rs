@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use rayon::slice::ParallelSliceMut;
+
 use super::*;
 use crate::cache::Lookup;
 use crate::config::{INLINE_INDEX_MAX_BEHIND, UTXO_FLUSH_MAX_BLOCKS};
@@ -22,6 +24,17 @@ pub(super) struct PreparedConnect {
     /// `checked.delta` as a view, for the next block's inputs before this one is committed
     /// (built only when a next block follows).
     ahead: Option<AheadView>,
+}
+
+/// One UTXO change on its way to a flush batch: its key's first 8 bytes (see [`key_prefix`]),
+/// the outpoint, and the coin to put (`None`: delete).
+type FlushEntry = (u64, OutPoint, Option<Coin>);
+
+/// The first 8 bytes of `op`'s key ([`outpoint_key`]), as a number that sorts like them.
+fn key_prefix(op: &OutPoint) -> u64 {
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&op.txid.0[..8]);
+    u64::from_be_bytes(prefix)
 }
 
 /// A prepared block's changes as a view (see [`ChainState::prefetch_inputs`]).
@@ -123,15 +136,37 @@ impl ChainState {
         let written = (|| -> StorageResult<()> {
             let utxo = cf(&db, CF_UTXO)?;
             let mut batch = WriteBatch::default();
-            for (op, coin) in cache.dirty_entries() {
-                match coin {
-                    Some(c) => batch.put_cf(utxo, outpoint_key(op), encode_value(c)),
-                    None => batch.delete_cf(utxo, outpoint_key(op)),
-                }
-                entries += 1;
-                if batch.size_in_bytes() >= self.flush_batch_bytes {
-                    self.write(std::mem::take(&mut batch))?;
-                    chunks += 1;
+            // The changes go to RocksDB in runs sorted by key: the table hands them out in hash
+            // order, and the memtable inserts a key that follows the previous one much faster
+            // than one anywhere (the flushes of a 6,000-block sync: 3.9-4.9 s unsorted,
+            // 1.5-1.8 s sorted). A run is copied out of the table, at most a batch's worth of
+            // bytes, so a flush never holds a copy of all the changes; its entries carry their
+            // key's first bytes, so sorting rarely compares more.
+            let run_max = (self.flush_batch_bytes / std::mem::size_of::<FlushEntry>()).max(1);
+            let mut run: Vec<FlushEntry> = Vec::new();
+            let mut dirty = cache.dirty_entries().peekable();
+            while dirty.peek().is_some() {
+                run.extend(
+                    dirty
+                        .by_ref()
+                        .take(run_max)
+                        .map(|(op, coin)| (key_prefix(op), *op, coin.copied())),
+                );
+                // On every core: the pipeline waits for the flush anyway.
+                run.par_sort_unstable_by(|(pa, a, _), (pb, b, _)| {
+                    pa.cmp(pb)
+                        .then_with(|| outpoint_key(a).cmp(&outpoint_key(b)))
+                });
+                for (_, op, coin) in run.drain(..) {
+                    match coin {
+                        Some(c) => batch.put_cf(utxo, outpoint_key(&op), encode_value(&c)),
+                        None => batch.delete_cf(utxo, outpoint_key(&op)),
+                    }
+                    entries += 1;
+                    if batch.size_in_bytes() >= self.flush_batch_bytes {
+                        self.write(std::mem::take(&mut batch))?;
+                        chunks += 1;
+                    }
                 }
             }
             batch.put_cf(
@@ -619,5 +654,36 @@ impl ChainState {
             block: Arc::new(block),
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn outpoint(txid: [u8; 32], vout: u32) -> OutPoint {
+        OutPoint::new(Txid(txid), vout)
+    }
+
+    proptest! {
+        /// A flush sorts by (prefix, key); RocksDB orders by key. They must agree, also for
+        /// txids that share their first bytes and outpoints of one transaction.
+        #[test]
+        fn flush_order_is_key_order(
+            a in any::<[u8; 32]>(),
+            b in any::<[u8; 32]>(),
+            shared in 0usize..=32,
+            va in any::<u32>(),
+            vb in any::<u32>(),
+        ) {
+            let mut b = b;
+            b[..shared].copy_from_slice(&a[..shared]);
+            let (x, y) = (outpoint(a, va), outpoint(b, vb));
+            let flush = key_prefix(&x)
+                .cmp(&key_prefix(&y))
+                .then_with(|| outpoint_key(&x).cmp(&outpoint_key(&y)));
+            prop_assert_eq!(flush, outpoint_key(&x).cmp(&outpoint_key(&y)));
+        }
     }
 }
