@@ -56,6 +56,10 @@ pub const DEFAULT_REQUEST_BYTES: usize = DEFAULT_MAX_SYNC_RESPONSE_SIZE / 2;
 pub const DEFAULT_REQUESTS_IN_FLIGHT_PER_PEER: usize = 4;
 /// Blocks downloaded ahead of the chain tip (the download window).
 pub const DEFAULT_BLOCK_WINDOW: usize = 1024;
+/// Bytes of blocks (as sent) the download window may hold: with large blocks it holds fewer
+/// than [`DEFAULT_BLOCK_WINDOW`], so the memory a sync keeps for blocks waiting their turn does
+/// not grow with the block size (1,024 blocks of 1 MB would be over 1 GB decoded).
+pub const DEFAULT_BLOCK_WINDOW_BYTES: usize = 64 * 1024 * 1024;
 /// Timeout of one sync request.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeouts after which a peer is dropped as stalled.
@@ -200,6 +204,8 @@ pub struct NetworkConfig {
     pub request_bytes: usize,
     pub requests_in_flight_per_peer: usize,
     pub block_window: usize,
+    /// See [`DEFAULT_BLOCK_WINDOW_BYTES`].
+    pub block_window_bytes: usize,
     pub request_timeout: Duration,
     pub max_stalls: u32,
     pub status_interval: Duration,
@@ -264,6 +270,7 @@ impl NetworkConfig {
             request_bytes: DEFAULT_REQUEST_BYTES,
             requests_in_flight_per_peer: DEFAULT_REQUESTS_IN_FLIGHT_PER_PEER,
             block_window: DEFAULT_BLOCK_WINDOW,
+            block_window_bytes: DEFAULT_BLOCK_WINDOW_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_stalls: DEFAULT_MAX_STALLS,
             status_interval: DEFAULT_STATUS_INTERVAL,
@@ -324,8 +331,13 @@ impl NetworkConfig {
         if self.request_bytes == 0 || self.request_bytes > self.max_sync_response_size {
             return err("request_bytes must be in 1..=max_sync_response_size");
         }
-        if self.requests_in_flight_per_peer == 0 || self.block_window == 0 {
-            return err("requests_in_flight_per_peer and block_window must be positive");
+        if self.requests_in_flight_per_peer == 0
+            || self.block_window == 0
+            || self.block_window_bytes == 0
+        {
+            return err(
+                "requests_in_flight_per_peer, block_window and block_window_bytes must be positive",
+            );
         }
         if self.command_queue == 0
             || self.event_queue == 0

@@ -316,6 +316,44 @@ async fn the_next_batch_is_handed_over_while_the_chain_connects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_download_window_is_bounded_in_bytes() {
+    // While the chain is busy, the driver downloads ahead only as many blocks as fit in
+    // `block_window_bytes` at the average size seen (40 here), not `block_window` (1,024).
+    const N: usize = 300;
+    const WINDOW_BLOCKS: usize = 40;
+    let source = Arc::new(MemoryChain::new(1));
+    let blocks = source.mine(N);
+    let size = blocks
+        .iter()
+        .map(|b| cairn_primitives::encoding::encode(b).len())
+        .max()
+        .expect("blocks");
+    let a = start_node(source.clone(), vec![], |_| {}).await;
+    let syncing = Arc::new(MemoryChain::new(1));
+    syncing.slow_batches(Duration::from_millis(200));
+    let c = start_node(syncing.clone(), vec![a.addr.clone()], |config| {
+        config.block_window_bytes = WINDOW_BLOCKS * size;
+        config.blocks_per_request = 8;
+    })
+    .await;
+    wait_for("the first blocks", WAIT, async || syncing.height() > 0).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let connected = syncing.height();
+    let held = source.blocks_served().saturating_sub(connected);
+    // The window, the batches in the chain's hands, and one request's worth of slack.
+    let bound = (WINDOW_BLOCKS
+        + crate::sync::MAX_SUBMITS_IN_FLIGHT * crate::sync::MAX_SUBMIT_BATCH_BLOCKS
+        + 8) as u64;
+    assert!(
+        held <= bound,
+        "{held} blocks downloaded ahead of {connected} connected (bound {bound})"
+    );
+    wait_synced(&c, N as u64, Duration::from_secs(60)).await;
+    a.handle.shutdown().await;
+    c.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_block_does_not_cost_honest_peers_their_answers() {
     // The liar serves the honest chain's headers with every body mutated, so the first block
     // it delivers is refused and the download window is reset. The honest peer answers slowly:

@@ -89,6 +89,8 @@ pub(crate) struct SyncDriver<C> {
     rate: u32,
     in_flight_per_peer: usize,
     window: usize,
+    /// Bytes of blocks the window may hold (see [`Self::window_blocks`]).
+    window_bytes: usize,
     max_stalls: u32,
     status_interval: Duration,
     progress: (Instant, u64),
@@ -140,6 +142,7 @@ impl<C: ChainAccess> SyncDriver<C> {
             rate: config.sync_requests_per_second,
             in_flight_per_peer: config.requests_in_flight_per_peer,
             window: config.block_window,
+            window_bytes: config.block_window_bytes,
             max_stalls: config.max_stalls,
             status_interval: config.status_interval,
             progress: (Instant::now(), 0),
@@ -658,6 +661,17 @@ impl<C: ChainAccess> SyncDriver<C> {
         self.generation += 1;
     }
 
+    /// Blocks the download window holds: `window`, or fewer when that many blocks of the
+    /// average size seen so far would pass `window_bytes` (at least one).
+    fn window_blocks(&self) -> usize {
+        match self.average_block_size {
+            Some(avg) if avg >= 1.0 => {
+                ((self.window_bytes as f64 / avg) as usize).clamp(1, self.window)
+            }
+            _ => self.window,
+        }
+    }
+
     /// Blocks to ask one peer for at once: as many as fit in `request_bytes` at the average
     /// block size seen so far, within `1..=blocks_per_request`.
     fn blocks_per_request(&self) -> usize {
@@ -693,8 +707,9 @@ impl<C: ChainAccess> SyncDriver<C> {
         }
 
         // 2. Refill the download window; pending blocks no longer missing leave it.
-        if self.queue.len() < self.window / 2 {
-            let missing = self.chain.missing_blocks(self.window);
+        let window = self.window_blocks();
+        if self.queue.len() < window / 2 {
+            let missing = self.chain.missing_blocks(window);
             let still: HashSet<&BlockHash> = missing.iter().collect();
             let slots = &mut self.slots;
             self.queue.retain(|h| match slots.get(h) {
@@ -706,7 +721,7 @@ impl<C: ChainAccess> SyncDriver<C> {
                 None => false,
             });
             for hash in &missing {
-                if self.queue.len() >= self.window {
+                if self.queue.len() >= window {
                     break;
                 }
                 if self.slots.contains_key(hash)
@@ -730,10 +745,13 @@ impl<C: ChainAccess> SyncDriver<C> {
             }
         }
 
-        // 3. Hand pending blocks to peers that proved they have them, round robin.
+        // 3. Hand pending blocks to peers that proved they have them, round robin; only
+        // those within the window's front (the queue may be longer than the window once the
+        // average block size says fewer blocks fit).
         let mut pending: Vec<(BlockHash, u64, Option<PeerId>)> = self
             .queue
             .iter()
+            .take(window)
             .filter_map(|h| match self.slots.get(h) {
                 Some(Slot::Pending { height, avoid, .. }) => Some((*h, *height, *avoid)),
                 _ => None,
